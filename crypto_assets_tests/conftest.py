@@ -1,0 +1,57 @@
+"""Fixtures shared across the suite: the real recording, replay servers and one Spark session."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from crypto_assets.recording import bundled_recording
+
+SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+
+
+@pytest.fixture(scope="session")
+def recording() -> Path:
+    """The packaged recording of real BTCUSDT/ETHUSDT trade frames."""
+    return bundled_recording()
+
+
+@pytest.fixture(scope="session")
+def raw_recordings() -> list[Path]:
+    """The raw hftbacktest files (trade, depth and bookTicker frames), from ../shared."""
+    paths = sorted(SHARED_DATA_DIR.glob("*usdt_2024080*.gz"))
+    if not paths:
+        pytest.fail(f"raw recordings not found under {SHARED_DATA_DIR}")
+    return paths
+
+
+@pytest.fixture
+def replay_server_factory(recording: Path) -> Iterator[Callable[..., object]]:
+    """Start real replay servers on loopback (port 0, --speed max unless told); stop them after."""
+    from crypto_assets.replay.server import ReplayOptions, ReplayServer
+
+    servers: list[ReplayServer] = []
+
+    def start(**overrides: object) -> ReplayServer:
+        options = {"recordings": (recording,), "host": "127.0.0.1", "port": 0, "speed": None}
+        options.update(overrides)
+        server = ReplayServer(ReplayOptions(**options))  # type: ignore[arg-type]
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def spark():  # noqa: ANN201 - pyspark is imported lazily so non-Spark tests start fast
+    """One local Spark session for the whole test run (local[2], UI off, few partitions)."""
+    from crypto_assets.analytics.spark_session import get_spark_session
+
+    session = get_spark_session(app_name="crypto_assets_tests")
+    yield session
+    session.stop()
