@@ -1,0 +1,1 @@
+"""Binance spot: pure trade-frame parsing, the websocket transport and the REST client."""

@@ -1,0 +1,316 @@
+"""Websocket transport for a Binance combined stream: connect, read, reconnect, rotate.
+
+It knows nothing about the frames: one reader thread per connection pushes
+``(connection_id, text, received_ms)`` into a queue that the caller drains. websocket-client
+answers the server's pings itself. A supervisor thread owns the connection's life:
+
+- a connection silent for `silence_timeout` seconds is dead and replaced;
+- reconnects back off exponentially with full jitter (reset after a connection that delivered
+  frames), never faster than one attempt per `min_attempt_interval` (Binance allows 300 per 5 min);
+- `max_consecutive_failures` failed attempts in a row end the client with `StreamUnavailableError`;
+- rotation (``rotate()`` on ``serverShutdown``, or at `max_connection_age`, Binance drops
+  connections at 24 h) opens the new connection first and closes the old one once the new one
+  delivers frames: both may deliver the same trades for a moment, the caller dedupes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from queue import SimpleQueue
+from urllib.parse import urlsplit
+
+import websocket
+
+from crypto_assets.errors import CryptoAssetsError
+
+logger = logging.getLogger(__name__)
+
+Frame = tuple[int, str, int]
+
+
+class StreamUnavailableError(CryptoAssetsError):
+    """The stream cannot be reached (or was lost for good); the message says why and what to do."""
+
+
+def combined_stream_url(base_url: str, pairs: Sequence[str]) -> str:
+    """``<base>/stream?streams=btcusdt@trade/ethusdt@trade`` for lower-case `pairs`."""
+    streams = "/".join(f"{pair.lower()}@trade" for pair in pairs)
+    return f"{base_url.rstrip('/')}/stream?streams={streams}"
+
+
+def describe_connect_error(exc: BaseException, timeout: float) -> str:
+    """Why a websocket connection attempt failed, in a few words."""
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        return (
+            f"HTTP {exc.status_code} on the websocket upgrade "
+            "(wrong URL, or a proxy/firewall blocking websockets)"
+        )
+    if isinstance(exc, websocket.WebSocketAddressException | socket.gaierror):
+        return "DNS lookup failed (unknown host or no network)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listening on that host and port)"
+    if isinstance(exc, websocket.WebSocketTimeoutException | TimeoutError | socket.timeout):
+        return f"timed out after {timeout:g} s (network blocked or host unreachable)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error ({exc.reason or exc})"
+    if isinstance(exc, ConnectionError | OSError):
+        return f"network error ({exc.strerror or exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def connect(url: str, timeout: float) -> websocket.WebSocket:
+    """Open one websocket; any failure becomes `StreamUnavailableError` naming the cause."""
+    try:
+        return websocket.create_connection(url, timeout=timeout, enable_multithread=True)
+    except (websocket.WebSocketException, OSError) as exc:
+        raise StreamUnavailableError(
+            f"cannot reach {_display(url)}: {describe_connect_error(exc, timeout)}"
+        ) from exc
+
+
+def _display(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class _Connection:
+    """One websocket and its reader thread."""
+
+    __slots__ = ("done", "first_frame", "frames", "id", "opened_at", "reason", "thread", "ws")
+
+    def __init__(self, connection_id: int, ws: websocket.WebSocket) -> None:
+        self.id = connection_id
+        self.ws = ws
+        self.opened_at = time.monotonic()
+        self.frames = 0
+        self.first_frame = threading.Event()
+        self.done = threading.Event()
+        self.reason = ""
+        self.thread: threading.Thread | None = None
+
+    def close(self) -> None:
+        # abort() shuts the socket down, which wakes the reader blocked in recv().
+        self.ws.abort()
+
+
+class StreamClient:
+    """A self-healing websocket subscription; frames go to `frames` as (connection id, text, ms)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        silence_timeout: float = 60.0,
+        max_connection_age: float = 23.5 * 3600,
+        connect_timeout: float = 10.0,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 60.0,
+        min_attempt_interval: float = 1.0,
+        max_consecutive_failures: int = 10,
+        rotation_overlap: float = 5.0,
+        max_queued_frames: int = 200_000,
+    ) -> None:
+        self.url = url
+        self.silence_timeout = silence_timeout
+        self.max_connection_age = max_connection_age
+        self.connect_timeout = connect_timeout
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.min_attempt_interval = min_attempt_interval
+        self.max_consecutive_failures = max_consecutive_failures
+        self.rotation_overlap = rotation_overlap
+        self.max_queued_frames = max_queued_frames
+        self.frames: SimpleQueue[Frame] = SimpleQueue()
+        self.connections_opened = 0
+        self.reconnects = 0
+        self.rotations = 0
+        self.failure: StreamUnavailableError | None = None
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._rotate_requested = False
+        self._lock = threading.Lock()
+        self._active: _Connection | None = None
+        self._retiring: list[_Connection] = []
+        self._next_id = 0
+        self._last_attempt = float("-inf")
+        self._last_error = ""
+        self._supervisor: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop() while the client has not given up."""
+        return self._supervisor is not None and self._supervisor.is_alive()
+
+    def start(self) -> None:
+        """Connect once in the caller's thread (failing fast), then supervise in the background."""
+        if self._supervisor is not None:
+            raise RuntimeError("StreamClient.start() called twice")
+        self._stop.clear()
+        self._active = self._open()
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="stream-supervisor", daemon=True
+        )
+        self._supervisor.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and wait for the threads; safe to call more than once."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            connections = [c for c in (self._active, *self._retiring) if c is not None]
+        for connection in connections:
+            connection.close()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
+        for connection in connections:
+            if connection.thread is not None:
+                connection.thread.join(timeout)
+            connection.ws.shutdown()
+
+    def rotate(self, connection_id: int | None = None) -> None:
+        """Replace the connection (after ``serverShutdown`` on `connection_id`), overlapping."""
+        active = self._active
+        if connection_id is not None and (active is None or active.id != connection_id):
+            return  # an old connection announcing its own end: already being replaced
+        self._rotate_requested = True
+        self._wake.set()
+
+    def raise_if_failed(self) -> None:
+        """Raise the `StreamUnavailableError` that ended the client, if any."""
+        if self.failure is not None:
+            raise self.failure
+
+    def _open(self) -> _Connection:
+        wait = self._last_attempt + self.min_attempt_interval - time.monotonic()
+        if wait > 0:
+            self._stop.wait(wait)
+        self._last_attempt = time.monotonic()
+        ws = connect(self.url, self.connect_timeout)
+        # recv() times out after this long without bytes: the silence watchdog.
+        ws.settimeout(self.silence_timeout)
+        connection = _Connection(self._next_id, ws)
+        self._next_id += 1
+        connection.thread = threading.Thread(
+            target=self._read,
+            args=(connection,),
+            name=f"stream-reader-{connection.id}",
+            daemon=True,
+        )
+        self.connections_opened += 1
+        connection.thread.start()
+        logger.info("connected to %s (connection %s)", _display(self.url), connection.id)
+        return connection
+
+    def _read(self, connection: _Connection) -> None:
+        ws = connection.ws
+        put = self.frames.put
+        qsize = self.frames.qsize
+        limit = self.max_queued_frames
+        stop = self._stop
+        try:
+            while not stop.is_set():
+                text = ws.recv()
+                if not text:
+                    connection.reason = "closed by the server"
+                    break
+                put((connection.id, text, time.time_ns() // 1_000_000))
+                connection.frames += 1
+                if connection.frames == 1:
+                    connection.first_frame.set()
+                    self._wake.set()
+                while qsize() > limit and not stop.is_set():
+                    time.sleep(0.005)  # back-pressure: the consumer is behind; stop reading
+        except websocket.WebSocketTimeoutException:
+            connection.reason = f"no frame for {self.silence_timeout:g} s"
+        except (websocket.WebSocketException, OSError) as exc:
+            connection.reason = f"connection lost ({type(exc).__name__}: {exc})"
+        finally:
+            ws.shutdown()
+            connection.done.set()
+            self._wake.set()
+
+    def _supervise(self) -> None:
+        # Attempts in a row that did not give a connection delivering frames.
+        failures = 0
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self._retire_replaced()
+            active = self._active
+            if active is not None and active.done.is_set():
+                logger.warning("connection %s ended: %s", active.id, active.reason)
+                with self._lock:
+                    self._active = None
+                failures = 0 if active.frames > 0 else failures + 1
+                active = None
+            if active is None:
+                if failures >= self.max_consecutive_failures:
+                    self._give_up(failures)
+                    break
+                try:
+                    self._reconnect(failures)
+                except StreamUnavailableError as exc:
+                    failures += 1
+                    self._last_error = str(exc)
+                    logger.warning("reconnect attempt failed (%s in a row): %s", failures, exc)
+                    self._wake.set()
+                continue
+            if (
+                self._rotate_requested
+                or time.monotonic() - active.opened_at >= self.max_connection_age
+            ):
+                self._rotate(active)
+
+    def _give_up(self, failures: int) -> None:
+        cause = self._last_error or f"cannot keep a connection to {_display(self.url)} open"
+        self.failure = StreamUnavailableError(
+            f"{cause} ({failures} attempts in a row failed) — check the network and "
+            "BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
+        )
+        logger.error("%s", self.failure)
+        self._wake.set()
+
+    def _reconnect(self, failures: int) -> None:
+        if failures:
+            delay = random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**failures))
+            if self._stop.wait(delay):
+                return
+        connection = self._open()
+        with self._lock:
+            self._active = connection
+        self._rotate_requested = False
+        self.reconnects += 1
+
+    def _rotate(self, old: _Connection) -> None:
+        self._rotate_requested = False
+        try:
+            new = self._open()
+        except StreamUnavailableError as exc:
+            logger.warning("rotation of connection %s failed, keeping it: %s", old.id, exc)
+            return
+        with self._lock:
+            self._active = new
+            self._retiring.append(old)
+        self.rotations += 1
+        logger.info("rotating connection %s -> %s", old.id, new.id)
+
+    def _retire_replaced(self) -> None:
+        active = self._active
+        if not self._retiring or active is None:
+            return
+        overlap_over = time.monotonic() - active.opened_at >= self.rotation_overlap
+        if not (active.first_frame.is_set() or overlap_over or active.done.is_set()):
+            return
+        with self._lock:
+            retiring, self._retiring = self._retiring, []
+        for connection in retiring:
+            connection.close()
+            logger.info("closed replaced connection %s", connection.id)

@@ -1,0 +1,144 @@
+"""Sub-commands ``produce``, ``test-connection`` and ``run`` of the ``crypto-assets`` script."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from crypto_assets.producer.connection_check import check_connection
+from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
+from crypto_assets.producer.source import REPLAY_WARNING, open_source
+from crypto_assets.settings import Settings, SettingsError, parse_duration_minutes, parse_pairs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the producer's sub-commands."""
+    produce = subparsers.add_parser(
+        "produce", help="stream Binance trades into landing NDJSON files"
+    )
+    produce.add_argument("--ws-url", help="websocket base URL [BINANCE_WS_URL]")
+    produce.add_argument(
+        "--rest-url",
+        help="REST base URL for gap filling [same host over http for a loopback --ws-url, "
+        "else BINANCE_REST_URL]",
+    )
+    produce.add_argument(
+        "--pairs", help="comma-separated symbols, e.g. btcusdt,ethusdt [TRADING_PAIRS]"
+    )
+    produce.add_argument("--landing-dir", type=Path, help="[$CRYPTO_DATA_DIR/landing/trades]")
+    produce.add_argument("--quarantine-dir", type=Path, help="[<landing-dir>/../_quarantine]")
+    produce.add_argument("--batch-interval-seconds", type=float, help="[BATCH_INTERVAL_SECONDS]")
+    produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
+    produce.add_argument("--duration-minutes", help="minutes, or 'none' [RUN_DURATION_MINUTES]")
+    produce.add_argument("--duration-seconds", type=float, help="overrides --duration-minutes")
+    produce.set_defaults(func=produce_command)
+
+    check = subparsers.add_parser(
+        "test-connection", help="subscribe for a while; print trade rates and latency per symbol"
+    )
+    check.add_argument("--ws-url", help="websocket base URL [BINANCE_WS_URL]")
+    check.add_argument("--pairs", help="comma-separated symbols [TRADING_PAIRS]")
+    check.add_argument("--duration", type=float, default=10.0, help="seconds to listen [10]")
+    check.set_defaults(func=test_connection_command)
+
+    run = subparsers.add_parser(
+        "run",
+        help="produce for RUN_DURATION_MINUTES from CRYPTO_SOURCE (live, or the bundled replay) "
+        "into $CRYPTO_DATA_DIR/landing/trades",
+    )
+    run.set_defaults(func=run_command)
+
+
+def produce_command(args: argparse.Namespace) -> int:
+    """``crypto-assets produce``: run the producer with flags over the environment's settings."""
+    settings = Settings.from_env()
+    ws_url = (args.ws_url or settings.binance_ws_url).rstrip("/")
+    duration = _duration_seconds(args, settings)
+    config = ProducerConfig(
+        ws_url=ws_url,
+        rest_url=args.rest_url or default_rest_url(ws_url, settings.binance_rest_url),
+        pairs=parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs,
+        landing_dir=args.landing_dir or settings.landing_dir,
+        quarantine_dir=args.quarantine_dir,
+        batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
+        max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
+        duration_seconds=duration,
+    )
+    return _produce(config)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``crypto-assets run``: what ``make run`` does, entirely from the environment."""
+    settings = Settings.from_env()
+    with open_source(settings) as source:
+        if source.kind == "replay":
+            print(f"*** {REPLAY_WARNING} ***", file=sys.stderr)
+        minutes = settings.run_duration_minutes
+        config = ProducerConfig(
+            ws_url=source.ws_url,
+            rest_url=source.rest_url,
+            pairs=settings.trading_pairs,
+            landing_dir=settings.landing_dir,
+            batch_interval_seconds=settings.batch_interval_seconds,
+            max_trades_per_batch=settings.max_trades_per_batch,
+            duration_seconds=None if minutes is None else minutes * 60,
+            source=source.kind,
+        )
+        return _produce(config)
+
+
+def test_connection_command(args: argparse.Namespace) -> int:
+    """``crypto-assets test-connection``: print per-symbol trade rates and receive latency."""
+    settings = Settings.from_env()
+    if args.duration <= 0:
+        raise SettingsError(f"--duration={args.duration!r}: must be greater than zero")
+    pairs = parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs
+    report = check_connection(
+        (args.ws_url or settings.binance_ws_url).rstrip("/"), pairs, args.duration
+    )
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _produce(config: ProducerConfig) -> int:
+    producer = Producer(config)
+    with _stop_on_signals(producer):
+        summary = producer.run()
+    print(summary.summary_line(), flush=True)
+    return 0
+
+
+def _duration_seconds(args: argparse.Namespace, settings: Settings) -> float | None:
+    if args.duration_seconds is not None:
+        if args.duration_seconds <= 0:
+            raise SettingsError(f"--duration-seconds={args.duration_seconds!r}: must be > 0")
+        return args.duration_seconds
+    if args.duration_minutes is not None:
+        minutes = parse_duration_minutes(args.duration_minutes, "--duration-minutes")
+    else:
+        minutes = settings.run_duration_minutes
+    return None if minutes is None else minutes * 60
+
+
+def _or(value: float | int | None, default: float | int) -> float | int:
+    return default if value is None else value
+
+
+@contextmanager
+def _stop_on_signals(producer: Producer) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the producer to land what it has and return (exit 0), not to die."""
+
+    def handler(signum: int, frame: object) -> None:
+        producer.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

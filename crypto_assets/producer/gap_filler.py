@@ -1,0 +1,112 @@
+"""Back-filling trade-id gaps from REST ``historicalTrades``, through the sequencer.
+
+Fetched trades go through the same `TradeSequencer` as streamed ones, so a trade that arrived late
+on the websocket meanwhile is not landed twice. What REST cannot provide is given up, counted as
+unfilled and logged with its id range: never hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from crypto_assets.binance.parsing import TradeRecord, trade_from_rest
+from crypto_assets.binance.rest_client import MAX_LIMIT, BinanceRestClient, RestError
+from crypto_assets.producer.trade_sequencer import Gap, TradeSequencer
+
+logger = logging.getLogger(__name__)
+
+
+class GapFiller:
+    """Fills the sequencer's due gaps from REST: calls of ≤ 1000, ≤ `max_trades_per_gap` per gap."""
+
+    def __init__(
+        self,
+        rest: BinanceRestClient | None,
+        *,
+        sequencer: TradeSequencer,
+        emit: Callable[[TradeRecord], None],
+        max_trades_per_gap: int = 100_000,
+        max_attempts: int = 3,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        self.rest = rest
+        self.sequencer = sequencer
+        self.emit = emit
+        self.max_trades_per_gap = max_trades_per_gap
+        self.max_attempts = max_attempts
+        self.retry_seconds = retry_seconds
+        self.filled_from_rest = 0
+        self.rest_calls = 0
+        self._failed: dict[tuple[str, int], tuple[int, float]] = {}
+
+    def fill_due(self, now: float, final: bool = False) -> None:
+        """Fill every gap past its grace period; with `final`, every gap, one attempt each."""
+        for gap in self.sequencer.due_gaps(now, include_recent=final):
+            key = (gap.symbol, gap.first_id)
+            attempts, retry_at = self._failed.get(key, (0, 0.0))
+            if not final and now < retry_at:
+                continue
+            try:
+                self._fetch(gap, now)
+            except RestError as exc:
+                attempts += 1
+                if attempts < self.max_attempts and not final:
+                    logger.warning(
+                        "%s: REST fill of ids %s..%s failed (attempt %s), retrying: %s",
+                        gap.symbol,
+                        gap.first_id,
+                        gap.last_id,
+                        attempts,
+                        exc,
+                    )
+                    self._failed[key] = (attempts, now + self.retry_seconds)
+                    continue
+                logger.error(
+                    "%s: REST fill of ids %s..%s failed: %s",
+                    gap.symbol,
+                    gap.first_id,
+                    gap.last_id,
+                    exc,
+                )
+            self._failed.pop(key, None)
+            self._give_up_rest(gap)
+
+    def _fetch(self, gap: Gap, now: float) -> None:
+        if self.rest is None:
+            return
+        next_id = gap.first_id
+        budget = min(gap.size, self.max_trades_per_gap)
+        fetched = 0
+        while next_id <= gap.last_id and fetched < budget:
+            limit = min(MAX_LIMIT, gap.last_id - next_id + 1, budget - fetched)
+            rows = self.rest.historical_trades(gap.symbol, next_id, limit)
+            self.rest_calls += 1
+            received_ms = time.time_ns() // 1_000_000
+            last_seen = next_id - 1
+            for row in rows:
+                trade_id = int(row["id"])
+                if trade_id > gap.last_id:
+                    break
+                last_seen = max(last_seen, trade_id)
+                fetched += 1
+                if self.sequencer.accept(gap.symbol, trade_id, now):
+                    self.emit(trade_from_rest(gap.symbol, row, received_ms))
+                    self.filled_from_rest += 1
+            if last_seen < next_id:
+                break  # REST has nothing (more) here: older than it keeps, or not there yet
+            next_id = last_seen + 1
+
+    def _give_up_rest(self, gap: Gap) -> None:
+        unfilled = self.sequencer.resolve(gap)
+        if unfilled:
+            logger.warning(
+                "%s: %s trades with ids in %s..%s could not be filled (REST had none of them)",
+                gap.symbol,
+                unfilled,
+                gap.first_id,
+                gap.last_id,
+            )
+        else:
+            logger.info("%s: gap %s..%s filled", gap.symbol, gap.first_id, gap.last_id)

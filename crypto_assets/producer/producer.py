@@ -1,0 +1,281 @@
+"""The producer: websocket frames → parse → sequencer (exactly once) → landing files.
+
+One consumer loop in the caller's thread drains the transport's queue; the transport's own
+threads only read sockets. On stop (or at the end of the duration) everything received is landed
+before `run` returns: nothing received is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty
+from urllib.parse import urlsplit
+
+from crypto_assets.binance.parsing import (
+    SERVER_SHUTDOWN,
+    ControlFrame,
+    Rejection,
+    TradeRecord,
+    parse_frame,
+)
+from crypto_assets.binance.rest_client import BinanceRestClient
+from crypto_assets.binance.stream_client import (
+    StreamClient,
+    StreamUnavailableError,
+    combined_stream_url,
+)
+from crypto_assets.producer.gap_filler import GapFiller
+from crypto_assets.producer.landing_writer import LandingWriter
+from crypto_assets.producer.trade_sequencer import TradeSequencer
+from crypto_assets.settings import SettingsError
+
+logger = logging.getLogger(__name__)
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# How often the loop looks at the clock for flushes, gaps, progress and the deadline.
+_TICK_SECONDS = 0.1
+_DRAIN_PER_TICK = 5000
+
+
+def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
+    """REST base for `ws_url`: on loopback the same host:port over http(s), else the given one."""
+    parts = urlsplit(ws_url)
+    if parts.hostname in _LOOPBACK_HOSTS:
+        scheme = "https" if parts.scheme == "wss" else "http"
+        return f"{scheme}://{parts.netloc}"
+    return binance_rest_url
+
+
+@dataclass(frozen=True)
+class ProducerConfig:
+    """What the producer connects to, where it lands files, and its timings (seconds)."""
+
+    ws_url: str
+    pairs: tuple[str, ...]
+    landing_dir: Path
+    rest_url: str | None = None
+    quarantine_dir: Path | None = None
+    batch_interval_seconds: float = 5.0
+    max_trades_per_batch: int = 1000
+    duration_seconds: float | None = None
+    silence_timeout: float = 60.0
+    max_connection_age: float = 23.5 * 3600
+    connect_timeout: float = 10.0
+    gap_grace_seconds: float = 1.5
+    max_gap_fill_trades: int = 100_000
+    min_reconnect_interval: float = 1.0
+    max_consecutive_failures: int = 10
+    progress_interval_seconds: float = 10.0
+    source: str = "live"
+
+    def __post_init__(self) -> None:
+        if not self.pairs:
+            raise SettingsError("pairs: expected at least one symbol such as 'btcusdt'")
+        if not self.ws_url.startswith(("ws://", "wss://")):
+            raise SettingsError(
+                f"ws_url={self.ws_url!r}: expected a URL starting with ws:// or wss://"
+            )
+        for name in ("batch_interval_seconds", "silence_timeout", "max_connection_age"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{name}={getattr(self, name)!r}: must be greater than zero")
+        if self.max_trades_per_batch < 1:
+            raise SettingsError(f"max_trades_per_batch={self.max_trades_per_batch!r}: must be ≥ 1")
+        if self.duration_seconds is not None and self.duration_seconds <= 0:
+            raise SettingsError(f"duration_seconds={self.duration_seconds!r}: must be > 0 or None")
+
+    @property
+    def resolved_quarantine_dir(self) -> Path:
+        """``<landing-dir>/../_quarantine`` unless set."""
+        return self.quarantine_dir or Path(self.landing_dir).parent / "_quarantine"
+
+
+@dataclass(frozen=True)
+class ProducerStats:
+    """Counters of a run so far; `per_symbol` counts landed (or pending) trades by symbol."""
+
+    trades: int
+    files: int
+    quarantined: int
+    duplicates_dropped: int
+    gaps_filled: int
+    gaps_unfilled: int
+    reconnects: int
+    seconds: float
+    per_symbol: Mapping[str, int] = field(default_factory=dict)
+    gaps_filled_from_rest: int = 0
+    gaps_pending: int = 0
+
+
+@dataclass(frozen=True)
+class ProducerSummary(ProducerStats):
+    """The result of a finished run, with the kind of source it read (live or replay)."""
+
+    source: str = "live"
+
+    def summary_line(self) -> str:
+        """The run in one line, for the CLI and logs."""
+        symbols = ", ".join(f"{s} {n}" for s, n in sorted(self.per_symbol.items())) or "none"
+        return (
+            f"produced {self.trades} trades ({symbols}) in {self.files} files in "
+            f"{self.seconds:.1f} s from {self.source}; quarantined {self.quarantined}, "
+            f"duplicates dropped {self.duplicates_dropped}, gap trades filled {self.gaps_filled}, "
+            f"unfilled {self.gaps_unfilled}, reconnects {self.reconnects}"
+        )
+
+
+class Producer:
+    """Streams trades of `config.pairs` into landing files until stopped or the duration ends."""
+
+    def __init__(
+        self, config: ProducerConfig, on_progress: Callable[[ProducerStats], None] | None = None
+    ) -> None:
+        self.config = config
+        self.on_progress = on_progress
+        self._stop = threading.Event()
+        self._symbols = frozenset(p.upper() for p in config.pairs)
+        self._per_symbol: dict[str, int] = {}
+        self._started = time.monotonic()
+        self.sequencer = TradeSequencer(grace_seconds=config.gap_grace_seconds)
+        self.writer = LandingWriter(
+            Path(config.landing_dir),
+            config.resolved_quarantine_dir,
+            config.batch_interval_seconds,
+            config.max_trades_per_batch,
+        )
+        rest = BinanceRestClient(config.rest_url) if config.rest_url else None
+        self.gap_filler = GapFiller(
+            rest,
+            sequencer=self.sequencer,
+            emit=self._emit,
+            max_trades_per_gap=config.max_gap_fill_trades,
+        )
+        self.client = StreamClient(
+            combined_stream_url(config.ws_url, config.pairs),
+            silence_timeout=config.silence_timeout,
+            max_connection_age=config.max_connection_age,
+            connect_timeout=config.connect_timeout,
+            min_attempt_interval=config.min_reconnect_interval,
+            max_consecutive_failures=config.max_consecutive_failures,
+        )
+
+    def stop(self) -> None:
+        """Ask `run` to land what it has and return; safe from signal handlers and other threads."""
+        self._stop.set()
+
+    def stats(self) -> ProducerStats:
+        """Counters so far."""
+        return ProducerStats(**self._counts())
+
+    def run(self, stop_event: threading.Event | None = None) -> ProducerSummary:
+        """Produce until `stop()`, `stop_event`, the configured duration, or a lost stream."""
+        try:
+            self.client.start()
+        except StreamUnavailableError as exc:
+            raise StreamUnavailableError(
+                f"{exc} — check --ws-url/BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
+            ) from exc
+        self._started = time.monotonic()
+        deadline = (
+            None
+            if self.config.duration_seconds is None
+            else self._started + self.config.duration_seconds
+        )
+        logger.info(
+            "producing %s from %s into %s",
+            ",".join(sorted(self._symbols)),
+            self.config.ws_url,
+            self.config.landing_dir,
+        )
+        try:
+            self._loop(deadline, stop_event)
+        finally:
+            self.client.stop()
+            self._drain(final=True)
+            self.gap_filler.fill_due(time.monotonic(), final=True)
+            self.writer.flush()
+        self.client.raise_if_failed()
+        summary = ProducerSummary(**self._counts(), source=self.config.source)
+        logger.info("%s", summary.summary_line())
+        return summary
+
+    def _loop(self, deadline: float | None, stop_event: threading.Event | None) -> None:
+        next_progress = time.monotonic() + self.config.progress_interval_seconds
+        while True:
+            self._drain(final=False)
+            now = time.monotonic()
+            if self._stop.is_set() or (stop_event is not None and stop_event.is_set()):
+                logger.info("stop requested")
+                return
+            if deadline is not None and now >= deadline:
+                logger.info("duration of %s s reached", self.config.duration_seconds)
+                return
+            if self.client.failure is not None:
+                return
+            self.writer.flush_if_due()
+            self.gap_filler.fill_due(now)
+            if self.on_progress is not None and now >= next_progress:
+                next_progress = now + self.config.progress_interval_seconds
+                self.on_progress(self.stats())
+
+    def _drain(self, final: bool) -> None:
+        """Process queued frames: up to one tick's worth, or (final) everything queued."""
+        frames = self.client.frames
+        symbols = self._symbols
+        accept = self.sequencer.accept
+        add = self.writer.add
+        per_symbol = self._per_symbol
+        now = time.monotonic()
+        budget = None if final else _DRAIN_PER_TICK
+        processed = 0
+        while budget is None or processed < budget:
+            try:
+                if final:
+                    item = frames.get_nowait()
+                elif processed == 0:
+                    item = frames.get(timeout=_TICK_SECONDS)
+                else:
+                    item = frames.get_nowait()
+            except Empty:
+                return
+            processed += 1
+            connection_id, text, received_ms = item
+            result = parse_frame(text, received_ms, symbols)
+            if type(result) is TradeRecord:
+                if accept(result.symbol, result.trade_id, now):
+                    add(result.to_json())
+                    per_symbol[result.symbol] = per_symbol.get(result.symbol, 0) + 1
+            elif type(result) is Rejection:
+                self.writer.reject(result.raw, result.reason, result.detail, received_ms)
+            else:
+                self._control(connection_id, result)
+
+    def _control(self, connection_id: int, frame: ControlFrame) -> None:
+        if frame.kind == SERVER_SHUTDOWN:
+            logger.warning("server announced shutdown on connection %s: rotating", connection_id)
+            self.client.rotate(connection_id)
+        else:
+            logger.debug("control frame on connection %s: %s", connection_id, frame.payload)
+
+    def _emit(self, record: TradeRecord) -> None:
+        self.writer.add(record.to_json())
+        self._per_symbol[record.symbol] = self._per_symbol.get(record.symbol, 0) + 1
+
+    def _counts(self) -> dict:
+        return {
+            "trades": sum(self._per_symbol.values()),
+            "files": self.writer.files_written,
+            "quarantined": self.writer.quarantined,
+            "duplicates_dropped": self.sequencer.duplicates,
+            "gaps_filled": self.sequencer.filled,
+            "gaps_unfilled": self.sequencer.unfilled,
+            "reconnects": max(0, self.client.connections_opened - 1),
+            "seconds": time.monotonic() - self._started,
+            "per_symbol": dict(self._per_symbol),
+            "gaps_filled_from_rest": self.gap_filler.filled_from_rest,
+            "gaps_pending": self.sequencer.missing_trades(),
+        }

@@ -1,0 +1,95 @@
+"""Where trades come from: live Binance, or the bundled recording replayed in-process.
+
+``CRYPTO_SOURCE=live`` uses ``BINANCE_WS_URL``; ``replay`` serves the bundled recording of real
+trades at real speed, looping, with times moved to now; ``auto`` probes the live endpoint and
+falls back to the replay. Replayed data is always announced loudly: it is not the market now.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal
+
+from crypto_assets.binance.stream_client import StreamUnavailableError, combined_stream_url, connect
+from crypto_assets.producer.producer import default_rest_url
+from crypto_assets.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 5.0
+REPLAY_WARNING = (
+    "REPLAYED DATA: trades come from the bundled recording of real Binance trades "
+    "(2024-08-08/09), replayed with times moved to now — this is NOT the live market"
+)
+
+
+@dataclass
+class TradeSource:
+    """Websocket and REST base URLs of the chosen source; close() stops an in-process replay."""
+
+    kind: Literal["live", "replay"]
+    ws_url: str
+    rest_url: str
+    _server: object | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Stop the replay server, if this source started one."""
+        if self._server is not None:
+            self._server.stop()  # type: ignore[attr-defined]
+            self._server = None
+
+    def __enter__(self) -> TradeSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def probe_live(ws_url: str, pairs: tuple[str, ...], timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
+    """One websocket handshake with `ws_url`; raises `StreamUnavailableError` if it fails."""
+    connect(combined_stream_url(ws_url, pairs[:1]), timeout).close(timeout=1)
+
+
+def start_replay() -> TradeSource:
+    """Serve the bundled recording on 127.0.0.1 (real speed, looping, rebased times)."""
+    # The replay server (and its websockets/asyncio stack) loads only when a replay is asked for.
+    from crypto_assets.recording import bundled_recording  # noqa: PLC0415
+    from crypto_assets.replay.server import ReplayOptions, ReplayServer  # noqa: PLC0415
+
+    server = ReplayServer(
+        ReplayOptions(
+            recordings=(bundled_recording(),),
+            host="127.0.0.1",
+            port=0,
+            speed=1.0,
+            loop=True,
+            rebase_time=True,
+        )
+    )
+    server.start()
+    logger.warning("%s; serving it on %s", REPLAY_WARNING, server.url)
+    return TradeSource("replay", server.url, server.rest_url, server)
+
+
+def open_source(settings: Settings, probe_timeout: float = PROBE_TIMEOUT_SECONDS) -> TradeSource:
+    """The source `settings.source` asks for; ``auto`` falls back to the replay when live fails."""
+    rest_url = default_rest_url(settings.binance_ws_url, settings.binance_rest_url)
+    live = TradeSource("live", settings.binance_ws_url, rest_url)
+    if settings.source == "live":
+        return live
+    if settings.source == "replay":
+        return start_replay()
+    try:
+        probe_live(settings.binance_ws_url, settings.trading_pairs, probe_timeout)
+    except StreamUnavailableError as exc:
+        logger.warning("live Binance unavailable (%s): falling back to the replay", exc)
+        return start_replay()
+    logger.info("live Binance reachable at %s", settings.binance_ws_url)
+    return live
