@@ -1,0 +1,124 @@
+"""Names and schemas of the analytics: the landing record read by Spark and the four Delta tables.
+
+The Arrow schemas are the contract of DESIGN.md ("Analytics definitions"); every write casts to
+them, so a table's schema never drifts with whatever types a batch happened to produce.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from pyspark.sql.types import (
+    BooleanType,
+    DoubleType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+TRADES_RAW = "trades_raw"
+TRADES_ANALYTICS = "trades_analytics"
+PRICE_ALERTS = "price_alerts"
+TRADES_QUARANTINE = "trades_quarantine"
+ALL_TABLES = (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS, TRADES_QUARANTINE)
+
+# The one streaming query of the local deployment; its checkpoint lives in checkpoints/<QUERY_NAME>.
+QUERY_NAME = "landing_trades_to_delta"
+
+PRICE_MOVE = "PRICE_MOVE"
+VOLUME_SPIKE = "VOLUME_SPIKE"
+
+CORRUPT_RECORD = "_corrupt_record"
+LANDING_FILE_GLOB = "trades_*.json"
+
+# The fixed landing schema (DESIGN "Landing records") plus Spark's corrupt-record column, which
+# PERMISSIVE mode fills with the raw line when the line is not JSON or a field has the wrong type.
+LANDING_FIELDS = (
+    StructField("event_type", StringType()),
+    StructField("event_time", LongType()),
+    StructField("symbol", StringType()),
+    StructField("trade_id", LongType()),
+    StructField("price", DoubleType()),
+    StructField("quantity", DoubleType()),
+    StructField("trade_value_usdt", DoubleType()),
+    StructField("trade_time", LongType()),
+    StructField("is_buyer_maker", BooleanType()),
+    StructField("ingestion_time", LongType()),
+)
+LANDING_COLUMNS = tuple(f.name for f in LANDING_FIELDS)
+LANDING_SCHEMA = StructType([*LANDING_FIELDS, StructField(CORRUPT_RECORD, StringType())])
+
+_TS = pa.timestamp("us", tz="UTC")
+
+TRADES_RAW_SCHEMA = pa.schema(
+    [
+        ("event_type", pa.string()),
+        ("event_time", pa.int64()),
+        ("symbol", pa.string()),
+        ("trade_id", pa.int64()),
+        ("price", pa.float64()),
+        ("quantity", pa.float64()),
+        ("trade_value_usdt", pa.float64()),
+        ("trade_time", pa.int64()),
+        ("is_buyer_maker", pa.bool_()),
+        ("ingestion_time", pa.int64()),
+        ("source_file", pa.string()),
+        ("processed_time", _TS),
+        ("ingest_lag_ms", pa.int64()),
+        # UTC date of trade_time: the partition that keeps each MERGE from scanning the whole table.
+        ("trade_date", pa.string()),
+    ]
+)
+
+TRADES_ANALYTICS_SCHEMA = pa.schema(
+    [
+        ("symbol", pa.string()),
+        ("window_start", _TS),
+        ("window_end", _TS),
+        ("trade_count", pa.int64()),
+        ("volume", pa.float64()),
+        ("quote_volume", pa.float64()),
+        ("vwap", pa.float64()),
+        ("open", pa.float64()),
+        ("close", pa.float64()),
+        ("high", pa.float64()),
+        ("low", pa.float64()),
+        ("avg_price", pa.float64()),
+        ("price_range_pct", pa.float64()),
+        ("price_change_pct", pa.float64()),
+        ("buy_volume", pa.float64()),
+        ("sell_volume", pa.float64()),
+        ("buy_sell_ratio", pa.float64()),
+        ("updated_time", _TS),
+    ]
+)
+
+PRICE_ALERTS_SCHEMA = pa.schema(
+    [
+        ("alert_type", pa.string()),
+        ("symbol", pa.string()),
+        ("window_start", _TS),
+        ("window_end", _TS),
+        ("metric_value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("message", pa.string()),
+        ("detected_time", _TS),
+    ]
+)
+
+TRADES_QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("raw_line", pa.string()),
+        ("reason", pa.string()),
+        ("processed_time", _TS),
+    ]
+)
+
+TABLE_SCHEMAS: dict[str, pa.Schema] = {
+    TRADES_RAW: TRADES_RAW_SCHEMA,
+    TRADES_ANALYTICS: TRADES_ANALYTICS_SCHEMA,
+    PRICE_ALERTS: PRICE_ALERTS_SCHEMA,
+    TRADES_QUARANTINE: TRADES_QUARANTINE_SCHEMA,
+}
+TABLE_PARTITIONS: dict[str, list[str]] = {TRADES_RAW: ["trade_date"]}

@@ -1,0 +1,162 @@
+"""Pure Spark transforms of the analytics: DataFrame in, DataFrame out, no I/O, no settings.
+
+They run unchanged on a local session and on Databricks; every number they need is an argument.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
+
+from crypto_assets.analytics.schema import CORRUPT_RECORD, LANDING_COLUMNS, PRICE_MOVE, VOLUME_SPIKE
+
+REJECT_REASON = "reject_reason"
+
+
+def reject_reason() -> Column:
+    """Why a landing row cannot be used (null for a good row); extra JSON fields are fine."""
+    positive = (("price", "non-positive price"), ("quantity", "non-positive quantity"))
+    required = ("symbol", "trade_id", "trade_time", "price", "quantity", "is_buyer_maker")
+    reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed JSON or wrong field type"))
+    for name in required:
+        reason = reason.when(F.col(name).isNull(), F.lit(f"missing {name}"))
+    for name, text in positive:
+        reason = reason.when(F.col(name) <= 0, F.lit(text))
+    return reason
+
+
+def classify_landing(landing: DataFrame) -> DataFrame:
+    """Landing rows plus `reject_reason` and `raw_line` (the corrupt line, else parsed fields)."""
+    parsed = F.to_json(F.struct(*[F.col(c) for c in LANDING_COLUMNS]))
+    return landing.withColumn(REJECT_REASON, reject_reason()).withColumn(
+        "raw_line", F.coalesce(F.col(CORRUPT_RECORD), parsed)
+    )
+
+
+def enrich_trades(trades: DataFrame) -> DataFrame:
+    """Add the trades_raw columns derived per row: processed_time, ingest_lag_ms, trade_date."""
+    return (
+        trades.withColumn("processed_time", F.current_timestamp())
+        .withColumn("ingest_lag_ms", F.col("ingestion_time") - F.col("trade_time"))
+        .withColumn("trade_date", F.date_format(F.timestamp_millis("trade_time"), "yyyy-MM-dd"))
+    )
+
+
+def window_start_ms(trade_time: Column, window_ms: int) -> Column:
+    """Start (epoch ms) of the tumbling window holding `trade_time` (epoch ms)."""
+    return trade_time - F.pmod(trade_time, F.lit(window_ms))
+
+
+def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
+    """One trades_analytics row per (symbol, tumbling window) from trades (price, quantity, ...)."""
+    window_ms = round(window_seconds * 1000)
+    order = F.struct("trade_time", "trade_id")
+    buyer_is_taker = ~F.col("is_buyer_maker")
+    sums = trades.groupBy(
+        "symbol", window_start_ms(F.col("trade_time"), window_ms).alias("_start_ms")
+    ).agg(
+        F.count(F.lit(1)).alias("trade_count"),
+        F.sum("quantity").alias("volume"),
+        F.sum(F.col("price") * F.col("quantity")).alias("quote_volume"),
+        F.min_by("price", order).alias("open"),
+        F.max_by("price", order).alias("close"),
+        F.max("price").alias("high"),
+        F.min("price").alias("low"),
+        F.avg("price").alias("avg_price"),
+        F.sum(F.when(buyer_is_taker, F.col("quantity")).otherwise(F.lit(0.0))).alias("buy_volume"),
+        F.sum(F.when(~buyer_is_taker, F.col("quantity")).otherwise(F.lit(0.0))).alias(
+            "sell_volume"
+        ),
+    )
+    return sums.select(
+        "symbol",
+        F.timestamp_millis("_start_ms").alias("window_start"),
+        F.timestamp_millis(F.col("_start_ms") + F.lit(window_ms)).alias("window_end"),
+        "trade_count",
+        "volume",
+        "quote_volume",
+        (F.col("quote_volume") / F.col("volume")).alias("vwap"),
+        "open",
+        "close",
+        "high",
+        "low",
+        "avg_price",
+        ((F.col("high") - F.col("low")) / F.col("avg_price") * 100).alias("price_range_pct"),
+        ((F.col("close") - F.col("open")) / F.col("open") * 100).alias("price_change_pct"),
+        "buy_volume",
+        "sell_volume",
+        F.when(F.col("sell_volume") > 0, F.col("buy_volume") / F.col("sell_volume")).alias(
+            "buy_sell_ratio"
+        ),
+        F.current_timestamp().alias("updated_time"),
+    )
+
+
+def price_alerts(
+    analytics: DataFrame,
+    *,
+    window_seconds: float,
+    price_change_threshold_pct: float,
+    volume_spike_min_trades: int,
+    volume_spike_factor: float,
+    volume_spike_lookback: int,
+) -> DataFrame:
+    """PRICE_MOVE and VOLUME_SPIKE rows (price_alerts columns) for every window of `analytics`.
+
+    The volume baseline of a window is the summed trade_count of the symbol's previous
+    `volume_spike_lookback` window slots divided by that count (an empty slot counts 0), so the
+    input must hold those earlier windows, and the symbol's first window, for a correct answer.
+    """
+    window_ms = round(window_seconds * 1000)
+    by_time = Window.partitionBy("symbol").orderBy("_start_ms")
+    lookback = by_time.rangeBetween(-volume_spike_lookback * window_ms, -1)
+    earlier = by_time.rowsBetween(Window.unboundedPreceding, -1)
+    scored = (
+        analytics.withColumn("_start_ms", F.unix_millis("window_start"))
+        .withColumn("_previous", F.coalesce(F.sum("trade_count").over(lookback), F.lit(0)))
+        .withColumn("_has_earlier", F.count(F.lit(1)).over(earlier) > 0)
+        .withColumn("_mean", F.col("_previous") / F.lit(volume_spike_lookback))
+        .withColumn(
+            "_spike_at",
+            F.greatest(
+                F.lit(float(volume_spike_min_trades)), F.lit(volume_spike_factor) * F.col("_mean")
+            ),
+        )
+    )
+    when = F.date_format("window_start", "yyyy-MM-dd HH:mm:ss 'UTC'")
+    moves = scored.where(F.abs("price_change_pct") >= price_change_threshold_pct).select(
+        F.lit(PRICE_MOVE).alias("alert_type"),
+        "symbol",
+        "window_start",
+        "window_end",
+        F.col("price_change_pct").alias("metric_value"),
+        F.lit(float(price_change_threshold_pct)).alias("threshold"),
+        F.format_string(
+            "%s price moved %+.3f%% in the window starting %s (alert at ±%.3f%%)",
+            "symbol",
+            "price_change_pct",
+            when,
+            F.lit(float(price_change_threshold_pct)),
+        ).alias("message"),
+    )
+    spikes = scored.where(
+        F.col("_has_earlier") & (F.col("trade_count").cast("double") >= F.col("_spike_at"))
+    ).select(
+        F.lit(VOLUME_SPIKE).alias("alert_type"),
+        "symbol",
+        "window_start",
+        "window_end",
+        F.col("trade_count").cast("double").alias("metric_value"),
+        F.col("_spike_at").alias("threshold"),
+        F.format_string(
+            "%s had %d trades in the window starting %s, mean of the previous %d windows %.1f "
+            "(alert at %.1f)",
+            "symbol",
+            "trade_count",
+            when,
+            F.lit(volume_spike_lookback),
+            "_mean",
+            "_spike_at",
+        ).alias("message"),
+    )
+    return moves.unionByName(spikes).withColumn("detected_time", F.current_timestamp())
