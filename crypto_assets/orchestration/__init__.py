@@ -1,0 +1,1 @@
+"""The Dagster layer: assets, jobs, checks, sensors and schedules, one module per concern."""

@@ -1,0 +1,108 @@
+"""Where checks, sensors and metadata read the pipeline's state: landing files and Delta tables.
+
+`LakehouseResource` is the interface; `LocalLakehouse` reads `$CRYPTO_DATA_DIR` with delta-rs
+(`deltalake`), the same tables the local analytics write. A Databricks implementation would read
+the Unity Catalog tables and the landing Volume instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import NamedTuple
+
+import dagster as dg
+import pyarrow as pa
+from deltalake import DeltaTable
+
+TRADES_RAW = "trades_raw"
+TRADES_ANALYTICS = "trades_analytics"
+PRICE_ALERTS = "price_alerts"
+TABLES = (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS)
+
+
+class LandingFile(NamedTuple):
+    """One complete landing file: its name and when it was written (epoch seconds)."""
+
+    name: str
+    modified: float
+
+
+def is_landing_file(name: str) -> bool:
+    """True for a complete landing file (`trades_*.json`); hidden and temporary names are not."""
+    return name.startswith("trades_") and name.endswith(".json")
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """Read-only view of the landing area and the three Delta tables."""
+
+    def landing_files(self) -> list[LandingFile]:
+        """Complete landing files, oldest name first (names start with their UTC timestamp)."""
+        raise NotImplementedError
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
+        """The table's current content (selected columns), or None when it does not exist yet."""
+        raise NotImplementedError
+
+    def count_rows(self, table: str) -> int:
+        """Number of rows in the table; 0 when it does not exist yet."""
+        raise NotImplementedError
+
+    def last_commit_time(self, table: str) -> dt.datetime | None:
+        """When the table was last written (UTC), or None when it does not exist yet."""
+        raise NotImplementedError
+
+    def table_location(self, table: str) -> str:
+        """Where the table lives, for the UI."""
+        raise NotImplementedError
+
+
+class LocalLakehouse(LakehouseResource):
+    """`$CRYPTO_DATA_DIR/landing/trades/` and `$CRYPTO_DATA_DIR/delta/<table>` (delta-rs)."""
+
+    data_dir: str
+
+    @property
+    def landing_dir(self) -> Path:
+        """The directory the producer lands NDJSON files in."""
+        return Path(self.data_dir) / "landing" / "trades"
+
+    def table_location(self, table: str) -> str:
+        """The table's directory."""
+        return str(Path(self.data_dir) / "delta" / table)
+
+    def _table(self, table: str) -> DeltaTable | None:
+        location = self.table_location(table)
+        return DeltaTable(location) if DeltaTable.is_deltatable(location) else None
+
+    def landing_files(self) -> list[LandingFile]:
+        """Complete landing files, oldest name first."""
+        if not self.landing_dir.is_dir():
+            return []
+        files = []
+        for entry in self.landing_dir.iterdir():
+            if not is_landing_file(entry.name):
+                continue
+            try:
+                files.append(LandingFile(entry.name, entry.stat().st_mtime))
+            except FileNotFoundError:  # removed between listing and stat
+                continue
+        return sorted(files)
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
+        """The table's current content, or None when it does not exist yet."""
+        delta = self._table(table)
+        return None if delta is None else delta.to_pyarrow_table(columns=columns)
+
+    def count_rows(self, table: str) -> int:
+        """Number of rows in the table; 0 when it does not exist yet."""
+        delta = self._table(table)
+        return 0 if delta is None else delta.to_pyarrow_dataset().count_rows()
+
+    def last_commit_time(self, table: str) -> dt.datetime | None:
+        """When the table's newest version was committed (UTC)."""
+        delta = self._table(table)
+        if delta is None:
+            return None
+        (latest,) = delta.history(limit=1)
+        return dt.datetime.fromtimestamp(latest["timestamp"] / 1000, tz=dt.UTC)

@@ -1,0 +1,70 @@
+"""What the sensors and the schedule ask the Dagster instance: active runs, recent failures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dagster as dg
+
+# Every status of a run that has been requested and has not finished.
+ACTIVE_STATUSES = (
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
+FINISHED_STATUSES = (
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+)
+
+
+def active_run(instance: dg.DagsterInstance, job_name: str) -> dg.RunRecord | None:
+    """A queued or running run of `job_name`, or None."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, statuses=list(ACTIVE_STATUSES)), limit=1
+    )
+    return records[0] if records else None
+
+
+def finished_runs(instance: dg.DagsterInstance, job_name: str, limit: int) -> list[dg.RunRecord]:
+    """The newest `limit` finished runs of `job_name`, newest first."""
+    return list(
+        instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job_name, statuses=list(FINISHED_STATUSES)), limit=limit
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential delay after consecutive failed runs: base, 2*base, 4*base ... up to a max."""
+
+    base_seconds: float = 30.0
+    max_seconds: float = 900.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the newest of `failures` consecutive failures (0 if none)."""
+        if failures <= 0:
+            return 0.0
+        return min(self.max_seconds, self.base_seconds * 2 ** (failures - 1))
+
+
+def consecutive_failures(records: Sequence[dg.RunRecord]) -> int:
+    """How many of the newest finished runs failed in a row (a success or a cancel resets)."""
+    count = 0
+    for record in records:
+        if record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            break
+        count += 1
+    return count
+
+
+def finished_at(record: dg.RunRecord) -> float:
+    """When the run ended (epoch seconds); the record's last update if it never started."""
+    if record.end_time is not None:
+        return record.end_time
+    return record.update_timestamp.timestamp()
