@@ -1,0 +1,1 @@
+"""Offline Binance replay: recorded frames served over websocket and REST like the exchange."""
