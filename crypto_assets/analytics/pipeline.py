@@ -181,9 +181,9 @@ class BatchProcessor:
         self.summary.batches += 1
         rejected = pc.is_valid(rows[REJECT_REASON])
         self._quarantine(rows.filter(rejected), batch_id)
-        good = first_per_trade(rows.filter(pc.invert(rejected)))
+        good = rows.filter(pc.invert(rejected))
         if good.num_rows:
-            ranges = self._trades_raw(good, batch_id)
+            ranges = self._trades_raw(first_per_trade(good), good.num_rows, batch_id)
             if ranges:
                 self._analytics(ranges, batch_id)
                 self._alerts(ranges, batch_id)
@@ -214,8 +214,11 @@ class BatchProcessor:
         self.summary.rows_written[TRADES_QUARANTINE] += bad.num_rows
         self._step_done(TRADES_QUARANTINE, batch_id)
 
-    def _trades_raw(self, good: pa.Table, batch_id: int) -> WindowRanges:
-        """Merge the batch into trades_raw; return the open windows it touched, per symbol."""
+    def _trades_raw(self, good: pa.Table, landed: int, batch_id: int) -> WindowRanges:
+        """Merge the batch's unique good trades (of `landed` good rows) into trades_raw.
+
+        Returns the open (not yet past the watermark) windows the batch touched, per symbol.
+        """
         replay = self.sink.applied(TRADES_RAW, self.app_id, batch_id)
         if replay:
             found, max_before = self.sink.recorded_max_trade_time(self.app_id, batch_id)
@@ -240,7 +243,7 @@ class BatchProcessor:
             self.summary.late_rows += late_rows.num_rows - known.num_rows
             inserted = self.sink.merge_trades_raw(good, self.app_id, batch_id, max_before)
             self.summary.rows_written[TRADES_RAW] += inserted
-            self.summary.duplicates_skipped += good.num_rows - inserted
+            self.summary.duplicates_skipped += landed - inserted
             self._step_done(TRADES_RAW, batch_id)
         if late_count:
             logger.warning(

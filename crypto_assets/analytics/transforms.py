@@ -52,9 +52,14 @@ def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
     window_ms = round(window_seconds * 1000)
     order = F.struct("trade_time", "trade_id")
     buyer_is_taker = ~F.col("is_buyer_maker")
-    sums = trades.groupBy(
-        "symbol", window_start_ms(F.col("trade_time"), window_ms).alias("_start_ms")
-    ).agg(
+    # Each window's rows are summed in one partition in (trade_time, trade_id) order, so the float
+    # sums come out bit-identical however the trades were split into batches or files.
+    ordered = (
+        trades.withColumn("_start_ms", window_start_ms(F.col("trade_time"), window_ms))
+        .repartition("symbol", "_start_ms")
+        .sortWithinPartitions("symbol", "_start_ms", "trade_time", "trade_id")
+    )
+    sums = ordered.groupBy("symbol", "_start_ms").agg(
         F.count(F.lit(1)).alias("trade_count"),
         F.sum("quantity").alias("volume"),
         F.sum(F.col("price") * F.col("quantity")).alias("quote_volume"),

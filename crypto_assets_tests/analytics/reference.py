@@ -1,0 +1,94 @@
+"""Plain-Python reference of the analytics (no Spark): windows and alerts from landing records.
+
+Written from DESIGN.md's definitions, independently of crypto_assets.analytics, so the tests can
+compare the pipeline's tables against numbers derived another way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+WindowKey = tuple[str, int]  # (symbol, window start epoch ms)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Alert thresholds used by a test."""
+
+    price_change_threshold_pct: float
+    volume_spike_min_trades: int
+    volume_spike_factor: float
+    volume_spike_lookback: int
+
+
+def unique_trades(records: Iterable[dict]) -> dict[tuple[str, int], dict]:
+    """One record per (symbol, trade_id), the first seen."""
+    trades: dict[tuple[str, int], dict] = {}
+    for record in records:
+        trades.setdefault((record["symbol"], record["trade_id"]), record)
+    return trades
+
+
+def windows(records: Iterable[dict], window_ms: int) -> dict[WindowKey, dict]:
+    """trades_analytics rows keyed by (symbol, window_start_ms), values per DESIGN.md."""
+    grouped: dict[WindowKey, list[dict]] = defaultdict(list)
+    for trade in unique_trades(records).values():
+        start = trade["trade_time"] // window_ms * window_ms
+        grouped[(trade["symbol"], start)].append(trade)
+    rows = {}
+    for (symbol, start), trades in grouped.items():
+        ordered = sorted(trades, key=lambda t: (t["trade_time"], t["trade_id"]))
+        prices = [t["price"] for t in trades]
+        volume = math.fsum(t["quantity"] for t in trades)
+        quote_volume = math.fsum(t["price"] * t["quantity"] for t in trades)
+        buy = math.fsum(t["quantity"] for t in trades if not t["is_buyer_maker"])
+        sell = math.fsum(t["quantity"] for t in trades if t["is_buyer_maker"])
+        high, low, avg = max(prices), min(prices), math.fsum(prices) / len(prices)
+        first, last = ordered[0]["price"], ordered[-1]["price"]
+        rows[(symbol, start)] = {
+            "window_end_ms": start + window_ms,
+            "trade_count": len(trades),
+            "volume": volume,
+            "quote_volume": quote_volume,
+            "vwap": quote_volume / volume,
+            "open": first,
+            "close": last,
+            "high": high,
+            "low": low,
+            "avg_price": avg,
+            "price_range_pct": (high - low) / avg * 100,
+            "price_change_pct": (last - first) / first * 100,
+            "buy_volume": buy,
+            "sell_volume": sell,
+            "buy_sell_ratio": buy / sell if sell > 0 else None,
+        }
+    return rows
+
+
+def alerts(
+    window_rows: dict[WindowKey, dict], rules: Rules, window_ms: int
+) -> dict[tuple[str, str, int], dict]:
+    """price_alerts rows keyed by (alert_type, symbol, window_start_ms)."""
+    out = {}
+    for (symbol, start), row in window_rows.items():
+        if abs(row["price_change_pct"]) >= rules.price_change_threshold_pct:
+            out[("PRICE_MOVE", symbol, start)] = {
+                "metric_value": row["price_change_pct"],
+                "threshold": rules.price_change_threshold_pct,
+            }
+        earlier = [s for (sym, s) in window_rows if sym == symbol and s < start]
+        previous = sum(
+            window_rows.get((symbol, start - k * window_ms), {"trade_count": 0})["trade_count"]
+            for k in range(1, rules.volume_spike_lookback + 1)
+        )
+        mean = previous / rules.volume_spike_lookback
+        spike_at = max(float(rules.volume_spike_min_trades), rules.volume_spike_factor * mean)
+        if earlier and row["trade_count"] >= spike_at:
+            out[("VOLUME_SPIKE", symbol, start)] = {
+                "metric_value": float(row["trade_count"]),
+                "threshold": spike_at,
+            }
+    return out
