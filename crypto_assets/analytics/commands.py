@@ -1,0 +1,70 @@
+"""Sub-commands ``analytics`` (run the streaming query) and ``show`` (print the tables)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from crypto_assets.analytics.pipeline import run_analytics
+from crypto_assets.analytics.show import render
+from crypto_assets.analytics.spark_session import get_spark_session
+from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.settings import Settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``analytics`` and ``show``."""
+    analytics = subparsers.add_parser(
+        "analytics", help="process landing files into the Delta tables with Spark"
+    )
+    analytics.add_argument("--data-dir", type=Path, required=True, help="holds landing/ and delta/")
+    mode = analytics.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--once", action="store_true", help="process all new files, then exit")
+    mode.add_argument("--continuous", action="store_true", help="run until SIGINT/SIGTERM")
+    analytics.add_argument(
+        "--trigger-seconds", type=float, default=10.0, help="micro-batch interval [10]"
+    )
+    analytics.set_defaults(func=analytics_command)
+
+    show = subparsers.add_parser("show", help="print the latest windows and alerts")
+    show.add_argument("--data-dir", type=Path, required=True, help="holds delta/")
+    show.add_argument("--alerts", type=int, default=10, help="how many recent alerts [10]")
+    show.set_defaults(func=show_command)
+
+
+def _data_dir(path: Path) -> Path:
+    if not path.is_dir():
+        raise CryptoAssetsError(f"data directory {path} does not exist")
+    return path
+
+
+def analytics_command(args: argparse.Namespace) -> int:
+    """``crypto-assets analytics``: run the query once or continuously; print the summary last."""
+    if args.trigger_seconds <= 0:
+        raise CryptoAssetsError(f"--trigger-seconds {args.trigger_seconds}: must be above zero")
+    settings = dataclasses.replace(Settings.from_env(), data_dir=_data_dir(args.data_dir))
+    # py4j logs every callback at INFO; the summary line is what the user wants to see.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    stop = threading.Event()
+    if args.continuous:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    summary = run_analytics(
+        get_spark_session(),
+        settings,
+        mode="continuous" if args.continuous else "once",
+        trigger_seconds=args.trigger_seconds,
+        stop_event=stop,
+    )
+    print(summary.summary_line())
+    return 0
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """``crypto-assets show``: the latest window per symbol and the recent alerts."""
+    print(render(_data_dir(args.data_dir), alert_limit=args.alerts))
+    return 0

@@ -1,0 +1,99 @@
+"""A terminal view of the Delta tables: latest window per symbol and the most recent alerts.
+
+Reads the tables with delta-rs only, so it needs no Spark and no Java.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS
+from crypto_assets.errors import CryptoAssetsError
+
+
+class NoTablesError(CryptoAssetsError):
+    """The data directory holds no analytics tables yet."""
+
+
+def read_table(data_dir: Path, name: str) -> pa.Table:
+    """Table `name` under ``data_dir/delta`` as Arrow, or `NoTablesError` if it does not exist."""
+    path = data_dir / "delta" / name
+    if not DeltaTable.is_deltatable(str(path)):
+        command = f"crypto-assets analytics --data-dir {data_dir} --once"
+        raise NoTablesError(f"no Delta table {path}: run '{command}' first")
+    return pa.table(DeltaTable(str(path)).to_pyarrow_table())
+
+
+def latest_windows(analytics: pa.Table) -> list[dict]:
+    """The newest trades_analytics row of each symbol, sorted by symbol."""
+    latest = analytics.group_by("symbol").aggregate([("window_start", "max")])
+    keys = latest.rename_columns(["symbol", "window_start"])
+    rows = analytics.join(keys, ["symbol", "window_start"], join_type="inner")
+    return sorted(rows.to_pylist(), key=lambda row: row["symbol"])
+
+
+def recent_alerts(alerts: pa.Table, limit: int) -> list[dict]:
+    """The `limit` alerts with the latest windows, newest first."""
+    ordered = alerts.sort_by([("window_start", "descending"), ("symbol", "ascending")])
+    return ordered.slice(0, limit).to_pylist()
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned text columns with a header rule."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join("{:<" + str(w) + "}" for w in widths)
+    out = [line.format(*headers), line.format(*("-" * w for w in widths))]
+    out.extend(line.format(*row) for row in rows)
+    return "\n".join(text.rstrip() for text in out)
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def render(data_dir: Path, alert_limit: int = 10) -> str:
+    """The text `crypto-assets show` prints for `data_dir`."""
+    analytics = read_table(data_dir, TRADES_ANALYTICS)
+    alerts = read_table(data_dir, PRICE_ALERTS)
+    windows = [
+        [
+            row["symbol"],
+            _when(row["window_start"]),
+            str(row["trade_count"]),
+            _number(row["vwap"], 2),
+            _number(row["volume"], 4),
+            _number(row["price_change_pct"], 3),
+            _number(row["buy_sell_ratio"], 2),
+        ]
+        for row in latest_windows(analytics)
+    ]
+    headers = ["symbol", "window (UTC)", "trades", "VWAP", "volume", "change %", "buy/sell"]
+    parts = [f"Latest window per symbol ({analytics.num_rows} windows in {TRADES_ANALYTICS})"]
+    parts.append(format_table(headers, windows) if windows else "(no windows yet)")
+    shown = recent_alerts(alerts, alert_limit)
+    parts.append("")
+    parts.append(f"Recent alerts ({len(shown)} of {alerts.num_rows})")
+    alert_rows = [
+        [_when(row["window_start"]), row["symbol"], row["alert_type"], row["message"]]
+        for row in shown
+    ]
+    parts.append(
+        format_table(["window (UTC)", "symbol", "alert", "message"], alert_rows)
+        if alert_rows
+        else "(no alerts)"
+    )
+    if analytics.num_rows:
+        newest = pc.max(analytics["updated_time"]).as_py()
+        parts.append("")
+        parts.append(f"tables updated {newest.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
+    return "\n".join(parts)
