@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
     ANALYTICS_CHECK_SPECS,
     LANDING_TRADES,
@@ -229,10 +230,14 @@ def streaming_analytics(
             )
 
     context.log.info("analytics (%s) over %s", config.mode, settings.landing_dir)
-    if config.mode == "once":
-        summary = run_analytics(spark, settings, mode="once")
-    else:
-        summary = run_continuous(spark, settings, config, report)
+    try:
+        if config.mode == "once":
+            summary = run_analytics(spark, settings, mode="once")
+        else:
+            summary = run_continuous(spark, settings, config, report)
+    except CryptoAssetsError as exc:
+        # One actionable line in the UI instead of a traceback.
+        raise dg.Failure(description=str(exc)) from exc
     context.log.info("%s", summary.summary_line())
     views = table_views(lakehouse, summary)
     checks = check_results(lakehouse, config.max_lag_seconds)

@@ -146,20 +146,35 @@ def run_reporting(
     return worker.summary
 
 
-@dg.op(
-    name=PRODUCER_OP,
-    description="Stream Binance trades into landing files; report landing_trades periodically.",
-    tags={"kind": "websocket"},
-)
-def produce_trades(
-    context: dg.OpExecutionContext, config: ProduceTradesConfig, settings: CryptoSettings
-) -> None:
-    """Run the producer for the configured duration (or until terminated), reporting progress."""
-    resolved = settings.to_settings()
-    with trade_source(config, resolved) as source:
+class LandingReporter:
+    """Turns producer progress into `landing_trades` materializations, only when files landed."""
+
+    def __init__(self, context: dg.OpExecutionContext, source: TradeSource) -> None:
+        self.context = context
+        self.source = source
+        self.last: ProducerStats | None = None
+
+    def __call__(self, stats: ProducerStats) -> None:
+        """Report what landed since the previous report, if anything did."""
+        if stats.files == (self.last.files if self.last else 0):
+            return
+        self.context.log_event(
+            dg.AssetMaterialization(
+                asset_key=LANDING_TRADES,
+                description=f"{stats.trades} trades in {stats.files} files so far this run",
+                metadata=producer_metadata(stats, self.last, self.source.kind, self.source.ws_url),
+            )
+        )
+        self.last = stats
+
+
+def _produce(
+    context: dg.OpExecutionContext, config: ProduceTradesConfig, settings: Settings
+) -> ProducerSummary:
+    with trade_source(config, settings) as source:
         if source.kind == "replay":
             context.log.warning(REPLAY_WARNING)
-        conf = producer_config(config, resolved, source)
+        conf = producer_config(config, settings, source)
         context.log.info(
             "producing %s from %s (%s) into %s for %s s",
             ",".join(conf.pairs),
@@ -169,25 +184,24 @@ def produce_trades(
             "ever" if conf.duration_seconds is None else conf.duration_seconds,
         )
         progress: queue.Queue[ProducerStats] = queue.Queue()
-        last: ProducerStats | None = None
+        producer = Producer(conf, on_progress=progress.put)
+        return run_reporting(producer, progress, LandingReporter(context, source))
 
-        def report(stats: ProducerStats) -> None:
-            nonlocal last
-            if stats.files == (last.files if last else 0):
-                return  # nothing landed since the previous report
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=LANDING_TRADES,
-                    description=f"{stats.trades} trades in {stats.files} files so far this run",
-                    metadata=producer_metadata(stats, last, source.kind, source.ws_url),
-                )
-            )
-            last = stats
 
-        try:
-            summary = run_reporting(Producer(conf, on_progress=progress.put), progress, report)
-        except CryptoAssetsError as exc:
-            raise dg.Failure(description=str(exc)) from exc
+@dg.op(
+    name=PRODUCER_OP,
+    description="Stream Binance trades into landing files; report landing_trades periodically.",
+    tags={"kind": "websocket"},
+)
+def produce_trades(
+    context: dg.OpExecutionContext, config: ProduceTradesConfig, settings: CryptoSettings
+) -> None:
+    """Run the producer for the configured duration (or until terminated), reporting progress."""
+    try:
+        summary = _produce(context, config, settings.to_settings())
+    except CryptoAssetsError as exc:
+        # One actionable line in the UI instead of a traceback.
+        raise dg.Failure(description=str(exc)) from exc
     context.log.info("%s", summary.summary_line())
 
 

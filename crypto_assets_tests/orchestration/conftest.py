@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,3 +41,55 @@ def write_landing_file(landing_dir: Path, name: str, lines: list[str] | None = N
     path = landing_dir / name
     path.write_text("".join(f"{line}\n" for line in lines or []))
     return path
+
+
+@pytest.fixture(scope="session")
+def recorded_trades(recording: Path) -> dict[str, int]:
+    """Distinct trades per symbol in the bundled recording, read with plain json."""
+    ids: dict[str, set[int]] = {}
+    with gzip.open(recording, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            frame = json.loads(line.split(" ", 1)[1])
+            data = frame.get("data", {})
+            if data.get("e") == "trade":
+                ids.setdefault(data["s"], set()).add(data["t"])
+    return {symbol: len(trade_ids) for symbol, trade_ids in ids.items()}
+
+
+def landed_trades(landing_dir: Path) -> dict[str, int]:
+    """Trades per symbol in the complete landing files under `landing_dir`, read with json."""
+    counts: dict[str, int] = {}
+    for path in sorted(landing_dir.glob("trades_*.json")):
+        for line in path.read_text().splitlines():
+            symbol = json.loads(line)["symbol"]
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return counts
+
+
+def landing_records(recording: Path, limit: int) -> list[dict]:
+    """The first `limit` trades of the recording as DESIGN.md landing records (plain json)."""
+    records: list[dict] = []
+    with gzip.open(recording, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            received_ns, frame = line.split(" ", 1)
+            data = json.loads(frame).get("data", {})
+            if data.get("e") != "trade":
+                continue
+            price, quantity = float(data["p"]), float(data["q"])
+            records.append(
+                {
+                    "event_type": "trade",
+                    "event_time": data["E"],
+                    "symbol": data["s"],
+                    "trade_id": data["t"],
+                    "price": price,
+                    "quantity": quantity,
+                    "trade_value_usdt": price * quantity,
+                    "trade_time": data["T"],
+                    "is_buyer_maker": data["m"],
+                    "ingestion_time": int(received_ns) // 1_000_000,
+                }
+            )
+            if len(records) == limit:
+                break
+    return records
