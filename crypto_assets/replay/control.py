@@ -72,10 +72,14 @@ def _dispatch(request: object, streams: tuple[str, ...], combined: bool) -> Cont
     if method == "LIST_SUBSCRIPTIONS":
         return ControlOutcome({"result": list(streams), "id": request_id}, streams, combined)
     if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-        bad = [name for name in params if not isinstance(name, str) or not is_stream_name(name)]
+        bad = [name for name in params if not isinstance(name, str)]
+        if bad:
+            msg = f"Invalid request: invalid type {type(bad[0]).__name__}, expected a string"
+            return error(2, msg, request_id)
+        names = [normalize_stream(name) for name in params]
+        bad = [name for name in names if not is_stream_name(name)]
         if bad:
             return error(2, f"Invalid request: invalid stream name {bad[0]!r}", request_id)
-        names = [normalize_stream(name) for name in params]
         if method == "UNSUBSCRIBE":
             return ControlOutcome(ok, tuple(s for s in streams if s not in names), combined)
         merged = tuple(dict.fromkeys((*streams, *names)))

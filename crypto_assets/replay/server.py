@@ -40,6 +40,7 @@ _MAX_INCOMING_MESSAGE_BYTES = 64 * 1024
 # A client that keeps its socket open after a REST answer or a close frame holds a server task
 # this long; the default 10 s would make every stop() that slow.
 _CLOSE_TIMEOUT_S = 2.0
+_NOTICE_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class ReplayServer:
         self._startup_error: BaseException | None = None
         self._market: Market | None = None
         self._connection_stats = ConnectionStats()
+        self._sessions: set[StreamSession] = set()
         self._port: int | None = None
         self._recording: Recording | None = None
 
@@ -251,6 +253,12 @@ class ReplayServer:
             await self._shutdown(server)
 
     async def _shutdown(self, server: Server) -> None:
+        # Like Binance before a planned shutdown: tell every client, then close (1001).
+        notices = [session.notify_shutdown() for session in self._sessions]
+        if notices:
+            await asyncio.wait(
+                [asyncio.ensure_future(notice) for notice in notices], timeout=_NOTICE_TIMEOUT_S
+            )
         server.close(close_connections=True)
         if self._market is not None:
             await self._market.stop()
@@ -283,7 +291,11 @@ class ReplayServer:
             max_incoming_per_second=options.max_incoming_per_second,
             stats=self._connection_stats,
         )
-        await session.run()
+        self._sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self._sessions.discard(session)
 
 
 def _json_response(status: int, body: bytes) -> Response:

@@ -114,6 +114,15 @@ class StreamSession:
         """Return once the backlog is low again or the connection is closing."""
         await self._drained.wait()
 
+    async def notify_shutdown(self) -> None:
+        """Send Binance's serverShutdown notice now, ahead of any queued frames."""
+        notice = server_shutdown_frame(int(time.time() * 1000), self._frame_format)
+        self._closing = True
+        self._queue.clear()  # the server is going away: the notice is the last frame
+        with contextlib.suppress(ConnectionClosed):
+            await self._ws.send(notice, text=True)
+        self._stats.shutdowns_sent += 1
+
     async def run(self) -> None:
         """Serve the connection until it closes."""
         self._stats.connections_opened += 1
@@ -204,6 +213,7 @@ class StreamSession:
                 return
             self._shutdown_noticed = True
             self._stats.shutdowns_sent += 1
+            # Queued, not sent at once, so that it follows exactly N frames.
             now_ms = int(time.time() * 1000)
             self._queue.appendleft(server_shutdown_frame(now_ms, self._frame_format))
             loop = asyncio.get_running_loop()

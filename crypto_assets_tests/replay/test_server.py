@@ -406,3 +406,17 @@ def test_at_max_speed_the_market_waits_for_a_subscriber(replay_server_factory) -
         assert recv_json(ws) == {"result": [], "id": 1}
 
     assert server.stats.market.trades_published == 0
+
+
+def test_stopping_the_server_announces_the_shutdown(replay_server_factory) -> None:
+    server = replay_server_factory(speed=1.0)
+
+    with connect(f"{server.url}/stream?streams={TRADES}") as ws:
+        recv_json(ws)
+        server.stop()
+        messages, closed = recv_until_closed(ws)
+
+    assert json.loads(messages[-1])["stream"] == "!serverShutdown"
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1001
+    server.stop()  # idempotent
