@@ -1,0 +1,266 @@
+"""End to end: the real Dagster webserver and daemon run the producer and the analytics.
+
+Started as `dagster dev` starts them (loopback, a temporary DAGSTER_HOME and CRYPTO_DATA_DIR); the
+runs are launched and inspected through Dagster's GraphQL API, the producer reading a replay
+server this test starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster_graphql import DagsterGraphQLClient
+
+from crypto_assets_tests.orchestration.conftest import landed_trades
+
+pytestmark = [
+    pytest.mark.e2e,
+    # dagster_graphql's client calls gql in a way gql deprecates; not this project's code.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LOCATION = "crypto_assets"
+REPOSITORY = "__repository__"
+STARTUP_SECONDS = 120
+RUN_SECONDS = 420
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Dagster:
+    """A webserver and a daemon on loopback, and the GraphQL calls the test needs."""
+
+    def __init__(self, home: Path, data_dir: Path, log_dir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "CRYPTO_DATA_DIR": str(data_dir),
+            "TRADING_PAIRS": "btcusdt,ethusdt",
+        }
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        """Start both processes (each in its own process group) and wait for the webserver."""
+        workspace = str(REPO / "workspace.yaml")
+        commands = {
+            "webserver": [
+                str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
+                "-w", workspace,
+            ],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+        }  # fmt: skip
+        for name, command in commands.items():
+            log = (self.log_dir / f"{name}.log").open("w")
+            self.processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=self.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
+                    pass
+                location = self.graphql(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
+                    "locationOrLoadError { __typename } } } } }"
+                )
+                entries = location["workspaceOrError"]["locationEntries"]
+                if (
+                    entries
+                    and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+                ):
+                    return
+            except (urllib.error.URLError, ConnectionError, KeyError, TypeError):
+                pass
+            time.sleep(1)
+        pytest.fail(f"the Dagster webserver did not come up; see {self.log_dir}")
+
+    def stop(self) -> None:
+        """SIGTERM each process group this test started, then wait for it."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """POST one GraphQL query; its `data`, failing the test on GraphQL errors."""
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        assert not payload.get("errors"), payload["errors"]
+        return payload["data"]
+
+    def stop_sensor(self, name: str) -> str:
+        """Turn a sensor off, as the UI's toggle does; returns its new status."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": name,
+        }
+        found = self.graphql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
+            "... on Sensor { sensorState { id status } } } }",
+            {"s": selector},
+        )
+        state_id = found["sensorOrError"]["sensorState"]["id"]
+        stopped = self.graphql(
+            "mutation($id: String!) { stopSensor(id: $id) { ... on StopSensorMutationResult { "
+            "instigationState { status } } ... on PythonError { message } } }",
+            {"id": state_id},
+        )
+        return stopped["stopSensor"]["instigationState"]["status"]
+
+    def materializations(self, asset: str, limit: int) -> list[dict]:
+        """The newest materializations of `asset`: run id and metadata as a plain dict."""
+        data = self.graphql(
+            "query($key: AssetKeyInput!, $limit: Int!) { assetOrError(assetKey: $key) { "
+            "... on Asset { assetMaterializations(limit: $limit) { runId metadataEntries { "
+            "label __typename ... on IntMetadataEntry { intValue } "
+            "... on FloatMetadataEntry { floatValue } ... on TextMetadataEntry { text } "
+            "... on MarkdownMetadataEntry { mdStr } } } } } }",
+            {"key": {"path": [asset]}, "limit": limit},
+        )
+        out = []
+        for event in data["assetOrError"]["assetMaterializations"]:
+            values = {}
+            for entry in event["metadataEntries"]:
+                values[entry["label"]] = next(
+                    (entry[k] for k in ("intValue", "floatValue", "text", "mdStr") if k in entry),
+                    None,
+                )
+            out.append({"run_id": event["runId"], **values})
+        return out
+
+    def latest_checks(self, asset: str) -> dict[str, str]:
+        """Status of each check of `asset` for its latest materialization."""
+        data = self.graphql(
+            "query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode { "
+            "assetChecksOrError { ... on AssetChecks { checks { name "
+            "executionForLatestMaterialization { status } } } } } } }",
+            {"key": {"path": [asset]}},
+        )
+        checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
+        return {
+            c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks
+        }
+
+
+@pytest.fixture
+def dagster(tmp_path: Path) -> Iterator[Dagster]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    server = Dagster(home, tmp_path / "data", tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_for_run(client: DagsterGraphQLClient, run_id: str, log_dir: Path) -> dg.DagsterRunStatus:
+    deadline = time.monotonic() + RUN_SECONDS
+    finished = {
+        dg.DagsterRunStatus.SUCCESS,
+        dg.DagsterRunStatus.FAILURE,
+        dg.DagsterRunStatus.CANCELED,
+    }
+    while time.monotonic() < deadline:
+        status = client.get_run_status(run_id)
+        if status in finished:
+            return status
+        time.sleep(2)
+    pytest.fail(f"run {run_id} did not finish within {RUN_SECONDS} s; see {log_dir}")
+
+
+def test_producer_then_analytics_through_the_webserver_and_daemon(
+    dagster: Dagster, replay_server_factory, recorded_trades, tmp_path
+):
+    # The test launches the analytics itself: the sensor must not start a run of its own.
+    assert dagster.stop_sensor("landing_files_sensor") == "STOPPED"
+    replay = replay_server_factory(speed=None)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+    producer_config = {
+        "ws_url": replay.url,
+        "source": "replay",
+        "duration_seconds": 8.0,
+        "batch_interval_seconds": 1.0,
+        "report_interval_seconds": 3.0,
+    }
+    producer_run = client.submit_job_execution(
+        "binance_producer_job",
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        run_config={"ops": {"produce_trades": {"config": producer_config}}},
+    )
+    assert _wait_for_run(client, producer_run, tmp_path) == dg.DagsterRunStatus.SUCCESS
+    landed = landed_trades(tmp_path / "data" / "landing" / "trades")
+    assert landed == recorded_trades
+
+    analytics_run = client.submit_job_execution(
+        "streaming_analytics_job", repository_location_name=LOCATION, repository_name=REPOSITORY
+    )
+    assert _wait_for_run(client, analytics_run, tmp_path) == dg.DagsterRunStatus.SUCCESS
+
+    reports = dagster.materializations("landing_trades", limit=50)
+    assert reports
+    assert {r["run_id"] for r in reports} == {producer_run}
+    assert sum(r["trades"] for r in reports) == sum(recorded_trades.values())
+    newest = reports[0]
+    for key in ("files", "trades_per_second", "quarantined", "gaps_unfilled", "reconnects"):
+        assert key in newest
+    assert newest["source"] == "replay"
+    assert newest["trades_btcusdt"] >= 0
+
+    total = sum(recorded_trades.values())
+    (raw,) = dagster.materializations("trades_raw", limit=5)
+    assert raw["run_id"] == analytics_run
+    assert raw["dagster/row_count"] == raw["rows_written"] == total
+    assert raw["files_processed"] == len(list((tmp_path / "data/landing/trades").glob("*.json")))
+    assert raw["late_rows"] >= 0
+    assert raw["bad_rows"] == 0
+    assert raw["processing_seconds"] > 0
+    (analytics,) = dagster.materializations("trades_analytics", limit=5)
+    assert "| BTCUSDT |" in analytics["latest_windows"]
+    assert analytics["vwap_btcusdt"] > 0
+    assert analytics["vwap_ethusdt"] > 0
+    (alerts,) = dagster.materializations("price_alerts", limit=5)
+    assert "newest_alerts" in alerts
+
+    assert set(dagster.latest_checks("trades_raw").values()) == {"SUCCEEDED"}
+    assert set(dagster.latest_checks("trades_analytics").values()) == {"SUCCEEDED"}
