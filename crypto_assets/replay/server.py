@@ -138,12 +138,17 @@ class ReplayServer:
     @property
     def url(self) -> str:
         """The websocket base URL, e.g. ``ws://127.0.0.1:9443``."""
-        return f"ws://{self.options.host}:{self.port}"
+        return f"ws://{self._host_in_url}:{self.port}"
 
     @property
     def rest_url(self) -> str:
         """The REST base URL on the same host and port."""
-        return f"http://{self.options.host}:{self.port}"
+        return f"http://{self._host_in_url}:{self.port}"
+
+    @property
+    def _host_in_url(self) -> str:
+        host = self.options.host
+        return f"[{host}]" if ":" in host else host
 
     @property
     def stats(self) -> ReplayStats:
@@ -239,7 +244,7 @@ class ReplayServer:
                 ping_timeout=options.pong_timeout,
                 close_timeout=_CLOSE_TIMEOUT_S,
                 max_size=_MAX_INCOMING_MESSAGE_BYTES,
-                logger=logging.getLogger("websockets.replay"),
+                logger=_websockets_logger(),
             )
         except OSError as exc:
             raise CryptoAssetsError(
@@ -296,6 +301,18 @@ class ReplayServer:
             await session.run()
         finally:
             self._sessions.discard(session)
+
+
+def _websockets_logger() -> logging.Logger:
+    """The websockets library's logger for this server, quiet below WARNING unless configured.
+
+    It logs every REST answer as a "connection rejected (200 OK)" at INFO, which misleads; our
+    sessions log what matters about connections.
+    """
+    websockets_logger = logging.getLogger(f"{__name__}.websockets")
+    if websockets_logger.level == logging.NOTSET:
+        websockets_logger.setLevel(logging.WARNING)
+    return websockets_logger
 
 
 def _json_response(status: int, body: bytes) -> Response:

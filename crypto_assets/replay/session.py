@@ -127,6 +127,7 @@ class StreamSession:
         """Serve the connection until it closes."""
         self._stats.connections_opened += 1
         self._stats.connections_open += 1
+        logger.debug("connection from %s: %s", self._ws.remote_address, self._streams)
         sender = asyncio.get_running_loop().create_task(self._send_loop(), name="replay-sender")
         try:
             if self._streams:

@@ -27,7 +27,8 @@ def test_prints_listening_serves_and_exits_zero_on_sigterm(
         line = process.stdout.readline().strip()
         match = re.fullmatch(r"listening on ws://127\.0\.0\.1:(\d+)", line)
         assert match, line
-        with connect(f"ws://127.0.0.1:{match.group(1)}/ws/btcusdt@trade") as ws:
+        url = f"ws://127.0.0.1:{match.group(1)}/ws/btcusdt@trade"
+        with connect(url, max_queue=None) as ws:  # unbounded: close() need not drain first
             first = json.loads(ws.recv(timeout=5))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
