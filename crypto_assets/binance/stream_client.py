@@ -10,7 +10,8 @@ answers the server's pings itself. A supervisor thread owns the connection's lif
 - `max_consecutive_failures` failed attempts in a row end the client with `StreamUnavailableError`;
 - rotation (``rotate()`` on ``serverShutdown``, or at `max_connection_age`, Binance drops
   connections at 24 h) opens the new connection first and closes the old one once the new one
-  delivers frames: both may deliver the same trades for a moment, the caller dedupes.
+  has delivered frames for `rotation_drain` seconds (or after `rotation_overlap`), so the old
+  one's buffered frames are read: both deliver the same trades for a moment, the caller dedupes.
 """
 
 from __future__ import annotations
@@ -82,14 +83,14 @@ def _display(url: str) -> str:
 class _Connection:
     """One websocket and its reader thread."""
 
-    __slots__ = ("done", "first_frame", "frames", "id", "opened_at", "reason", "thread", "ws")
+    __slots__ = ("done", "first_frame_at", "frames", "id", "opened_at", "reason", "thread", "ws")
 
     def __init__(self, connection_id: int, ws: websocket.WebSocket) -> None:
         self.id = connection_id
         self.ws = ws
         self.opened_at = time.monotonic()
         self.frames = 0
-        self.first_frame = threading.Event()
+        self.first_frame_at: float | None = None
         self.done = threading.Event()
         self.reason = ""
         self.thread: threading.Thread | None = None
@@ -114,6 +115,7 @@ class StreamClient:
         min_attempt_interval: float = 1.0,
         max_consecutive_failures: int = 10,
         rotation_overlap: float = 5.0,
+        rotation_drain: float = 1.0,
         max_queued_frames: int = 200_000,
     ) -> None:
         self.url = url
@@ -125,6 +127,7 @@ class StreamClient:
         self.min_attempt_interval = min_attempt_interval
         self.max_consecutive_failures = max_consecutive_failures
         self.rotation_overlap = rotation_overlap
+        self.rotation_drain = rotation_drain
         self.max_queued_frames = max_queued_frames
         self.frames: SimpleQueue[Frame] = SimpleQueue()
         self.connections_opened = 0
@@ -222,8 +225,7 @@ class StreamClient:
                 put((connection.id, text, time.time_ns() // 1_000_000))
                 connection.frames += 1
                 if connection.frames == 1:
-                    connection.first_frame.set()
-                    self._wake.set()
+                    connection.first_frame_at = time.monotonic()
                 while qsize() > limit and not stop.is_set():
                     time.sleep(0.005)  # back-pressure: the consumer is behind; stop reading
         except websocket.WebSocketTimeoutException:
@@ -306,8 +308,13 @@ class StreamClient:
         active = self._active
         if not self._retiring or active is None:
             return
-        overlap_over = time.monotonic() - active.opened_at >= self.rotation_overlap
-        if not (active.first_frame.is_set() or overlap_over or active.done.is_set()):
+        now = time.monotonic()
+        # The old connection keeps reading until the new one has delivered frames for a while,
+        # so whatever the old one had buffered is read, not lost; the overlap is deduped later.
+        drained = (
+            active.first_frame_at is not None and now - active.first_frame_at >= self.rotation_drain
+        )
+        if not (drained or now - active.opened_at >= self.rotation_overlap or active.done.is_set()):
             return
         with self._lock:
             retiring, self._retiring = self._retiring, []

@@ -38,6 +38,7 @@ class GapFiller:
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
         self.filled_from_rest = 0
+        self.tail_filled = 0
         self.rest_calls = 0
         self._failed: dict[tuple[str, int], tuple[int, float]] = {}
 
@@ -73,7 +74,35 @@ class GapFiller:
             self._failed.pop(key, None)
             self._give_up_rest(gap)
 
-    def _fetch(self, gap: Gap, now: float) -> None:
+    def fill_tail(self, until_ms: int, now: float) -> None:
+        """Fetch trades after each symbol's last id up to `until_ms` (trade time), once, at stop.
+
+        A connection dropped just before the end loses frames no later trade reveals as a gap;
+        REST still has them. Bounded by `max_trades_per_gap` per symbol.
+        """
+        if self.rest is None:
+            return
+        for symbol, high in self.sequencer.highs().items():
+            before = self.filled_from_rest
+            try:
+                self._fetch(
+                    Gap(symbol, high + 1, high + self.max_trades_per_gap, now), now, until_ms
+                )
+            except RestError as exc:
+                logger.warning(
+                    "%s: REST check for trades after id %s failed: %s", symbol, high, exc
+                )
+                continue
+            if self.filled_from_rest > before:
+                logger.warning(
+                    "%s: %s trades after id %s were only on REST (lost in flight at the end)",
+                    symbol,
+                    self.filled_from_rest - before,
+                    high,
+                )
+            self.tail_filled += self.filled_from_rest - before
+
+    def _fetch(self, gap: Gap, now: float, until_ms: int | None = None) -> None:
         if self.rest is None:
             return
         next_id = gap.first_id
@@ -87,15 +116,16 @@ class GapFiller:
             last_seen = next_id - 1
             for row in rows:
                 trade_id = int(row["id"])
-                if trade_id > gap.last_id:
+                if trade_id > gap.last_id or (until_ms is not None and row["time"] > until_ms):
+                    next_id = gap.last_id + 1  # nothing beyond this is wanted
                     break
                 last_seen = max(last_seen, trade_id)
                 fetched += 1
                 if self.sequencer.accept(gap.symbol, trade_id, now):
                     self.emit(trade_from_rest(gap.symbol, row, received_ms))
                     self.filled_from_rest += 1
-            if last_seen < next_id:
-                break  # REST has nothing (more) here: older than it keeps, or not there yet
+            if next_id > gap.last_id or last_seen < next_id:
+                break  # done, or REST has nothing more here (too old, or not there yet)
             next_id = last_seen + 1
 
     def _give_up_rest(self, gap: Gap) -> None:

@@ -71,7 +71,9 @@ class ProducerConfig:
     min_reconnect_interval: float = 1.0
     max_consecutive_failures: int = 10
     progress_interval_seconds: float = 10.0
-    source: str = "live"
+    # At stop, ask REST for trades after the last id seen (lost in flight by a late drop).
+    fill_tail_on_stop: bool = True
+    source: str | None = None  # a label for the summary: live, replay; None: the ws_url
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -194,12 +196,15 @@ class Producer:
         try:
             self._loop(deadline, stop_event)
         finally:
+            stopped_ms = time.time_ns() // 1_000_000
             self.client.stop()
             self._drain(final=True)
             self.gap_filler.fill_due(time.monotonic(), final=True)
+            if self.config.fill_tail_on_stop:
+                self.gap_filler.fill_tail(stopped_ms, time.monotonic())
             self.writer.flush()
         self.client.raise_if_failed()
-        summary = ProducerSummary(**self._counts(), source=self.config.source)
+        summary = ProducerSummary(**self._counts(), source=self.config.source or self.config.ws_url)
         logger.info("%s", summary.summary_line())
         return summary
 
@@ -271,7 +276,7 @@ class Producer:
             "files": self.writer.files_written,
             "quarantined": self.writer.quarantined,
             "duplicates_dropped": self.sequencer.duplicates,
-            "gaps_filled": self.sequencer.filled,
+            "gaps_filled": self.sequencer.filled + self.gap_filler.tail_filled,
             "gaps_unfilled": self.sequencer.unfilled,
             "reconnects": max(0, self.client.connections_opened - 1),
             "seconds": time.monotonic() - self._started,

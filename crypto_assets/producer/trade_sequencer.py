@@ -117,6 +117,10 @@ class TradeSequencer:
         state = self._states.get(symbol)
         return None if state is None else state.high
 
+    def highs(self) -> dict[str, int]:
+        """The highest trade id seen, by symbol."""
+        return {symbol: state.high for symbol, state in self._states.items()}
+
     def _open_gap(
         self, symbol: str, state: _SymbolState, first: int, last: int, now: float
     ) -> None:

@@ -1,0 +1,176 @@
+"""The websocket transport against the real replay server and real failing endpoints."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from queue import Empty
+
+import pytest
+
+from crypto_assets.binance.stream_client import (
+    StreamClient,
+    StreamUnavailableError,
+    combined_stream_url,
+    connect,
+)
+
+
+def take(client: StreamClient, count: int, timeout: float = 30.0) -> list[tuple[int, str, int]]:
+    frames = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count and time.monotonic() < deadline:
+        try:
+            frames.append(client.frames.get(timeout=0.2))
+        except Empty:
+            continue
+    return frames
+
+
+def test_combined_stream_url() -> None:
+    assert (
+        combined_stream_url("wss://h:9443/", ["BTCUSDT", "ethusdt"])
+        == "wss://h:9443/stream?streams=btcusdt@trade/ethusdt@trade"
+    )
+
+
+def test_frames_arrive_in_order_with_receive_times(
+    replay_server_factory: Callable[..., object], recording_frames: list[str]
+) -> None:
+    server = replay_server_factory()
+    client = StreamClient(combined_stream_url(server.url, ["btcusdt", "ethusdt"]))  # type: ignore[attr-defined]
+    before = time.time_ns() // 1_000_000
+    client.start()
+    try:
+        assert client.running
+        frames = take(client, 500)
+    finally:
+        client.stop()
+    assert not client.running
+    assert [json.loads(text) for _, text, _ in frames] == [
+        json.loads(f) for f in recording_frames[:500]
+    ]
+    assert {connection for connection, _, _ in frames} == {0}
+    received = [ms for _, _, ms in frames]
+    assert received == sorted(received)
+    assert before <= received[0] <= time.time_ns() // 1_000_000
+
+
+def test_stop_is_prompt_and_closes_the_connection(
+    replay_server_factory: Callable[..., object],
+) -> None:
+    server = replay_server_factory(speed=1.0)
+    client = StreamClient(combined_stream_url(server.url, ["btcusdt"]))  # type: ignore[attr-defined]
+    client.start()
+    take(client, 1)
+    client.stop()
+    assert not client.running
+    # The reader was blocked in recv() (silence timeout 60 s): stop() must have woken it.
+    assert not [t for t in threading.enumerate() if t.name.startswith("stream-")]
+    deadline = time.monotonic() + 10
+    while server.stats.connections.connections_open and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    assert server.stats.connections.connections_open == 0  # type: ignore[attr-defined]
+
+
+def test_rotate_opens_the_new_connection_before_closing_the_old(
+    replay_server_factory: Callable[..., object],
+) -> None:
+    server = replay_server_factory(speed=50.0)
+    client = StreamClient(
+        combined_stream_url(server.url, ["btcusdt", "ethusdt"]),  # type: ignore[attr-defined]
+        min_attempt_interval=0.0,
+        rotation_drain=0.5,
+    )
+    client.start()
+    try:
+        take(client, 10)
+        client.rotate(connection_id=0)
+        client.rotate(connection_id=7)  # not the active connection: ignored
+        frames = take(client, 2000)
+        ids_by_connection: dict[int, list[tuple[str, int]]] = {}
+        for connection, text, _ in frames:
+            data = json.loads(text)["data"]
+            ids_by_connection.setdefault(connection, []).append((data["s"], data["t"]))
+    finally:
+        client.stop()
+    assert set(ids_by_connection) == {0, 1}
+    assert client.rotations == 1
+    assert client.connections_opened == 2
+    # Both connections delivered some of the same trades: the overlap left nothing uncovered.
+    assert set(ids_by_connection[0]) & set(ids_by_connection[1])
+
+
+def test_gives_up_with_a_typed_one_line_error_after_consecutive_failures(
+    replay_server_factory: Callable[..., object],
+) -> None:
+    server = replay_server_factory(speed=1.0)
+    client = StreamClient(
+        combined_stream_url(server.url, ["btcusdt"]),  # type: ignore[attr-defined]
+        max_consecutive_failures=3,
+        min_attempt_interval=0.05,
+        backoff_base=0.05,
+    )
+    client.start()
+    server.stop()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 30
+    while client.failure is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.stop()
+    with pytest.raises(StreamUnavailableError) as caught:
+        client.raise_if_failed()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "connection refused" in message
+    assert "3 attempts in a row failed" in message
+    assert client.connections_opened == 1
+
+
+@pytest.fixture
+def http_403_server() -> Iterator[str]:
+    """A plain HTTP server that refuses every request (like a proxy blocking websockets)."""
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(403)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    yield f"ws://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[str]:
+    """A socket that accepts TCP connections but never answers the handshake."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield f"ws://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_connect_errors_say_what_went_wrong(
+    http_403_server: str, silent_listener: str, unused_port_url: str
+) -> None:
+    cases = {
+        unused_port_url: "connection refused",
+        http_403_server: "HTTP 403 on the websocket upgrade",
+        silent_listener: "timed out after 0.5 s",
+        "ws://host.invalid:9443": "DNS lookup failed",
+    }
+    for url, expected in cases.items():
+        with pytest.raises(StreamUnavailableError) as caught:
+            connect(url + "/stream?streams=btcusdt@trade", timeout=0.5)
+        assert expected in str(caught.value), url
+        assert str(caught.value).startswith(f"cannot reach {url}: ")

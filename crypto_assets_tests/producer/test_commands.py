@@ -1,0 +1,267 @@
+"""The ``crypto-assets`` producer commands as real subprocesses: signals, errors, summaries."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from crypto_assets_tests.producer.conftest import read_landing
+
+SUMMARY = re.compile(r"^produced (\d+) trades \((.*)\) in (\d+) files in [\d.]+ s from (\S+); ")
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "crypto_assets.cli", *args]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTO_", "BINANCE_"))}
+    env.update(extra)
+    return env
+
+
+def wait_for_files(
+    directory: Path, count: int, process: subprocess.Popen, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if len(list(directory.glob("trades_*.json"))) >= count:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"fewer than {count} landing files appeared (exit code {process.poll()})")
+
+
+def assert_contiguous_from_start(rows: list[dict], expected: dict[str, dict[int, dict]]) -> None:
+    by_symbol: dict[str, list[int]] = {}
+    for row in rows:
+        by_symbol.setdefault(row["symbol"], []).append(row["trade_id"])
+    assert by_symbol
+    for symbol, ids in by_symbol.items():
+        first = min(expected[symbol])
+        assert sorted(ids) == list(range(first, first + len(ids))), symbol
+
+
+def test_sigterm_lands_everything_received_and_exits_zero_with_the_summary(
+    replay_server_factory: Callable[..., object],
+    expected_trades: dict[str, dict[int, dict]],
+    tmp_path: Path,
+) -> None:
+    server = replay_server_factory(speed=5.0)
+    landing = tmp_path / "landing" / "trades"
+    process = subprocess.Popen(
+        cli(
+            "produce",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--landing-dir",
+            str(landing),
+            "--max-trades-per-batch",
+            "100",
+            "--batch-interval-seconds",
+            "30",
+            "--duration-minutes",
+            "none",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+    wait_for_files(landing, 3, process)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    match = SUMMARY.match(stdout.strip().splitlines()[-1])
+    assert match, stdout
+    rows = read_landing(landing)
+    # The summary counts every trade received and accepted, pending batch included (the batch
+    # interval is 30 s): all of them are in visible files.
+    assert int(match.group(1)) == len(rows)
+    assert_contiguous_from_start(rows, expected_trades)
+    assert "Traceback" not in stderr
+
+
+def test_sigkill_never_leaves_a_partial_visible_file(
+    replay_server_factory: Callable[..., object],
+    expected_trades: dict[str, dict[int, dict]],
+    tmp_path: Path,
+) -> None:
+    server = replay_server_factory()
+    landing = tmp_path / "trades"
+    process = subprocess.Popen(
+        cli(
+            "produce",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--landing-dir",
+            str(landing),
+            "--max-trades-per-batch",
+            "50",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=environment(),
+    )
+    wait_for_files(landing, 20, process)
+    process.kill()
+    process.wait(timeout=30)
+    rows = read_landing(landing)  # raises if any visible file is partial
+    assert rows
+    assert all(len(row) == 10 for row in rows)
+    assert_contiguous_from_start(rows, expected_trades)
+    assert all(
+        p.name.startswith(".") for p in landing.iterdir() if not p.name.startswith("trades_")
+    )
+
+
+def test_an_unreachable_url_is_one_line_on_stderr_and_exit_code_2(
+    tmp_path: Path, unused_port: int
+) -> None:
+    result = subprocess.run(
+        cli(
+            "produce",
+            "--ws-url",
+            f"ws://127.0.0.1:{unused_port}",
+            "--pairs",
+            "btcusdt",
+            "--landing-dir",
+            str(tmp_path),
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        f"crypto-assets produce: error: cannot reach ws://127.0.0.1:{unused_port}: connection "
+        "refused (nothing listening on that host and port) — check --ws-url/BINANCE_WS_URL, "
+        "or set CRYPTO_SOURCE=replay"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--pairs", "BTC/USDT"], "--pairs='BTC/USDT'"),
+        (["--duration-minutes", "soon"], "--duration-minutes='soon'"),
+        (["--max-trades-per-batch", "0"], "max_trades_per_batch=0"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
+    base = ["produce", "--ws-url", "ws://127.0.0.1:9", "--landing-dir", str(tmp_path)]
+    result = subprocess.run(
+        cli(*base, *args),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("crypto-assets produce: error: ")
+    assert fragment in line
+
+
+def test_test_connection_prints_rates_per_symbol(
+    replay_server_factory: Callable[..., object],
+) -> None:
+    server = replay_server_factory(speed=20.0, rebase_time=True)
+    result = subprocess.run(
+        cli(
+            "test-connection",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--duration",
+            "2",
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"connected to {server.url}: ")  # type: ignore[attr-defined]
+    for symbol, line in zip(("BTCUSDT", "ETHUSDT"), lines[1:], strict=True):
+        match = re.match(rf"^{symbol}: (\d+) trades, ([\d.]+) trades/s, latency ms mean ", line)
+        assert match, line
+        assert int(match.group(1)) > 0
+        assert float(match.group(2)) > 0
+
+
+def test_run_replays_loudly_when_told_and_lands_into_the_data_dir(
+    expected_trades: dict[str, dict[int, dict]], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        cli("run"),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(
+            CRYPTO_SOURCE="replay",
+            CRYPTO_DATA_DIR=str(tmp_path),
+            RUN_DURATION_MINUTES="0.05",
+            TRADING_PAIRS="btcusdt,ethusdt",
+            BATCH_INTERVAL_SECONDS="1",
+        ),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "*** REPLAYED DATA" in result.stderr
+    match = SUMMARY.match(result.stdout.strip().splitlines()[-1])
+    assert match
+    assert match.group(4) == "replay"
+    rows = read_landing(tmp_path / "landing" / "trades")
+    assert len(rows) == int(match.group(1)) > 0
+    assert_contiguous_from_start(rows, expected_trades)
+    now_ms = time.time() * 1000
+    assert all(abs(row["trade_time"] - now_ms) < 600_000 for row in rows)  # rebased to now
+
+
+def test_summary_line_is_the_last_stdout_line_for_a_duration_run(
+    replay_server_factory: Callable[..., object], tmp_path: Path
+) -> None:
+    server = replay_server_factory(speed=50.0)
+    result = subprocess.run(
+        cli(
+            "produce",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt",
+            "--landing-dir",
+            str(tmp_path / "t"),
+            "--duration-seconds",
+            "1.5",
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.strip().splitlines()
+    match = SUMMARY.match(line)
+    assert match
+    assert match.group(2).startswith("BTCUSDT ")
+    assert int(match.group(1)) == len(read_landing(tmp_path / "t")) > 0
