@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from websockets.sync.client import connect
+from crypto_assets_tests.replay.conftest import stream_client
 
 CLI = Path(sys.executable).with_name("crypto-assets")
 
@@ -28,7 +28,7 @@ def test_prints_listening_serves_and_exits_zero_on_sigterm(
         match = re.fullmatch(r"listening on ws://127\.0\.0\.1:(\d+)", line)
         assert match, line
         url = f"ws://127.0.0.1:{match.group(1)}/ws/btcusdt@trade"
-        with connect(url, max_queue=None) as ws:  # unbounded: close() need not drain first
+        with stream_client(url) as ws:
             first = json.loads(ws.recv(timeout=5))
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0

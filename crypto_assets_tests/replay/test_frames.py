@@ -20,8 +20,8 @@ RAW_MICRO = FrameFormat(combined=False, micro=True)
 
 
 @pytest.fixture(scope="module")
-def raw_events(raw_recordings: list[Path]):
-    return load_recordings(raw_recordings[:1]).events
+def raw_events(raw_btc_recording: Path):
+    return load_recordings([raw_btc_recording]).events
 
 
 def first(events, suffix: str):

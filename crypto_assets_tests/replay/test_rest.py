@@ -9,7 +9,8 @@ import urllib.request
 from decimal import Decimal
 
 import pytest
-from websockets.sync.client import connect
+
+from crypto_assets_tests.replay.conftest import stream_client
 
 TRADES = "btcusdt@trade/ethusdt@trade"
 
@@ -39,7 +40,7 @@ def expected_rest(trade: dict) -> dict:
 
 def consume_all(server, count: int) -> list[str]:
     """Let the market publish everything by reading the whole stream."""
-    with connect(f"{server.url}/stream?streams={TRADES}", max_queue=None) as ws:
+    with stream_client(f"{server.url}/stream?streams={TRADES}") as ws:
         return [ws.recv(timeout=10) for _ in range(count)]
 
 
@@ -185,7 +186,7 @@ def test_rest_knows_the_trades_of_later_laps(
     replay_server_factory, small_recording, recorded_trades: list[dict]
 ) -> None:
     server = replay_server_factory(recordings=(small_recording,), loop=True)
-    with connect(f"{server.url}/ws/btcusdt@trade", max_queue=None) as ws:
+    with stream_client(f"{server.url}/ws/btcusdt@trade") as ws:
         streamed = [json.loads(ws.recv(timeout=5)) for _ in range(500)]
     lap_trade = streamed[300]
 
