@@ -97,14 +97,14 @@ def check_connection(
         while (elapsed := time.monotonic() - started) < duration:
             ws.settimeout(max(0.05, min(0.5, duration - elapsed)))
             try:
-                text = ws.recv()
+                opcode, payload = ws.recv_data()
             except websocket.WebSocketTimeoutException:
                 continue
-            if not text:
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
                 raise CryptoAssetsError(f"{ws_url} closed the connection — {_ADVICE}")
             received_ms = time.time_ns() // 1_000_000
             frames += 1
-            result = parse_frame(text, received_ms, symbols)
+            result = parse_frame(payload, received_ms, symbols)
             if type(result) is TradeRecord:
                 latencies[result.symbol].append(received_ms - result.event_time)
     except (websocket.WebSocketException, OSError) as exc:
