@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ping-interval", type=float, default=20.0, metavar="S")
     parser.add_argument("--pong-timeout", type=float, default=60.0, metavar="S")
+    parser.add_argument(
+        "--max-connection-age",
+        type=float,
+        metavar="S",
+        help="close each connection after S seconds (Binance: 24 h)",
+    )
     parser.set_defaults(func=run_replay_server)
 
 
@@ -93,6 +99,7 @@ def run_replay_server(args: argparse.Namespace) -> int:
         gap_every=args.gap_every,
         ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout,
+        max_connection_age=args.max_connection_age,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -61,6 +61,7 @@ class ReplayOptions:
     ping_interval: float = 20.0
     pong_timeout: float = 60.0
     max_incoming_per_second: int = 5
+    max_connection_age: float | None = None  # seconds; Binance closes connections after 24 h
 
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
@@ -72,8 +73,8 @@ class ReplayOptions:
                 raise CryptoAssetsError(f"{name} ({flag}) must be at least 1, got {value}")
         if not 0 <= self.port <= 65535:
             raise CryptoAssetsError(f"port must be within 0..65535, got {self.port}")
-        for name in ("ping_interval", "pong_timeout", "shutdown_grace"):
-            if not getattr(self, name) > 0:
+        for name in ("ping_interval", "pong_timeout", "shutdown_grace", "max_connection_age"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise CryptoAssetsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_incoming_per_second < 1:
             raise CryptoAssetsError("max_incoming_per_second must be at least 1")
@@ -291,7 +292,10 @@ class ReplayServer:
             streams=route.streams,
             frame_format=route.frame_format,
             faults=SessionFaults(
-                options.drop_after, options.shutdown_after, options.shutdown_grace
+                options.drop_after,
+                options.shutdown_after,
+                options.shutdown_grace,
+                options.max_connection_age,
             ),
             max_incoming_per_second=options.max_incoming_per_second,
             stats=self._connection_stats,

@@ -38,6 +38,7 @@ class SessionFaults:
     drop_after: int | None = None
     shutdown_after: int | None = None
     shutdown_grace: float = 1.0
+    max_age: float | None = None  # seconds before the server closes the connection
 
 
 @dataclass
@@ -128,7 +129,13 @@ class StreamSession:
         self._stats.connections_opened += 1
         self._stats.connections_open += 1
         logger.debug("connection from %s: %s", self._ws.remote_address, self._streams)
-        sender = asyncio.get_running_loop().create_task(self._send_loop(), name="replay-sender")
+        loop = asyncio.get_running_loop()
+        sender = loop.create_task(self._send_loop(), name="replay-sender")
+        expiry = None
+        if self._faults.max_age is not None:
+            expiry = loop.call_later(
+                self._faults.max_age, self._begin_close, CloseCode.GOING_AWAY, "Connection expired"
+            )
         try:
             if self._streams:
                 self._market.update(self)
@@ -143,6 +150,8 @@ class StreamSession:
             pass
         finally:
             self._closing = True
+            if expiry is not None:
+                expiry.cancel()
             self._drained.set()
             self._market.remove(self)
             sender.cancel()

@@ -413,3 +413,16 @@ def test_stopping_the_server_announces_the_shutdown(replay_server_factory) -> No
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1001
     server.stop()  # idempotent
+
+
+def test_connections_expire_after_max_connection_age(replay_server_factory) -> None:
+    server = replay_server_factory(max_connection_age=0.5, speed=1.0)
+
+    with connect(f"{server.url}/ws") as ws:
+        ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+        assert recv_json(ws) == {"result": [], "id": 1}
+        messages, closed = recv_until_closed(ws)
+
+    assert messages == []
+    assert closed.rcvd is not None
+    assert closed.rcvd.code == 1001
