@@ -17,6 +17,7 @@ import websocket  # websocket-client
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect as websockets_connect
 
+from crypto_assets.errors import CryptoAssetsError
 from crypto_assets_tests.replay.conftest import read_frames
 from crypto_assets_tests.replay.conftest import stream_client as connect
 
@@ -426,3 +427,24 @@ def test_connections_expire_after_max_connection_age(replay_server_factory) -> N
     assert messages == []
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1001
+
+
+def test_a_busy_port_is_a_one_line_error(replay_server_factory) -> None:
+    first = replay_server_factory()
+
+    with pytest.raises(CryptoAssetsError, match=f"cannot listen on 127.0.0.1:{first.port}") as info:
+        replay_server_factory(port=first.port)
+    assert "\n" not in str(info.value)
+
+
+def test_lowercase_time_unit_and_raw_multi_stream_path(
+    replay_server_factory, recorded_trades: list[dict]
+) -> None:
+    server = replay_server_factory()
+
+    with connect(f"{server.url}/ws/btcusdt@trade/ethusdt@trade?timeUnit=microsecond") as ws:
+        received = [recv_json(ws) for _ in range(20)]
+
+    assert [(t["t"], t["T"]) for t in received] == [
+        (t["t"], t["T"] * 1000) for t in recorded_trades[:20]
+    ]
