@@ -28,7 +28,7 @@ class RestError(CryptoAssetsError):
 class BinanceRestClient:
     """A small synchronous client for the public endpoints the producer needs."""
 
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 

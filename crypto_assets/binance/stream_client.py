@@ -201,6 +201,9 @@ class StreamClient:
             self._stop.wait(wait)
         self._last_attempt = time.monotonic()
         ws = connect(self.url, self.connect_timeout)
+        if self._stop.is_set():  # stop() ran while we were connecting: do not leak a reader
+            ws.shutdown()
+            raise StreamUnavailableError(f"{_display(self.url)}: client stopped while connecting")
         # recv() times out after this long without bytes: the silence watchdog.
         ws.settimeout(self.silence_timeout)
         connection = _Connection(self._next_id, ws)

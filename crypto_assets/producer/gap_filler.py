@@ -41,6 +41,8 @@ class GapFiller:
         self.tail_filled = 0
         self.rest_calls = 0
         self._failed: dict[tuple[str, int], tuple[int, float]] = {}
+        # REST gave no HTTP answer at all: no call before this time (monotonic seconds).
+        self._unreachable_until = float("-inf")
 
     def fill_due(self, now: float, final: bool = False) -> None:
         """Fill every gap past its grace period; with `final`, every gap, one attempt each."""
@@ -49,9 +51,16 @@ class GapFiller:
             attempts, retry_at = self._failed.get(key, (0, 0.0))
             if not final and now < retry_at:
                 continue
+            if now < self._unreachable_until:
+                if not final:
+                    return
+                self._give_up_rest(gap)  # stopping: do not wait on an unreachable REST API
+                continue
             try:
                 self._fetch(gap, now)
             except RestError as exc:
+                if exc.status is None:
+                    self._unreachable_until = now + self.retry_seconds
                 attempts += 1
                 if attempts < self.max_attempts and not final:
                     logger.warning(
@@ -80,7 +89,7 @@ class GapFiller:
         A connection dropped just before the end loses frames no later trade reveals as a gap;
         REST still has them. Bounded by `max_trades_per_gap` per symbol.
         """
-        if self.rest is None:
+        if self.rest is None or now < self._unreachable_until:
             return
         for symbol, high in self.sequencer.highs().items():
             before = self.filled_from_rest
@@ -92,6 +101,8 @@ class GapFiller:
                 logger.warning(
                     "%s: REST check for trades after id %s failed: %s", symbol, high, exc
                 )
+                if exc.status is None:
+                    return
                 continue
             if self.filled_from_rest > before:
                 logger.warning(

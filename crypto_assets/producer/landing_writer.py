@@ -15,7 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from crypto_assets.errors import CryptoAssetsError
+
 logger = logging.getLogger(__name__)
+
+
+class LandingWriteError(CryptoAssetsError):
+    """A landing or quarantine file cannot be written (permissions, disk full, ...)."""
 
 
 def write_atomically(directory: Path, name: str, lines: list[str]) -> Path:
@@ -65,7 +71,12 @@ class LandingWriter:
         self.files_written = 0
         self.quarantined = 0
         self.quarantine_files = 0
-        self.landing_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.landing_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LandingWriteError(
+                f"cannot create the landing directory {self.landing_dir}: {exc.strerror or exc}"
+            ) from exc
 
     @property
     def pending(self) -> int:
@@ -99,18 +110,31 @@ class LandingWriter:
         if self._lines:
             self._write_trades()
         if self._rejected:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            path = write_atomically(
-                self.quarantine_dir, batch_file_name("quarantine", time.time()), self._rejected
-            )
+            try:
+                self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+                path = write_atomically(
+                    self.quarantine_dir, batch_file_name("quarantine", time.time()), self._rejected
+                )
+            except OSError as exc:
+                raise LandingWriteError(
+                    f"cannot write a quarantine file in {self.quarantine_dir}: "
+                    f"{exc.strerror or exc}"
+                ) from exc
             logger.warning("quarantined %s frames in %s", len(self._rejected), path)
             self._rejected = []
             self.quarantine_files += 1
         self._last_flush = self._clock()
 
     def _write_trades(self) -> None:
-        lines, self._lines = self._lines, []
-        path = write_atomically(self.landing_dir, batch_file_name("trades", time.time()), lines)
+        lines = self._lines
+        try:
+            path = write_atomically(self.landing_dir, batch_file_name("trades", time.time()), lines)
+        except OSError as exc:
+            # The batch stays pending: a later flush may succeed (e.g. after space is freed).
+            raise LandingWriteError(
+                f"cannot write a landing file in {self.landing_dir}: {exc.strerror or exc}"
+            ) from exc
+        self._lines = []
         self.trades_written += len(lines)
         self.files_written += 1
         self._last_flush = self._clock()

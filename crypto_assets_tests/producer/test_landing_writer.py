@@ -7,7 +7,9 @@ import re
 import threading
 from pathlib import Path
 
-from crypto_assets.producer.landing_writer import LandingWriter, write_atomically
+import pytest
+
+from crypto_assets.producer.landing_writer import LandingWriteError, LandingWriter, write_atomically
 
 NAME = re.compile(r"^trades_\d{8}_\d{6}_[0-9a-f]{12}\.json$")
 
@@ -121,3 +123,27 @@ def test_a_polling_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     assert problems == []
     assert len(seen) == writer.files_written == 41
     assert sorted(read_ids(landing)) == list(range(40_000))
+
+
+def test_an_unwritable_landing_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the landing directory should be")
+    with pytest.raises(LandingWriteError, match="cannot create the landing directory") as caught:
+        LandingWriter(blocker / "trades", tmp_path / "q")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_failed_write_keeps_the_batch_pending(tmp_path: Path) -> None:
+    landing = tmp_path / "trades"
+    writer = LandingWriter(landing, tmp_path / "q", 60.0, 1000)
+    for line in lines(5):
+        writer.add(line)
+    landing.rmdir()
+    landing.write_text("the directory was replaced by a file")
+    with pytest.raises(LandingWriteError, match="cannot write a landing file"):
+        writer.flush()
+    assert writer.pending == 5
+    landing.unlink()
+    landing.mkdir()
+    writer.flush()
+    assert read_ids(landing) == [0, 1, 2, 3, 4]
