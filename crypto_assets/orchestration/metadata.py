@@ -63,7 +63,7 @@ def _number(value: float | None, digits: int) -> str:
 def latest_windows_markdown(latest: pa.Table | None) -> str:
     """A Markdown table: per symbol, its newest window's VWAP, change %, buy/sell ratio."""
     lines = [
-        "| symbol | window start (UTC) | trades | VWAP | change % | buy/sell ratio |",
+        "| symbol | window (UTC) | trades | VWAP | change % | buy/sell |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in [] if latest is None else latest.to_pylist():

@@ -8,7 +8,12 @@ from collections import defaultdict
 import dagster as dg
 import pytest
 
-from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.analytics_assets import (
+    ANALYTICS_JOB,
+    StreamingAnalyticsConfig,
+    run_continuous,
+)
+from crypto_assets.orchestration.lakehouse import LocalLakehouse
 from crypto_assets_tests.orchestration.conftest import landing_records, write_landing_file
 
 pytestmark = pytest.mark.spark
@@ -112,3 +117,23 @@ def test_analytics_without_landing_fails_with_one_line(defs, instance, spark):
     assert not result.success
     failure = result.failure_data_for_node("streaming_analytics")
     assert "run the producer first" in failure.user_failure_data.description
+
+
+def test_continuous_mode_reports_batches_and_stops_when_terminated(settings, recording, spark):
+    records = _land(settings, recording)
+    config = StreamingAnalyticsConfig(
+        mode="continuous", trigger_seconds=1.0, report_interval_seconds=0.5
+    )
+    reported: list[int] = []
+
+    def report(batch_id: int) -> None:
+        reported.append(batch_id)
+        # What Dagster raises in the step's thread when the run is terminated.
+        raise dg.DagsterExecutionInterruptedError("terminated from the UI")
+
+    with pytest.raises(dg.DagsterExecutionInterruptedError):
+        run_continuous(spark, settings, config, report)
+    assert reported == [0]
+    assert not spark.streams.active  # the query was stopped, not left running
+    lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
+    assert lakehouse.count_rows("trades_raw") == len(records)
