@@ -4,7 +4,8 @@ It knows nothing about the frames: one reader thread per connection pushes
 ``(connection_id, payload_bytes, received_ms)`` into a queue that the caller drains.
 websocket-client answers the server's pings itself. A supervisor thread owns the connection's life:
 
-- a connection silent for `silence_timeout` seconds is dead and replaced;
+- a connection that receives nothing for `silence_timeout` seconds (no trade, no ping: Binance
+  pings every 20 s even when a market is quiet) is dead and replaced;
 - reconnects back off exponentially with full jitter (reset after a connection that delivered
   frames), never faster than one attempt per `min_attempt_interval` (Binance allows 300 per 5 min);
 - `max_consecutive_failures` failed attempts in a row end the client with `StreamUnavailableError`;
@@ -122,7 +123,7 @@ class StreamClient:
         max_consecutive_failures: int = 10,
         rotation_overlap: float = 5.0,
         rotation_drain: float = 1.0,
-        max_queued_frames: int = 200_000,
+        max_queued_frames: int = 100_000,
     ) -> None:
         self.url = url
         self.silence_timeout = silence_timeout

@@ -12,6 +12,7 @@ from queue import Empty
 
 import pytest
 
+from crypto_assets.binance.parsing import parse_frame
 from crypto_assets.binance.stream_client import (
     StreamClient,
     StreamUnavailableError,
@@ -174,3 +175,22 @@ def test_connect_errors_say_what_went_wrong(
             connect(url + "/stream?streams=btcusdt@trade", timeout=0.5)
         assert expected in str(caught.value), url
         assert str(caught.value).startswith(f"cannot reach {url}: ")
+
+
+def test_microsecond_frames_from_the_server_parse_to_the_same_records(
+    replay_server_factory: Callable[..., object], recording_frames: list[str]
+) -> None:
+    server = replay_server_factory()
+    url = combined_stream_url(server.url, ["btcusdt", "ethusdt"]) + "&timeUnit=MICROSECOND"  # type: ignore[attr-defined]
+    client = StreamClient(url)
+    client.start()
+    try:
+        frames = take(client, 300)
+    finally:
+        client.stop()
+    symbols = frozenset({"BTCUSDT", "ETHUSDT"})
+    micro = [json.loads(payload)["data"] for _, payload, _ in frames]
+    assert all(data["T"] > 10**15 for data in micro)  # the server really sent microseconds
+    parsed = [parse_frame(payload, 1, symbols) for _, payload, _ in frames]
+    expected = [parse_frame(text, 1, symbols) for text in recording_frames[:300]]
+    assert parsed == expected

@@ -46,11 +46,14 @@ def read_landing(landing_dir: Path) -> list[dict]:
     ]
 
 
-def produce_recording(server: object, config: ProducerConfig) -> ProducerSummary:
+def produce_recording(
+    server: object, config: ProducerConfig, linger_seconds: float = 0.0
+) -> ProducerSummary:
     """Run the producer until the replay market has published and sent everything, then stop it.
 
     Stops once the market is finished, the server has sent nothing new for half a second, the
-    producer's queue is empty and no gap is pending: everything sent has then been handled.
+    producer's queue is empty and no gap is pending (everything sent has then been handled),
+    plus `linger_seconds` of the quiet market.
     """
     producer = Producer(config)
     done = threading.Event()
@@ -72,6 +75,7 @@ def produce_recording(server: object, config: ProducerConfig) -> ProducerSummary
             elif quiet_since is None:
                 quiet_since = time.monotonic()
             elif time.monotonic() - quiet_since >= 0.5:
+                done.wait(linger_seconds)
                 break
         producer.stop()
 

@@ -258,8 +258,8 @@ def test_a_silent_connection_is_replaced(
 ) -> None:
     # The recording ends quickly at max speed; afterwards the market is open and quiet.
     server = replay_server_factory()
-    config = producer_config(server, silence_timeout=0.5, duration_seconds=6.0)
-    summary = Producer(config).run()
+    config = producer_config(server, silence_timeout=0.5)
+    summary = produce_recording(server, config, linger_seconds=3.0)
     assert summary.trades == 34_419
     assert summary.reconnects >= 2
     assert server.stats.connections.connections_opened >= 3  # type: ignore[attr-defined]
