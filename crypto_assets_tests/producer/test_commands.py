@@ -265,3 +265,23 @@ def test_summary_line_is_the_last_stdout_line_for_a_duration_run(
     assert match
     assert match.group(2).startswith("BTCUSDT ")
     assert int(match.group(1)) == len(read_landing(tmp_path / "t")) > 0
+
+
+def test_test_connection_to_an_unreachable_url_is_one_line_and_exit_code_2(
+    unused_port: int,
+) -> None:
+    result = subprocess.run(
+        cli("test-connection", "--ws-url", f"ws://127.0.0.1:{unused_port}", "--duration", "1"),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"crypto-assets test-connection: error: cannot reach ws://127.0.0.1:{unused_port}: "
+        "connection refused"
+    )
+    assert line.endswith("or set CRYPTO_SOURCE=replay")

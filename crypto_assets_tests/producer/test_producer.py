@@ -279,6 +279,23 @@ def test_progress_is_reported_while_running(
     assert 0 < trades[-1] <= summary.trades
 
 
+def test_a_stop_event_from_another_thread_ends_the_run_with_everything_landed(
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+) -> None:
+    server = replay_server_factory(speed=10.0)
+    # Neither the interval nor the batch size is reached: only the stop writes a file.
+    config = producer_config(server, batch_interval_seconds=60.0, max_trades_per_batch=100_000)
+    stop_event = threading.Event()
+    timer = threading.Timer(1.5, stop_event.set)
+    timer.start()
+    summary = Producer(config).run(stop_event=stop_event)
+    timer.join()
+    rows = read_landing(config.landing_dir)
+    assert summary.trades == len(rows) > 0
+    assert summary.files == 1
+
+
 def test_a_stream_lost_for_good_raises_after_landing_what_it_had(
     replay_server_factory: Callable[..., object],
     producer_config: Callable[..., ProducerConfig],
