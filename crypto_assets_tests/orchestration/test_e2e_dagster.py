@@ -58,6 +58,7 @@ class Dagster:
             "TRADING_PAIRS": "btcusdt,ethusdt",
         }
         self.log_dir = log_dir
+        self.landing_dir = data_dir / "landing" / "trades"
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> None:
@@ -180,12 +181,14 @@ class Dagster:
         }
 
 
-@pytest.fixture
-def dagster(tmp_path: Path) -> Iterator[Dagster]:
-    home = tmp_path / "dagster_home"
+@pytest.fixture(scope="module")
+def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
+    """One webserver and daemon for this module's tests; they share DAGSTER_HOME and data dir."""
+    root = tmp_path_factory.mktemp("e2e")
+    home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    server = Dagster(home, tmp_path / "data", tmp_path)
+    server = Dagster(home, root / "data", root)
     try:
         server.start()
         yield server
@@ -209,7 +212,7 @@ def _wait_for_run(client: DagsterGraphQLClient, run_id: str, log_dir: Path) -> d
 
 
 def test_producer_then_analytics_through_the_webserver_and_daemon(
-    dagster: Dagster, replay_server_factory, recorded_trades, tmp_path
+    dagster: Dagster, replay_server_factory, recorded_trades
 ):
     # The test launches the analytics itself: the sensor must not start a run of its own.
     assert dagster.stop_sensor("landing_files_sensor") == "STOPPED"
@@ -228,14 +231,14 @@ def test_producer_then_analytics_through_the_webserver_and_daemon(
         repository_name=REPOSITORY,
         run_config={"ops": {"produce_trades": {"config": producer_config}}},
     )
-    assert _wait_for_run(client, producer_run, tmp_path) == dg.DagsterRunStatus.SUCCESS
-    landed = landed_trades(tmp_path / "data" / "landing" / "trades")
+    assert _wait_for_run(client, producer_run, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+    landed = landed_trades(dagster.landing_dir)
     assert landed == recorded_trades
 
     analytics_run = client.submit_job_execution(
         "streaming_analytics_job", repository_location_name=LOCATION, repository_name=REPOSITORY
     )
-    assert _wait_for_run(client, analytics_run, tmp_path) == dg.DagsterRunStatus.SUCCESS
+    assert _wait_for_run(client, analytics_run, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
 
     reports = dagster.materializations("landing_trades", limit=50)
     assert reports
@@ -251,7 +254,7 @@ def test_producer_then_analytics_through_the_webserver_and_daemon(
     (raw,) = dagster.materializations("trades_raw", limit=5)
     assert raw["run_id"] == analytics_run
     assert raw["dagster/row_count"] == raw["rows_written"] == total
-    assert raw["files_processed"] == len(list((tmp_path / "data/landing/trades").glob("*.json")))
+    assert raw["files_processed"] == len(list(dagster.landing_dir.glob("*.json")))
     assert raw["late_rows"] >= 0
     assert raw["bad_rows"] == 0
     assert raw["processing_seconds"] > 0
@@ -264,3 +267,41 @@ def test_producer_then_analytics_through_the_webserver_and_daemon(
 
     assert set(dagster.latest_checks("trades_raw").values()) == {"SUCCEEDED"}
     assert set(dagster.latest_checks("trades_analytics").values()) == {"SUCCEEDED"}
+
+
+def test_terminating_a_producer_run_lands_its_current_batch(
+    dagster: Dagster, replay_server_factory
+):
+    replay = replay_server_factory(speed=None)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+    before = set(dagster.landing_dir.glob("trades_*.json"))
+    config = {
+        "ws_url": replay.url,
+        "source": "replay",
+        "continuous": True,
+        # Nothing lands on its own: the batch is neither old nor full when the run is terminated.
+        "batch_interval_seconds": 3600.0,
+        "max_trades_per_batch": 1_000_000,
+    }
+    run_id = client.submit_job_execution(
+        "binance_producer_job",
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        run_config={"ops": {"produce_trades": {"config": config}}},
+    )
+    deadline = time.monotonic() + RUN_SECONDS
+    while client.get_run_status(run_id) != dg.DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, f"run {run_id} never started; see {dagster.log_dir}"
+        time.sleep(1)
+    # The op has to connect and receive before there is a batch to land.
+    time.sleep(10)
+    assert set(dagster.landing_dir.glob("trades_*.json")) == before
+    client.terminate_run(run_id)  # what the UI's Terminate button calls
+    assert _wait_for_run(client, run_id, dagster.log_dir) == dg.DagsterRunStatus.CANCELED
+
+    new_files = set(dagster.landing_dir.glob("trades_*.json")) - before
+    assert new_files
+    landed = sum(len(path.read_text().splitlines()) for path in new_files)
+    reports = [r for r in dagster.materializations("landing_trades", 100) if r["run_id"] == run_id]
+    assert reports
+    assert reports[0]["run_trades"] == landed > 0
