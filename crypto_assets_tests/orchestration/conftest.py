@@ -31,7 +31,8 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     """A real Dagster instance on disk (run storage, event log) in a temporary DAGSTER_HOME."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    with dg.DagsterInstance.local_temp(tempdir=str(home)) as inst:
+    overrides = {"telemetry": {"enabled": False}}
+    with dg.DagsterInstance.local_temp(tempdir=str(home), overrides=overrides) as inst:
         yield inst
 
 
