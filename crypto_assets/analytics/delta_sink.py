@@ -200,20 +200,18 @@ class DeltaSink:
             found, ["symbol", "trade_id"], join_type="left semi"
         )
 
-    def read_trades(self, ranges: WindowRanges, window_ms: int) -> pa.Table:
-        """All trades_raw rows in the windows of `ranges` (the metric inputs only)."""
+    def trade_files(self, ranges: WindowRanges, window_ms: int) -> list[str]:
+        """Data files of the trades_raw snapshot that may hold trades in the windows of `ranges`.
+
+        Pruned exactly by the trade_date partition and approximately by min/max statistics.
+        """
         dates = sorted({d for lo, hi in ranges.values() for d in utc_dates(lo, hi + window_ms - 1)})
         in_windows = " OR ".join(
-            f"(symbol = {sql_string(symbol)} AND trade_time >= {lo} "
-            f"AND trade_time < {hi + window_ms})"
+            f"(symbol = {sql_string(symbol)} AND trade_time BETWEEN {lo} AND {hi + window_ms - 1})"
             for symbol, (lo, hi) in ranges.items()
         )
-        return self.query(
-            TRADES_RAW,
-            "SELECT symbol, trade_id, price, quantity, trade_time, is_buyer_maker "
-            f"FROM {TRADES_RAW} WHERE trade_date IN ({', '.join(map(sql_string, dates))}) "
-            f"AND ({in_windows})",
-        )
+        predicate = f"trade_date IN ({', '.join(map(sql_string, dates))}) AND ({in_windows})"
+        return self.table(TRADES_RAW).file_uris(file_pruning_predicate=predicate)
 
     def merge_analytics(self, rows: pa.Table, app_id: str, batch_id: int) -> int:
         """Upsert window rows on (symbol, window_start); returns rows inserted or replaced."""

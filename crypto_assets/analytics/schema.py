@@ -48,6 +48,18 @@ LANDING_FIELDS = (
 LANDING_COLUMNS = tuple(f.name for f in LANDING_FIELDS)
 LANDING_SCHEMA = StructType([*LANDING_FIELDS, StructField(CORRUPT_RECORD, StringType())])
 
+# The trades_raw columns the window metrics read.
+TRADE_INPUTS = StructType(
+    [
+        StructField("symbol", StringType()),
+        StructField("trade_id", LongType()),
+        StructField("price", DoubleType()),
+        StructField("quantity", DoubleType()),
+        StructField("trade_time", LongType()),
+        StructField("is_buyer_maker", BooleanType()),
+    ]
+)
+
 _TS = pa.timestamp("us", tz="UTC")
 
 TRADES_RAW_SCHEMA = pa.schema(

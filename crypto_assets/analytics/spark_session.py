@@ -35,6 +35,8 @@ SESSION_CONF = {
     "spark.sql.streaming.fileSource.log.compactInterval": "10",
     "spark.sql.streaming.fileSource.log.cleanupDelay": "5m",
     "spark.sql.adaptive.enabled": "false",
+    # A micro-batch of many landing files is listed on the driver, not by a Spark job per batch.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 
 

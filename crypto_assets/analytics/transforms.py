@@ -26,10 +26,11 @@ def reject_reason() -> Column:
 
 
 def classify_landing(landing: DataFrame) -> DataFrame:
-    """Landing rows plus `reject_reason` and `raw_line` (the corrupt line, else parsed fields)."""
+    """Landing rows plus `reject_reason` and, for rejected rows, `raw_line` (the line as read)."""
     parsed = F.to_json(F.struct(*[F.col(c) for c in LANDING_COLUMNS]))
     return landing.withColumn(REJECT_REASON, reject_reason()).withColumn(
-        "raw_line", F.coalesce(F.col(CORRUPT_RECORD), parsed)
+        "raw_line",
+        F.when(F.col(REJECT_REASON).isNotNull(), F.coalesce(F.col(CORRUPT_RECORD), parsed)),
     )
 
 
