@@ -4,7 +4,9 @@ A replay server subprocess (``--speed max --loop``) serves the bundled recording
 we measure, in turn: a bare receive loop that does nothing with the frames (the reference), the
 full producer (parse, sequence, land NDJSON files) for ``--trades`` trades, and the reference
 again. Prints trades/s, the ratio producer/reference (target ≥ 0.7) and RSS (VmRSS sampled every
-0.1 s: baseline, peak, and its growth over the second half of the run: target ≤ 150 MB, flat).
+0.1 s: baseline, peak, and its range over the second half of the run: target ≤ 150 MB, flat).
+Rates are given per wall-clock second and per CPU second of this process: on a shared machine
+the wall-clock figures move with other load, the CPU-time ratio much less.
 
     .venv/bin/python benchmarks/producer_throughput.py --trades 1000000
 """
@@ -82,8 +84,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return process, line.removeprefix("listening on ")
 
 
-def bare_receive(url: str, frames: int) -> float:
-    """Frames/s of a websocket-client loop that receives `frames` frames and drops them.
+def bare_receive(url: str, frames: int) -> tuple[float, float]:
+    """(frames per wall second, per CPU second) of a loop that receives `frames` and drops them.
 
     It connects with the producer's own options (`connect`), so the ratio measures what the
     producer does with frames, not a difference in client settings.
@@ -92,16 +94,17 @@ def bare_receive(url: str, frames: int) -> float:
     recv_data = ws.recv_data
     try:
         recv_data()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for _ in range(frames):
             recv_data()
-        return frames / (time.perf_counter() - started)
+        cpu = time.process_time() - cpu_started
+        return frames / (time.perf_counter() - started), frames / cpu
     finally:
         ws.close()
 
 
-def produce(url: str, trades: int, landing: Path) -> tuple[float, int, int]:
-    """Trades/s of the full producer until `trades` trades; returns (rate, trades, files)."""
+def produce(url: str, trades: int, landing: Path) -> tuple[float, float, int, int]:
+    """The full producer until `trades` trades: (per wall second, per CPU second, trades, files)."""
     config = ProducerConfig(
         ws_url=url,
         rest_url=url.replace("ws://", "http://"),
@@ -112,18 +115,19 @@ def produce(url: str, trades: int, landing: Path) -> tuple[float, int, int]:
         progress_interval_seconds=0.05,
         fill_tail_on_stop=False,
     )
-    marks: list[tuple[float, int]] = []
+    marks: list[tuple[float, float, int]] = []
 
     def on_progress(stats: ProducerStats) -> None:
-        marks.append((time.perf_counter(), stats.trades))
+        # process_time() counts every thread of this process: reader and consumer.
+        marks.append((time.perf_counter(), time.process_time(), stats.trades))
         if stats.trades >= trades:
             producer.stop()
 
     producer = Producer(config, on_progress=on_progress)
     summary = producer.run()
     # The rate between the first and last progress marks excludes connecting and the final flush.
-    (t0, n0), (t1, n1) = marks[0], marks[-1]
-    return (n1 - n0) / (t1 - t0), summary.trades, summary.files
+    (t0, c0, n0), (t1, c1, n1) = marks[0], marks[-1]
+    return (n1 - n0) / (t1 - t0), (n1 - n0) / (c1 - c0), summary.trades, summary.files
 
 
 def main() -> None:
@@ -138,21 +142,30 @@ def main() -> None:
     server, url = start_server()
     landing_root = Path(tempfile.mkdtemp(prefix="producer_bench_"))
     try:
-        before = bare_receive(url, reference_frames)
+        before, before_cpu = bare_receive(url, reference_frames)
         baseline = rss_mb()
         with RssSampler() as sampler:
-            rate, produced, files = produce(url, args.trades, landing_root / "trades")
-        after = bare_receive(url, reference_frames)
+            rate, rate_cpu, produced, files = produce(url, args.trades, landing_root / "trades")
+        after, after_cpu = bare_receive(url, reference_frames)
     finally:
         server.terminate()
         server.wait(30)
         shutil.rmtree(landing_root, ignore_errors=True)
-    reference = (before + after) / 2
+    reference, reference_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
     rss = [mb for _, mb in sampler.samples]
     half = rss[len(rss) // 2 :] or rss
-    print(f"bare websocket-client receive: {before:,.0f} / {after:,.0f} frames/s (before/after)")
-    print(f"producer: {produced:,} trades in {files} files, {rate:,.0f} trades/s")
-    print(f"ratio producer / bare receive: {rate / reference:.2f} (target >= 0.7)")
+    print(
+        f"bare websocket-client receive: {before:,.0f} / {after:,.0f} frames/s before/after "
+        f"({before_cpu:,.0f} / {after_cpu:,.0f} per CPU second)"
+    )
+    print(
+        f"producer: {produced:,} trades in {files} files, {rate:,.0f} trades/s "
+        f"({rate_cpu:,.0f} per CPU second)"
+    )
+    print(
+        f"ratio producer / bare receive: {rate / reference:.2f} wall clock, "
+        f"{rate_cpu / reference_cpu:.2f} CPU time (target >= 0.7)"
+    )
     print(
         f"RSS MB: baseline {baseline:.0f}, peak {max(rss):.0f}, second half "
         f"{min(half):.0f}..{max(half):.0f} (target <= 150, flat)"

@@ -230,30 +230,28 @@ class Producer:
     def _drain(self, final: bool) -> None:
         """Process queued frames: up to one tick's worth, or (final) everything queued."""
         frames = self.client.frames
+        batch: list = []
+        if not final:
+            try:
+                batch.append(frames.get(timeout=_TICK_SECONDS))
+            except Empty:
+                return
+        # Only this thread takes from the queue, so qsize() items are surely there.
+        get = frames.get_nowait
+        count = frames.qsize() if final else min(frames.qsize(), _DRAIN_PER_TICK)
+        batch.extend(get() for _ in range(count))
         symbols = self._symbols
         accept = self.sequencer.accept
         add = self.writer.add
         per_symbol = self._per_symbol
         now = time.monotonic()
-        budget = None if final else _DRAIN_PER_TICK
-        processed = 0
-        while budget is None or processed < budget:
-            try:
-                if final:
-                    item = frames.get_nowait()
-                elif processed == 0:
-                    item = frames.get(timeout=_TICK_SECONDS)
-                else:
-                    item = frames.get_nowait()
-            except Empty:
-                return
-            processed += 1
-            connection_id, text, received_ms = item
-            result = parse_frame(text, received_ms, symbols)
+        for connection_id, payload, received_ms in batch:
+            result = parse_frame(payload, received_ms, symbols)
             if type(result) is TradeRecord:
-                if accept(result.symbol, result.trade_id, now):
+                symbol = result.symbol
+                if accept(symbol, result.trade_id, now):
                     add(result.to_json())
-                    per_symbol[result.symbol] = per_symbol.get(result.symbol, 0) + 1
+                    per_symbol[symbol] = per_symbol.get(symbol, 0) + 1
             elif type(result) is Rejection:
                 self.writer.reject(result.raw, result.reason, result.detail, received_ms)
             else:
