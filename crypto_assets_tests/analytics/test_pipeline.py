@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
-from crypto_assets.analytics.schema import TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets_tests.analytics import reference
 from crypto_assets_tests.analytics.conftest import RULES, WINDOW_MS, analytics_settings
 from crypto_assets_tests.analytics.landing_files import (
@@ -259,3 +264,42 @@ def test_bad_rows_are_quarantined_and_good_rows_of_the_same_file_kept(
 def test_missing_landing_directory_is_one_line_error(spark, tmp_path: Path) -> None:
     with pytest.raises(AnalyticsError, match=r"no landing directory .*landing/trades"):
         run_once(spark, tmp_path)
+
+
+def test_process_killed_mid_batch_then_restarted_gives_identical_tables(
+    spark, tmp_path: Path, landing_records, full_run
+) -> None:
+    write_landing_files(tmp_path / "landing" / "trades", landing_records, 12)
+    env = {
+        **os.environ,
+        "PRICE_CHANGE_THRESHOLD_PCT": str(RULES.price_change_threshold_pct),
+        "VOLUME_SPIKE_MIN_TRADES": str(RULES.volume_spike_min_trades),
+        "VOLUME_SPIKE_FACTOR": str(RULES.volume_spike_factor),
+        "VOLUME_SPIKE_LOOKBACK": str(RULES.volume_spike_lookback),
+    }
+    command = [sys.executable, "-m", "crypto_assets.cli", "analytics", "--once"]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    raw_commit = tmp_path / "delta" / TRADES_RAW / "_delta_log" / f"{1:020d}.json"
+    deadline = time.monotonic() + 240
+    try:
+        while not raw_commit.exists():
+            assert process.poll() is None, "the run ended before its trades_raw commit"
+            assert time.monotonic() < deadline, "no trades_raw commit within 240 s"
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the JVM child dies with it
+        process.wait(timeout=60)
+    checkpoint = tmp_path / "checkpoints" / QUERY_NAME
+    assert (checkpoint / "offsets" / "0").exists()
+    assert not (checkpoint / "commits" / "0").exists(), "killed too late: batch 0 had committed"
+
+    restarted = run_once(spark, tmp_path)
+    assert restarted.files_processed == 12
+    assert restarted.rows_written[TRADES_RAW] == 0
+    assert snapshot(tmp_path) == snapshot(full_run.data_dir)
