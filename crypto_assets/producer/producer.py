@@ -261,6 +261,9 @@ class Producer:
         if frame.kind == SERVER_SHUTDOWN:
             logger.warning("server announced shutdown on connection %s: rotating", connection_id)
             self.client.rotate(connection_id)
+        elif "error" in frame.payload:
+            # The producer sends no requests, so an error reply means something is off upstream.
+            logger.warning("error reply on connection %s: %s", connection_id, frame.payload)
         else:
             logger.debug("control frame on connection %s: %s", connection_id, frame.payload)
 
