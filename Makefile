@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Headless runs and `make ui` share one Dagster instance, so the UI shows `make run`'s runs.
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run test lint format clean
+.PHONY: install run ui test lint format clean screenshots
 
 install: $(STAMP)
 
@@ -17,7 +19,15 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 run: install
+	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/crypto-assets run
+
+ui: install
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+screenshots: install
+	$(BIN)/python docs/take_screenshots.py
 
 test: install lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

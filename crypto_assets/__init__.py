@@ -1,3 +1,3 @@
-"""Real-time Binance trade analytics: websocket producer, Spark Structured Streaming, Delta tables."""
+"""Real-time Binance trade analytics: websocket producer, Spark streaming, Delta tables."""
 
 __version__ = "0.1.0"

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "crypto_assets.producer.commands",
     "crypto_assets.replay.commands",
     "crypto_assets.analytics.commands",
+    "crypto_assets.orchestration.commands",
 )
 
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from crypto_assets.errors import CryptoAssetsError
 
@@ -24,6 +24,8 @@ DEPLOYMENTS: tuple[Deployment, ...] = ("local", "databricks")
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _PAIR = re.compile(r"^[a-z0-9]{5,20}$")
+_WS = ("ws", "wss")
+_HTTP = ("http", "https")
 
 
 class SettingsError(CryptoAssetsError, ValueError):
@@ -70,7 +72,7 @@ def _positive(value: str, name: str, kind: type[int] | type[float]) -> float:
     return number
 
 
-def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+def _choice(value: str, name: str, choices: tuple[str, ...]) -> Any:
     lowered = value.strip().lower()
     if lowered not in choices:
         raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
@@ -80,7 +82,9 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
 def _url(value: str, name: str, schemes: tuple[str, ...]) -> str:
     url = value.strip().rstrip("/")
     if not url.startswith(tuple(f"{s}://" for s in schemes)):
-        raise SettingsError(f"{name}={value!r}: expected a URL starting with {' or '.join(schemes)}://")
+        raise SettingsError(
+            f"{name}={value!r}: expected a URL starting with {' or '.join(schemes)}://"
+        )
     return url
 
 
@@ -105,6 +109,8 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("./data"))
     source: Source = "auto"
     deployment: Deployment = "local"
+    # Set by Dagster's own DAGSTER_HOME; headless runs are then recorded where `dagster dev` looks.
+    dagster_home: Path | None = None
 
     def __post_init__(self) -> None:
         interval_seconds(self.analytics_window, "ANALYTICS_WINDOW")
@@ -131,51 +137,41 @@ class Settings:
         env = os.environ if environ is None else environ
         d = cls()
 
-        def get(name: str, default: object) -> str:
+        def text(name: str, default: object) -> str:
             return env.get(name, str(default))
 
+        def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+            return kind(_positive(text(name, default), name, kind))
+
         return cls(
-            trading_pairs=parse_pairs(get("TRADING_PAIRS", ",".join(d.trading_pairs))),
-            batch_interval_seconds=_positive(
-                get("BATCH_INTERVAL_SECONDS", d.batch_interval_seconds), "BATCH_INTERVAL_SECONDS", float
+            trading_pairs=parse_pairs(text("TRADING_PAIRS", ",".join(d.trading_pairs))),
+            batch_interval_seconds=number(
+                "BATCH_INTERVAL_SECONDS", d.batch_interval_seconds, float
             ),
             run_duration_minutes=parse_duration_minutes(
-                get("RUN_DURATION_MINUTES", d.run_duration_minutes)
+                text("RUN_DURATION_MINUTES", d.run_duration_minutes)
             ),
-            max_trades_per_batch=int(
-                _positive(get("MAX_TRADES_PER_BATCH", d.max_trades_per_batch), "MAX_TRADES_PER_BATCH", int)
+            max_trades_per_batch=number("MAX_TRADES_PER_BATCH", d.max_trades_per_batch, int),
+            price_change_threshold_pct=number(
+                "PRICE_CHANGE_THRESHOLD_PCT", d.price_change_threshold_pct, float
             ),
-            price_change_threshold_pct=_positive(
-                get("PRICE_CHANGE_THRESHOLD_PCT", d.price_change_threshold_pct),
-                "PRICE_CHANGE_THRESHOLD_PCT",
-                float,
+            volume_spike_min_trades=number(
+                "VOLUME_SPIKE_MIN_TRADES", d.volume_spike_min_trades, int
             ),
-            volume_spike_min_trades=int(
-                _positive(
-                    get("VOLUME_SPIKE_MIN_TRADES", d.volume_spike_min_trades),
-                    "VOLUME_SPIKE_MIN_TRADES",
-                    int,
-                )
-            ),
-            volume_spike_factor=_positive(
-                get("VOLUME_SPIKE_FACTOR", d.volume_spike_factor), "VOLUME_SPIKE_FACTOR", float
-            ),
-            volume_spike_lookback=int(
-                _positive(
-                    get("VOLUME_SPIKE_LOOKBACK", d.volume_spike_lookback), "VOLUME_SPIKE_LOOKBACK", int
-                )
-            ),
-            analytics_window=get("ANALYTICS_WINDOW", d.analytics_window),
-            watermark_delay=get("WATERMARK_DELAY", d.watermark_delay),
-            catalog=get("CATALOG", d.catalog),
-            schema=get("SCHEMA", d.schema),
-            binance_ws_url=_url(get("BINANCE_WS_URL", d.binance_ws_url), "BINANCE_WS_URL", ("ws", "wss")),
+            volume_spike_factor=number("VOLUME_SPIKE_FACTOR", d.volume_spike_factor, float),
+            volume_spike_lookback=number("VOLUME_SPIKE_LOOKBACK", d.volume_spike_lookback, int),
+            analytics_window=text("ANALYTICS_WINDOW", d.analytics_window),
+            watermark_delay=text("WATERMARK_DELAY", d.watermark_delay),
+            catalog=text("CATALOG", d.catalog),
+            schema=text("SCHEMA", d.schema),
+            binance_ws_url=_url(text("BINANCE_WS_URL", d.binance_ws_url), "BINANCE_WS_URL", _WS),
             binance_rest_url=_url(
-                get("BINANCE_REST_URL", d.binance_rest_url), "BINANCE_REST_URL", ("http", "https")
+                text("BINANCE_REST_URL", d.binance_rest_url), "BINANCE_REST_URL", _HTTP
             ),
-            data_dir=Path(get("CRYPTO_DATA_DIR", d.data_dir)),
-            source=_choice(get("CRYPTO_SOURCE", d.source), "CRYPTO_SOURCE", SOURCES),  # type: ignore[arg-type]
-            deployment=_choice(  # type: ignore[arg-type]
-                get("CRYPTO_DEPLOYMENT", d.deployment), "CRYPTO_DEPLOYMENT", DEPLOYMENTS
+            data_dir=Path(text("CRYPTO_DATA_DIR", d.data_dir)),
+            source=_choice(text("CRYPTO_SOURCE", d.source), "CRYPTO_SOURCE", SOURCES),
+            deployment=_choice(
+                text("CRYPTO_DEPLOYMENT", d.deployment), "CRYPTO_DEPLOYMENT", DEPLOYMENTS
             ),
+            dagster_home=Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else None,
         )

@@ -6,8 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from pyspark.sql import SparkSession
 
+from crypto_assets.analytics.spark_session import get_spark_session
 from crypto_assets.recording import bundled_recording
+from crypto_assets.replay.server import ReplayOptions, ReplayServer
 
 SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
 
@@ -30,8 +33,6 @@ def raw_recordings() -> list[Path]:
 @pytest.fixture
 def replay_server_factory(recording: Path) -> Iterator[Callable[..., object]]:
     """Start real replay servers on loopback (port 0, --speed max unless told); stop them after."""
-    from crypto_assets.replay.server import ReplayOptions, ReplayServer
-
     servers: list[ReplayServer] = []
 
     def start(**overrides: object) -> ReplayServer:
@@ -48,10 +49,8 @@ def replay_server_factory(recording: Path) -> Iterator[Callable[..., object]]:
 
 
 @pytest.fixture(scope="session")
-def spark():  # noqa: ANN201 - pyspark is imported lazily so non-Spark tests start fast
+def spark() -> Iterator[SparkSession]:
     """One local Spark session for the whole test run (local[2], UI off, few partitions)."""
-    from crypto_assets.analytics.spark_session import get_spark_session
-
     session = get_spark_session(app_name="crypto_assets_tests")
     yield session
     session.stop()

@@ -24,6 +24,9 @@ _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 # hand-off, and streaming checkpoints that keep only a short tail of batch logs.
 SESSION_CONF = {
     "spark.ui.enabled": "false",
+    # A local session talks to itself only: bind the driver to loopback, not the machine's LAN.
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",

@@ -1,17 +1,15 @@
-"""Sub-commands ``produce``, ``test-connection`` and ``run`` of the ``crypto-assets`` script."""
+"""Sub-commands ``produce`` and ``test-connection`` of the ``crypto-assets`` script."""
 
 from __future__ import annotations
 
 import argparse
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from crypto_assets.producer.connection_check import check_connection
 from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
-from crypto_assets.producer.source import REPLAY_WARNING, open_source
 from crypto_assets.settings import Settings, SettingsError, parse_duration_minutes, parse_pairs
 
 
@@ -45,13 +43,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--duration", type=float, default=10.0, help="seconds to listen [10]")
     check.set_defaults(func=test_connection_command)
 
-    run = subparsers.add_parser(
-        "run",
-        help="produce for RUN_DURATION_MINUTES from CRYPTO_SOURCE (live, or the bundled replay) "
-        "into $CRYPTO_DATA_DIR/landing/trades",
-    )
-    run.set_defaults(func=run_command)
-
 
 def produce_command(args: argparse.Namespace) -> int:
     """``crypto-assets produce``: run the producer with flags over the environment's settings."""
@@ -69,26 +60,6 @@ def produce_command(args: argparse.Namespace) -> int:
         duration_seconds=duration,
     )
     return _produce(config)
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """``crypto-assets run``: what ``make run`` does, entirely from the environment."""
-    settings = Settings.from_env()
-    with open_source(settings) as source:
-        if source.kind == "replay":
-            print(f"*** {REPLAY_WARNING} ***", file=sys.stderr)
-        minutes = settings.run_duration_minutes
-        config = ProducerConfig(
-            ws_url=source.ws_url,
-            rest_url=source.rest_url,
-            pairs=settings.trading_pairs,
-            landing_dir=settings.landing_dir,
-            batch_interval_seconds=settings.batch_interval_seconds,
-            max_trades_per_batch=settings.max_trades_per_batch,
-            duration_seconds=None if minutes is None else minutes * 60,
-            source=source.kind,
-        )
-        return _produce(config)
 
 
 def test_connection_command(args: argparse.Namespace) -> int:

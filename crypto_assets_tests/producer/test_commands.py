@@ -208,35 +208,6 @@ def test_test_connection_prints_rates_per_symbol(
         assert float(match.group(2)) > 0
 
 
-def test_run_replays_loudly_when_told_and_lands_into_the_data_dir(
-    expected_trades: dict[str, dict[int, dict]], tmp_path: Path
-) -> None:
-    result = subprocess.run(
-        cli("run"),
-        check=False,
-        capture_output=True,
-        text=True,
-        env=environment(
-            CRYPTO_SOURCE="replay",
-            CRYPTO_DATA_DIR=str(tmp_path),
-            RUN_DURATION_MINUTES="0.05",
-            TRADING_PAIRS="btcusdt,ethusdt",
-            BATCH_INTERVAL_SECONDS="1",
-        ),
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "*** REPLAYED DATA" in result.stderr
-    match = SUMMARY.match(result.stdout.strip().splitlines()[-1])
-    assert match
-    assert match.group(4) == "replay"
-    rows = read_landing(tmp_path / "landing" / "trades")
-    assert len(rows) == int(match.group(1)) > 0
-    assert_contiguous_from_start(rows, expected_trades)
-    now_ms = time.time() * 1000
-    assert all(abs(row["trade_time"] - now_ms) < 600_000 for row in rows)  # rebased to now
-
-
 def test_summary_line_is_the_last_stdout_line_for_a_duration_run(
     replay_server_factory: Callable[..., object], tmp_path: Path
 ) -> None:

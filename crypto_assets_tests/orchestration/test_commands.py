@@ -1,0 +1,45 @@
+"""``crypto-assets run`` as a new user runs it (through `make run`): a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crypto_assets_tests.orchestration.conftest import landed_trades
+
+
+@pytest.mark.spark
+def test_run_replays_loudly_then_prints_the_tables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTO_", "BINANCE_"))}
+    env.pop("DAGSTER_HOME", None)
+    env.update(
+        CRYPTO_SOURCE="replay",
+        CRYPTO_DATA_DIR=str(tmp_path / "data"),
+        RUN_DURATION_MINUTES="0.1",
+        TRADING_PAIRS="btcusdt,ethusdt",
+        BATCH_INTERVAL_SECONDS="1",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "crypto_assets.cli", "run"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "*** REPLAYED DATA" in result.stderr
+    landed = sum(landed_trades(tmp_path / "data" / "landing" / "trades").values())
+    assert landed > 0
+    out = result.stdout
+    assert re.search(rf"^landing_trades: {landed} trades in \d+ files from replay", out, re.M)
+    assert re.search(rf"^trades_raw: {landed} rows \(\+{landed}\)", out, re.M)
+    # The `show` table: a row per symbol under the header, with the replayed symbols.
+    assert "Latest window per symbol" in out
+    assert re.search(r"^\s*BTCUSDT\s", out, re.M)
+    assert re.search(r"^\s*ETHUSDT\s", out, re.M)
