@@ -1,7 +1,10 @@
 """Websocket transport for a Binance combined stream: connect, read, reconnect, rotate.
 
-It knows nothing about the frames: one reader thread per connection pushes
-``(connection_id, payload_bytes, received_ms)`` into a queue that the caller drains.
+It knows nothing about the frames: one reader thread per connection appends
+``(connection_id, payload_bytes, received_ms)`` to a deque that the caller drains in batches with
+`take`. The caller polls (every `_POLL_SECONDS` while idle) rather than being woken per frame: a
+wake-up per frame made the two threads trade the GIL several times per frame, which cost more
+CPU than decoding the frame.
 websocket-client answers the server's pings itself. A supervisor thread owns the connection's life:
 
 - a connection that receives nothing for `silence_timeout` seconds (no trade, no ping: Binance
@@ -23,8 +26,8 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from queue import SimpleQueue
 from urllib.parse import urlsplit
 
 import websocket
@@ -36,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 # (connection id, frame payload as received (UTF-8 bytes), receive time in epoch ms)
 Frame = tuple[int, bytes, int]
+
+# How long `take` sleeps between looks at an empty deque: the latency it adds to a quiet stream.
+_POLL_SECONDS = 0.005
 
 
 class StreamUnavailableError(CryptoAssetsError):
@@ -108,7 +114,7 @@ class _Connection:
 
 
 class StreamClient:
-    """A self-healing websocket subscription; frames go to `frames` as (connection, bytes, ms)."""
+    """A self-healing websocket subscription; `take` returns frames as (connection, bytes, ms)."""
 
     def __init__(
         self,
@@ -136,7 +142,8 @@ class StreamClient:
         self.rotation_overlap = rotation_overlap
         self.rotation_drain = rotation_drain
         self.max_queued_frames = max_queued_frames
-        self.frames: SimpleQueue[Frame] = SimpleQueue()
+        # Reader threads append, one consumer pops: both are atomic on a deque, no lock needed.
+        self._frames: deque[Frame] = deque()
         self.connections_opened = 0
         self.reconnects = 0
         self.rotations = 0
@@ -191,6 +198,27 @@ class StreamClient:
         self._rotate_requested = True
         self._wake.set()
 
+    @property
+    def queued(self) -> int:
+        """Frames received and not yet taken."""
+        return len(self._frames)
+
+    def take(self, max_frames: int, timeout: float) -> list[Frame]:
+        """Up to `max_frames` received frames, oldest first; waits up to `timeout` s for one.
+
+        Only one thread may take: it relies on every queued frame still being there when it pops.
+        """
+        frames = self._frames
+        if not frames:
+            deadline = time.monotonic() + timeout
+            while not frames:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                time.sleep(min(_POLL_SECONDS, remaining))
+        popleft = frames.popleft
+        return [popleft() for _ in range(min(len(frames), max_frames))]
+
     def raise_if_failed(self) -> None:
         """Raise the `StreamUnavailableError` that ended the client, if any."""
         if self.failure is not None:
@@ -222,8 +250,8 @@ class StreamClient:
 
     def _read(self, connection: _Connection) -> None:
         ws = connection.ws
-        put = self.frames.put
-        qsize = self.frames.qsize
+        frames = self._frames
+        append = frames.append
         limit = self.max_queued_frames
         stop = self._stop
         try:
@@ -232,11 +260,11 @@ class StreamClient:
                 if opcode == ABNF.OPCODE_CLOSE:
                     connection.reason = "closed by the server"
                     break
-                put((connection.id, payload, time.time_ns() // 1_000_000))
+                append((connection.id, payload, time.time_ns() // 1_000_000))
                 connection.frames += 1
                 if connection.frames == 1:
                     connection.first_frame_at = time.monotonic()
-                while qsize() > limit and not stop.is_set():
+                while len(frames) > limit and not stop.is_set():
                     time.sleep(0.005)  # back-pressure: the consumer is behind; stop reading
         except websocket.WebSocketTimeoutException:
             connection.reason = f"no frame for {self.silence_timeout:g} s"

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Empty
 from urllib.parse import urlsplit
 
 from crypto_assets.binance.parsing import (
@@ -229,17 +228,11 @@ class Producer:
 
     def _drain(self, final: bool) -> None:
         """Process queued frames: up to one tick's worth, or (final) everything queued."""
-        frames = self.client.frames
-        batch: list = []
-        if not final:
-            try:
-                batch.append(frames.get(timeout=_TICK_SECONDS))
-            except Empty:
-                return
-        # Only this thread takes from the queue, so qsize() items are surely there.
-        get = frames.get_nowait
-        count = frames.qsize() if final else min(frames.qsize(), _DRAIN_PER_TICK)
-        batch.extend(get() for _ in range(count))
+        client = self.client
+        if final:
+            batch = client.take(client.queued, timeout=0)
+        else:
+            batch = client.take(_DRAIN_PER_TICK, timeout=_TICK_SECONDS)
         symbols = self._symbols
         accept = self.sequencer.accept
         add = self.writer.add

@@ -20,9 +20,7 @@ def published_server(replay_server_factory: Callable[..., object]) -> object:
     client.start()
     deadline = time.monotonic() + 60
     while not server.stats.market.finished and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        while not client.frames.empty():
-            client.frames.get_nowait()
-        time.sleep(0.01)
+        client.take(100_000, timeout=0.01)
     client.stop()
     return server
 

@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from queue import Empty
 
 import pytest
 
@@ -25,10 +24,7 @@ def take(client: StreamClient, count: int, timeout: float = 30.0) -> list[tuple[
     frames = []
     deadline = time.monotonic() + timeout
     while len(frames) < count and time.monotonic() < deadline:
-        try:
-            frames.append(client.frames.get(timeout=0.2))
-        except Empty:
-            continue
+        frames.extend(client.take(count - len(frames), timeout=0.2))
     return frames
 
 

@@ -62,7 +62,7 @@ def produce_recording(
         stats = server.stats  # type: ignore[attr-defined]
         return (
             stats.market.finished
-            and producer.client.frames.empty()
+            and producer.client.queued == 0
             and (producer.stats().gaps_pending == 0)
         )
 
