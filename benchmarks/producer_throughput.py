@@ -3,10 +3,18 @@
 A replay server subprocess (``--speed max --loop``) serves the bundled recording. In this process
 we measure, in turn: a bare receive loop that does nothing with the frames (the reference), the
 full producer (parse, sequence, land NDJSON files) for ``--trades`` trades, and the reference
-again. Prints trades/s, the ratio producer/reference (target ≥ 0.7) and RSS (VmRSS sampled every
-0.1 s: baseline, peak, and its range over the second half of the run: target ≤ 150 MB, flat).
-Rates are given per wall-clock second and per CPU second of this process: on a shared machine
-the wall-clock figures move with other load, the CPU-time ratio much less.
+again, all against the same server. Prints per-frame costs, the ratios producer/reference (target
+≥ 0.7) and RSS (VmRSS sampled every 0.1 s: baseline, peak, and its range over the second half of
+the run: target ≤ 150 MB, flat).
+
+The headline is the CPU-time ratio: frames per CPU second of this process (every thread: reader,
+consumer, writer), producer over reference. It measures what the producer adds to receiving, and
+it does not move with the server or other load. The wall-clock ratio is the end-to-end figure,
+but on a small machine the server (one Python process, one core at most) is sometimes the
+bottleneck of the reference loop: then both loops wait for it and the wall-clock ratio says more
+about the server than the producer. "server busy" (the server's CPU seconds per wall second in
+each phase) shows when that happens: near 100 %, the wall-clock figure is server-bound. With
+both client and server well under 100 % busy, other load on the machine set the wall-clock pace.
 
     .venv/bin/python benchmarks/producer_throughput.py --trades 1000000
 """
@@ -14,12 +22,14 @@ the wall-clock figures move with other load, the CPU-time ratio much less.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_assets.binance.stream_client import combined_stream_url, connect
@@ -59,6 +69,55 @@ class RssSampler:
         self._thread.join()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (every thread), from /proc."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Frames handled in one measured phase, its wall and CPU seconds, and the server's CPU."""
+
+    frames: int
+    wall: float
+    cpu: float
+    server_cpu: float
+
+    @property
+    def rate(self) -> float:
+        """Frames per wall-clock second."""
+        return self.frames / self.wall
+
+    @property
+    def cpu_rate(self) -> float:
+        """Frames per CPU second of this process."""
+        return self.frames / self.cpu
+
+    @property
+    def server_busy(self) -> float:
+        """The server's CPU seconds per wall second: near 1.0 it is the bottleneck."""
+        return self.server_cpu / self.wall
+
+
+class PhaseClock:
+    """Wall, process CPU and server CPU readings, to turn two readings into a `Phase`."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+
+    def read(self) -> tuple[float, float, float]:
+        """(wall, this process's CPU, the server's CPU) now."""
+        # process_time() counts every thread of this process: reader, consumer and writer.
+        return time.perf_counter(), time.process_time(), cpu_seconds(self.server_pid)
+
+    @staticmethod
+    def phase(frames: int, start: tuple[float, float, float], end: tuple[float, ...]) -> Phase:
+        """The phase between readings `start` and `end` in which `frames` were handled."""
+        return Phase(frames, end[0] - start[0], end[1] - start[1], end[2] - start[2])
+
+
 def start_server() -> tuple[subprocess.Popen, str]:
     """A replay server subprocess at max speed, looping; returns it and its ws URL."""
     process = subprocess.Popen(
@@ -84,8 +143,8 @@ def start_server() -> tuple[subprocess.Popen, str]:
     return process, line.removeprefix("listening on ")
 
 
-def bare_receive(url: str, frames: int) -> tuple[float, float]:
-    """(frames per wall second, per CPU second) of a loop that receives `frames` and drops them.
+def bare_receive(url: str, frames: int, clock: PhaseClock) -> Phase:
+    """A loop that receives `frames` frames and drops them: the reference.
 
     It connects with the producer's own options (`connect`), so the ratio measures what the
     producer does with frames, not a difference in client settings.
@@ -94,17 +153,16 @@ def bare_receive(url: str, frames: int) -> tuple[float, float]:
     recv_data = ws.recv_data
     try:
         recv_data()
-        started, cpu_started = time.perf_counter(), time.process_time()
+        start = clock.read()
         for _ in range(frames):
             recv_data()
-        cpu = time.process_time() - cpu_started
-        return frames / (time.perf_counter() - started), frames / cpu
+        return clock.phase(frames, start, clock.read())
     finally:
         ws.close()
 
 
-def produce(url: str, trades: int, landing: Path) -> tuple[float, float, int, int]:
-    """The full producer until `trades` trades: (per wall second, per CPU second, trades, files)."""
+def produce(url: str, trades: int, landing: Path, clock: PhaseClock) -> tuple[Phase, int, int]:
+    """The full producer until `trades` trades: (its phase, trades landed, files written)."""
     config = ProducerConfig(
         ws_url=url,
         rest_url=url.replace("ws://", "http://"),
@@ -115,19 +173,18 @@ def produce(url: str, trades: int, landing: Path) -> tuple[float, float, int, in
         progress_interval_seconds=0.05,
         fill_tail_on_stop=False,
     )
-    marks: list[tuple[float, float, int]] = []
+    marks: list[tuple[tuple[float, float, float], int]] = []
 
     def on_progress(stats: ProducerStats) -> None:
-        # process_time() counts every thread of this process: reader and consumer.
-        marks.append((time.perf_counter(), time.process_time(), stats.trades))
+        marks.append((clock.read(), stats.trades))
         if stats.trades >= trades:
             producer.stop()
 
     producer = Producer(config, on_progress=on_progress)
     summary = producer.run()
-    # The rate between the first and last progress marks excludes connecting and the final flush.
-    (t0, c0, n0), (t1, c1, n1) = marks[0], marks[-1]
-    return (n1 - n0) / (t1 - t0), (n1 - n0) / (c1 - c0), summary.trades, summary.files
+    # The phase between the first and last progress marks excludes connecting and the final flush.
+    (start, first), (end, last) = marks[0], marks[-1]
+    return clock.phase(last - first, start, end), summary.trades, summary.files
 
 
 def main() -> None:
@@ -140,38 +197,51 @@ def main() -> None:
     args = parser.parse_args()
     reference_frames = args.reference_frames or min(args.trades, 300_000)
     server, url = start_server()
+    clock = PhaseClock(server.pid)
     landing_root = Path(tempfile.mkdtemp(prefix="producer_bench_"))
     try:
         # The first lap is served as recorded bytes; later laps are re-serialised (shifted ids
         # and times), which is slower. Skip past lap one so that every measurement sees the same.
-        bare_receive(url, 40_000)
-        before, before_cpu = bare_receive(url, reference_frames)
+        bare_receive(url, 40_000, clock)
+        before = bare_receive(url, reference_frames, clock)
         baseline = rss_mb()
         with RssSampler() as sampler:
-            rate, rate_cpu, produced, files = produce(url, args.trades, landing_root / "trades")
-        after, after_cpu = bare_receive(url, reference_frames)
+            producer, produced, files = produce(url, args.trades, landing_root / "trades", clock)
+        after = bare_receive(url, reference_frames, clock)
     finally:
         server.terminate()
         server.wait(30)
         shutil.rmtree(landing_root, ignore_errors=True)
-    reference, reference_cpu = (before + after) / 2, (before_cpu + after_cpu) / 2
+    references = (before, after)
+    reference_rate = sum(p.rate for p in references) / 2
+    reference_cpu_rate = sum(p.cpu_rate for p in references) / 2
     rss = [mb for _, mb in sampler.samples]
     half = rss[len(rss) // 2 :] or rss
+    print(describe("bare receive, before", before))
+    print(describe("producer", producer))
+    print(describe("bare receive, after", after))
+    print(f"producer: {produced:,} trades landed in {files} files")
     print(
-        f"bare websocket-client receive: {before:,.0f} / {after:,.0f} frames/s before/after "
-        f"({before_cpu:,.0f} / {after_cpu:,.0f} per CPU second)"
+        f"ratio producer / bare receive: {producer.cpu_rate / reference_cpu_rate:.2f} CPU time "
+        f"(headline), {producer.rate / reference_rate:.2f} wall clock (target >= 0.7)"
     )
+    receive_us, producer_us = 1e6 / reference_cpu_rate, 1e6 / producer.cpu_rate
     print(
-        f"producer: {produced:,} trades in {files} files, {rate:,.0f} trades/s "
-        f"({rate_cpu:,.0f} per CPU second)"
-    )
-    print(
-        f"ratio producer / bare receive: {rate / reference:.2f} wall clock, "
-        f"{rate_cpu / reference_cpu:.2f} CPU time (target >= 0.7)"
+        f"CPU per frame: bare receive {receive_us:.2f} us, producer {producer_us:.2f} us "
+        f"(it adds {producer_us - receive_us:.2f} us)"
     )
     print(
         f"RSS MB: baseline {baseline:.0f}, peak {max(rss):.0f}, second half "
         f"{min(half):.0f}..{max(half):.0f} (target <= 150, flat)"
+    )
+
+
+def describe(name: str, phase: Phase) -> str:
+    """One line: rates per wall and CPU second, and how busy the server was."""
+    return (
+        f"{name}: {phase.frames:,} frames, {phase.rate:,.0f}/s wall clock, "
+        f"{phase.cpu_rate:,.0f}/s CPU ({1e6 / phase.cpu_rate:.2f} us CPU/frame), "
+        f"busy: client {phase.cpu / phase.wall:.0%}, server {phase.server_busy:.0%}"
     )
 
 
