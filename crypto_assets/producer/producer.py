@@ -1,8 +1,8 @@
 """The producer: websocket frames → parse → sequencer (exactly once) → landing files.
 
-One consumer loop in the caller's thread drains the transport's queue; the transport's own
-threads only read sockets. On stop (or at the end of the duration) everything received is landed
-before `run` returns: nothing received is lost.
+One consumer loop in the caller's thread takes received frames from the transport in batches;
+the transport's threads only read sockets. On stop (or at the end of the duration) everything
+received is landed before `run` returns: nothing received is lost.
 """
 
 from __future__ import annotations

@@ -57,6 +57,27 @@ def test_frames_arrive_in_order_with_receive_times(
     assert before <= received[0] <= time.time_ns() // 1_000_000
 
 
+def test_take_returns_at_most_max_frames_and_nothing_once_quiet(
+    replay_server_factory: Callable[..., object], recording_frames: list[str]
+) -> None:
+    server = replay_server_factory()
+    client = StreamClient(combined_stream_url(server.url, ["btcusdt", "ethusdt"]))  # type: ignore[attr-defined]
+    client.start()
+    try:
+        first = client.take(3, timeout=30)
+        rest = take(client, 200 - len(first))
+    finally:
+        client.stop()
+    assert 1 <= len(first) <= 3
+    assert [json.loads(text) for _, text, _ in first + rest] == [
+        json.loads(f) for f in recording_frames[:200]
+    ]
+    client.take(client.queued, timeout=0)
+    # Stopped: nothing more arrives, so take waits out its timeout and returns nothing.
+    assert client.take(10, timeout=0.05) == []
+    assert client.queued == 0
+
+
 def test_stop_is_prompt_and_closes_the_connection(
     replay_server_factory: Callable[..., object],
 ) -> None:
