@@ -18,13 +18,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-run: install
-	@mkdir -p $(DAGSTER_HOME)
+run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/crypto-assets run
 
-ui: install
-	@mkdir -p $(DAGSTER_HOME)
+ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+
+# A local instance for the demo: no telemetry (this machine may have no network at all).
+$(DAGSTER_HOME)/dagster.yaml:
+	@mkdir -p $(DAGSTER_HOME)
+	@printf 'telemetry:\n  enabled: false\n' > $@
 
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py

@@ -9,7 +9,7 @@ import dagster as dg
 
 from crypto_assets.analytics.show import render
 from crypto_assets.orchestration.headless import run_pipeline
-from crypto_assets.producer.source import REPLAY_WARNING
+from crypto_assets.producer.source import REPLAY_WARNING, probe_live
 from crypto_assets.settings import Settings
 
 
@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_command(args: argparse.Namespace) -> int:
     """``crypto-assets run``: the producer job, then the analytics job, then the `show` table."""
     settings = Settings.from_env()
+    if settings.source == "live":
+        # Fail before any run starts: one line instead of a failed run's stack trace.
+        probe_live(settings.binance_ws_url, settings.trading_pairs)
     # With DAGSTER_HOME (the Makefile sets it) the runs are recorded where `dagster dev` looks.
     instance = dg.DagsterInstance.get() if settings.dagster_home else None
     result = run_pipeline(settings, instance)
