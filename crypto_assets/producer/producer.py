@@ -35,6 +35,9 @@ from crypto_assets.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 
+# What a user can do when the websocket endpoint cannot be reached at start.
+UNREACHABLE_ADVICE = "check --ws-url/BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
+
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # How often the loop looks at the clock for flushes, gaps, progress and the deadline.
 _TICK_SECONDS = 0.1
@@ -177,9 +180,7 @@ class Producer:
         try:
             self.client.start()
         except StreamUnavailableError as exc:
-            raise StreamUnavailableError(
-                f"{exc} — check --ws-url/BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
-            ) from exc
+            raise StreamUnavailableError(f"{exc} — {UNREACHABLE_ADVICE}") from exc
         self._started = time.monotonic()
         deadline = (
             None

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Literal
 
 from crypto_assets.binance.stream_client import StreamUnavailableError, combined_stream_url, connect
-from crypto_assets.producer.producer import default_rest_url
+from crypto_assets.producer.producer import UNREACHABLE_ADVICE, default_rest_url
 from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,10 @@ class TradeSource:
 
 def probe_live(ws_url: str, pairs: tuple[str, ...], timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     """One websocket handshake with `ws_url`; raises `StreamUnavailableError` if it fails."""
-    connect(combined_stream_url(ws_url, pairs[:1]), timeout).close(timeout=1)
+    try:
+        connect(combined_stream_url(ws_url, pairs[:1]), timeout).close(timeout=1)
+    except StreamUnavailableError as exc:
+        raise StreamUnavailableError(f"{exc} — {UNREACHABLE_ADVICE}") from exc
 
 
 def start_replay() -> TradeSource:

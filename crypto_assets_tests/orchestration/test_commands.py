@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,24 +14,40 @@ import pytest
 from crypto_assets_tests.orchestration.conftest import landed_trades
 
 
-@pytest.mark.spark
-def test_run_replays_loudly_then_prints_the_tables(tmp_path: Path) -> None:
+def run_cli(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRYPTO_", "BINANCE_"))}
     env.pop("DAGSTER_HOME", None)
-    env.update(
-        CRYPTO_SOURCE="replay",
-        CRYPTO_DATA_DIR=str(tmp_path / "data"),
-        RUN_DURATION_MINUTES="0.1",
-        TRADING_PAIRS="btcusdt,ethusdt",
-        BATCH_INTERVAL_SECONDS="1",
-    )
-    result = subprocess.run(
+    env.update(CRYPTO_DATA_DIR=str(tmp_path / "data"), TRADING_PAIRS="btcusdt,ethusdt", **settings)
+    return subprocess.run(
         [sys.executable, "-m", "crypto_assets.cli", "run"],
         check=False,
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
+    )
+
+
+def test_run_against_an_unreachable_live_source_is_one_line_and_exit_code_2(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connection refused
+        result = run_cli(tmp_path, CRYPTO_SOURCE="live", BINANCE_WS_URL=f"ws://127.0.0.1:{port}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"crypto-assets run: error: cannot reach ws://127.0.0.1:{port}: connection refused "
+        "(nothing listening on that host and port) — check --ws-url/BINANCE_WS_URL, "
+        "or set CRYPTO_SOURCE=replay"
+    ]
+    assert not (tmp_path / "data" / "landing").exists()
+
+
+@pytest.mark.spark
+def test_run_replays_loudly_then_prints_the_tables(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, CRYPTO_SOURCE="replay", RUN_DURATION_MINUTES="0.1", BATCH_INTERVAL_SECONDS="1"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "*** REPLAYED DATA" in result.stderr
