@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+from websocket import ABNF
 
 from crypto_assets.binance.parsing import parse_frame
 from crypto_assets.binance.stream_client import (
@@ -211,3 +212,54 @@ def test_microsecond_frames_from_the_server_parse_to_the_same_records(
     parsed = [parse_frame(payload, 1, symbols) for _, payload, _ in frames]
     expected = [parse_frame(text, 1, symbols) for text in recording_frames[:300]]
     assert parsed == expected
+
+
+def test_connection_reads_many_frames_per_socket_read_intact_and_in_order(
+    replay_server_factory: Callable[..., object], recording_frames: list[str]
+) -> None:
+    server = replay_server_factory()
+    ws = connect(combined_stream_url(server.url, ["btcusdt", "ethusdt"]), timeout=10)  # type: ignore[attr-defined]
+    try:
+        payloads = [ws.recv_data()[1]]
+        time.sleep(0.5)  # the server keeps sending: the socket's receive buffer fills up
+        reads_before = ws.socket_reads
+        payloads += [ws.recv_data()[1] for _ in range(999)]
+        reads = ws.socket_reads - reads_before
+        payloads += [ws.recv_data()[1] for _ in range(len(recording_frames) - 1000)]
+    finally:
+        ws.close()
+    # First lap: the server sends the recorded frames byte for byte.
+    assert payloads == [frame.encode() for frame in recording_frames]
+    # websocket-client alone makes 2-3 socket reads per frame.
+    assert 1 <= reads <= 100
+
+
+def test_connection_answers_pings_and_sees_the_close_frame(
+    replay_server_factory: Callable[..., object],
+) -> None:
+    # The server drops a client that does not pong within pong_timeout, with a close frame.
+    server = replay_server_factory(ping_interval=0.2, pong_timeout=0.5)
+    ws = connect(combined_stream_url(server.url, ["btcusdt"]), timeout=10)  # type: ignore[attr-defined]
+    pings = 0
+    try:
+        while pings < 8:  # 1.6 s: three times the pong timeout
+            opcode, _ = ws.recv_data(control_frame=True)
+            assert opcode != ABNF.OPCODE_CLOSE
+            pings += opcode == ABNF.OPCODE_PING
+    finally:
+        ws.close()
+    assert pings == 8
+
+    # serverShutdown after 300 trades, then trades for shutdown_grace, then the close frame.
+    server = replay_server_factory(shutdown_after=300, shutdown_grace=0.2, speed=1000.0)
+    ws = connect(combined_stream_url(server.url, ["btcusdt", "ethusdt"]), timeout=10)  # type: ignore[attr-defined]
+    frames: list[tuple[int, bytes]] = []
+    try:
+        while not frames or frames[-1][0] != ABNF.OPCODE_CLOSE:
+            frames.append(ws.recv_data())
+    finally:
+        ws.close()
+    texts = [json.loads(payload) for opcode, payload in frames[:-1]]
+    assert {opcode for opcode, _ in frames[:-1]} == {ABNF.OPCODE_TEXT}
+    assert texts[300]["stream"] == "!serverShutdown"
+    assert all(text["data"]["e"] == "trade" for text in texts[:300] + texts[301:])
