@@ -6,11 +6,12 @@ Deliberately independent of the producer: plain gzip + json, the field mapping o
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 def recording_trades(recording: Path) -> list[dict]:
@@ -19,25 +20,7 @@ def recording_trades(recording: Path) -> list[dict]:
 
 
 def _records(recording: Path) -> Iterator[dict]:
-    with gzip.open(recording, "rt") as lines:
-        for line in lines:
-            received_ns, frame = line.split(" ", 1)
-            data = json.loads(frame)["data"]
-            if data.get("e") != "trade":
-                continue
-            price, quantity = float(data["p"]), float(data["q"])
-            yield {
-                "event_type": data["e"],
-                "event_time": data["E"],
-                "symbol": data["s"],
-                "trade_id": data["t"],
-                "price": price,
-                "quantity": quantity,
-                "trade_value_usdt": price * quantity,
-                "trade_time": data["T"],
-                "is_buyer_maker": data["m"],
-                "ingestion_time": int(received_ns) // 1_000_000,
-            }
+    yield from recorded_landing_rows(recording)
 
 
 def chunks(records: Sequence[dict], parts: int) -> list[list[dict]]:

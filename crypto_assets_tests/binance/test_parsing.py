@@ -16,6 +16,7 @@ from crypto_assets.binance.parsing import (
     parse_frame,
     trade_from_rest,
 )
+from crypto_assets_tests.recorded_trades import landing_row
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
 LANDING_FIELDS = [
@@ -42,23 +43,6 @@ def recorded_frames(recording: Path, count: int | None = None) -> list[str]:
     return frames
 
 
-def expected_row(frame: str, received_ms: int) -> dict:
-    data = json.loads(frame)["data"]
-    price, quantity = float(data["p"]), float(data["q"])
-    return {
-        "event_type": data["e"],
-        "event_time": data["E"],
-        "symbol": data["s"],
-        "trade_id": data["t"],
-        "price": price,
-        "quantity": quantity,
-        "trade_value_usdt": price * quantity,
-        "trade_time": data["T"],
-        "is_buyer_maker": data["m"],
-        "ingestion_time": received_ms,
-    }
-
-
 @pytest.fixture(scope="module")
 def frames(recording: Path) -> list[str]:
     return recorded_frames(recording)
@@ -68,7 +52,7 @@ def test_every_recorded_frame_parses_to_its_landing_row(frames: list[str]) -> No
     for number, frame in enumerate(frames):
         record = parse_frame(frame, 1_700_000_000_000 + number, SYMBOLS)
         assert type(record) is TradeRecord, frame
-        expected = expected_row(frame, 1_700_000_000_000 + number)
+        expected = landing_row(frame, 1_700_000_000_000 + number)
         assert json.loads(record.to_json()) == expected
         assert list(json.loads(record.to_json())) == LANDING_FIELDS
 
@@ -231,5 +215,5 @@ def test_rest_rows_become_records_like_the_stream(frames: list[str]) -> None:
         "isBestMatch": True,
     }
     record = trade_from_rest("btcusdt", row, 42)
-    expected = expected_row(frames[0], 42) | {"event_time": data["T"]}
+    expected = landing_row(frames[0], 42) | {"event_time": data["T"]}
     assert json.loads(record.to_json()) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.settings import Settings
+from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 @pytest.fixture
@@ -69,28 +71,4 @@ def landed_trades(landing_dir: Path) -> dict[str, int]:
 
 def landing_records(recording: Path, limit: int) -> list[dict]:
     """The first `limit` trades of the recording as DESIGN.md landing records (plain json)."""
-    records: list[dict] = []
-    with gzip.open(recording, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            received_ns, frame = line.split(" ", 1)
-            data = json.loads(frame).get("data", {})
-            if data.get("e") != "trade":
-                continue
-            price, quantity = float(data["p"]), float(data["q"])
-            records.append(
-                {
-                    "event_type": "trade",
-                    "event_time": data["E"],
-                    "symbol": data["s"],
-                    "trade_id": data["t"],
-                    "price": price,
-                    "quantity": quantity,
-                    "trade_value_usdt": price * quantity,
-                    "trade_time": data["T"],
-                    "is_buyer_maker": data["m"],
-                    "ingestion_time": int(received_ns) // 1_000_000,
-                }
-            )
-            if len(records) == limit:
-                break
-    return records
+    return list(itertools.islice(recorded_landing_rows(recording), limit))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import socket
 import threading
@@ -13,27 +12,16 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
+from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 @pytest.fixture(scope="session")
 def expected_trades(recording: Path) -> dict[str, dict[int, dict]]:
     """Symbol -> trade id -> the landing row its recorded frame must become (no ingestion_time)."""
     expected: dict[str, dict[int, dict]] = {}
-    with gzip.open(recording, "rt", encoding="utf-8") as handle:
-        for line in handle:
-            data = json.loads(line.split(" ", 1)[1])["data"]
-            price, quantity = float(data["p"]), float(data["q"])
-            expected.setdefault(data["s"], {})[data["t"]] = {
-                "event_type": data["e"],
-                "event_time": data["E"],
-                "symbol": data["s"],
-                "trade_id": data["t"],
-                "price": price,
-                "quantity": quantity,
-                "trade_value_usdt": price * quantity,
-                "trade_time": data["T"],
-                "is_buyer_maker": data["m"],
-            }
+    for row in recorded_landing_rows(recording):
+        del row["ingestion_time"]
+        expected.setdefault(row["symbol"], {})[row["trade_id"]] = row
     return expected
 
 
