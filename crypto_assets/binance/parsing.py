@@ -14,10 +14,10 @@ import orjson
 # Event and trade times above this are microseconds (timeUnit=MICROSECOND): 1e14 ms is year 5138.
 _MICROSECONDS_ABOVE = 100_000_000_000_000
 _INF = float("inf")
-_JSON_BOOL = ("false", "true")
 # orjson decodes a trade frame ~2.5x faster than json.loads (1.3 vs 3.2 µs), and it validates
 # UTF-8 itself; its JSONDecodeError is a ValueError like the standard library's.
 _loads = orjson.loads
+_dumps = orjson.dumps
 
 # Rejection reasons: stable codes the quarantine files and counters use.
 BAD_JSON = "bad_json"
@@ -53,18 +53,26 @@ class TradeRecord(NamedTuple):
 
     def to_json(self) -> str:
         """The record as one NDJSON line (no newline); floats in shortest round-trip form."""
-        # Formatting by hand is ~4x faster than json.dumps; it is safe because parsing only lets
-        # through finite positive floats, ints, a bool and the two validated strings below.
+        # orjson formats the line in 0.78 us against 1.33 us for an f-string with repr() of the
+        # three floats (measured on the recording); its floats round-trip exactly like repr's,
+        # though it writes exponents as 1e-7 rather than 1e-07 (both JSON).
         event_type, event_time, symbol, trade_id, price, quantity, value, trade_time, maker, now = (
             self
         )
-        return (
-            f'{{"event_type":"{event_type}","event_time":{event_time},'
-            f'"symbol":"{symbol}","trade_id":{trade_id},'
-            f'"price":{price!r},"quantity":{quantity!r},'
-            f'"trade_value_usdt":{value!r},"trade_time":{trade_time},'
-            f'"is_buyer_maker":{_JSON_BOOL[maker]},"ingestion_time":{now}}}'
-        )
+        return _dumps(
+            {
+                "event_type": event_type,
+                "event_time": event_time,
+                "symbol": symbol,
+                "trade_id": trade_id,
+                "price": price,
+                "quantity": quantity,
+                "trade_value_usdt": value,
+                "trade_time": trade_time,
+                "is_buyer_maker": maker,
+                "ingestion_time": now,
+            }
+        ).decode()
 
 
 @dataclass(frozen=True, slots=True)
