@@ -3,6 +3,8 @@
 Binance trade ids are contiguous per symbol, so the sequencer needs only the highest id seen and
 the ranges of ids still missing below it. Two overlapping connections, a reconnect and REST
 back-filling all feed the same sequencer, which is what makes duplicates impossible.
+A new process can `seed` it with what an earlier one landed, so that its first trade opens the gap
+of what happened meanwhile instead of becoming a fresh baseline.
 """
 
 from __future__ import annotations
@@ -32,13 +34,23 @@ class Gap:
         return self.last_id - self.first_id + 1
 
 
-class _SymbolState:
-    __slots__ = ("high", "missing")
+@dataclass(frozen=True)
+class SymbolProgress:
+    """How far a symbol got: its highest trade id and the id ranges below it still missing."""
 
-    def __init__(self, high: int) -> None:
+    high: int
+    missing: tuple[tuple[int, int], ...] = ()
+
+
+class _SymbolState:
+    __slots__ = ("high", "missing", "seeded_high")
+
+    def __init__(self, high: int, seeded_high: int | None = None) -> None:
         self.high = high
         # [first_id, last_id, detected_at] lists, sorted by first_id, never overlapping.
         self.missing: list[list] = []
+        # The high an earlier process landed; `high` still equal to it: no newer trade yet.
+        self.seeded_high = seeded_high
 
 
 class TradeSequencer:
@@ -52,6 +64,13 @@ class TradeSequencer:
         self.gap_trades_detected = 0
         self.filled = 0
         self.unfilled = 0
+        self.restarted: list[str] = []
+
+    def seed(self, symbol: str, progress: SymbolProgress, now: float) -> None:
+        """Resume `symbol` from an earlier run: ids ≤ its high are landed except those missing."""
+        state = _SymbolState(progress.high, seeded_high=progress.high)
+        state.missing = [[first, last, now] for first, last in sorted(progress.missing)]
+        self._states[symbol] = state
 
     def accept(self, symbol: str, trade_id: int, now: float) -> bool:
         """True when the trade is new (emit it), False for a duplicate (drop it)."""
@@ -65,12 +84,16 @@ class TradeSequencer:
             state.high = trade_id
             return True
         if trade_id > high:
+            if state.seeded_high == high:
+                logger.info("%s: resuming after trade id %s (landed earlier)", symbol, high)
             self._open_gap(symbol, state, high + 1, trade_id - 1, now)
             state.high = trade_id
             return True
         if state.missing and self._fill(state.missing, trade_id):
             self.filled += 1
             return True
+        if state.seeded_high == high:
+            return self._restart(symbol, trade_id)
         self.duplicates += 1
         return False
 
@@ -120,6 +143,31 @@ class TradeSequencer:
     def highs(self) -> dict[str, int]:
         """The highest trade id seen, by symbol."""
         return {symbol: state.high for symbol, state in self._states.items()}
+
+    def progress(self) -> dict[str, SymbolProgress]:
+        """Each symbol's high and missing id ranges (what to `seed` a later process with)."""
+        return {
+            symbol: SymbolProgress(
+                state.high, tuple((first, last) for first, last, _ in state.missing)
+            )
+            for symbol, state in self._states.items()
+        }
+
+    def _restart(self, symbol: str, trade_id: int) -> bool:
+        # A live exchange never sends a new process a trade it landed before: only a restarted
+        # feed (a new replay) does, whose ids start over. Its trades are new: a fresh baseline.
+        seeded = self._states[symbol]
+        logger.warning(
+            "%s: first trade id %s is not above %s landed by an earlier run: the feed restarted "
+            "(a new replay?), starting %s afresh",
+            symbol,
+            trade_id,
+            seeded.high,
+            symbol,
+        )
+        self._states[symbol] = _SymbolState(trade_id)
+        self.restarted.append(symbol)
+        return True
 
     def _open_gap(
         self, symbol: str, state: _SymbolState, first: int, last: int, now: float

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from crypto_assets.producer.trade_sequencer import Gap, TradeSequencer
+from crypto_assets.producer.trade_sequencer import Gap, SymbolProgress, TradeSequencer
 
 
 def feed(sequencer: TradeSequencer, symbol: str, ids: list[int], now: float = 0.0) -> list[int]:
@@ -110,3 +110,53 @@ def test_memory_is_bounded_and_overflow_is_counted_as_unfilled() -> None:
     # The ranges kept are the newest ones.
     assert gaps[-1] == Gap("BTCUSDT", 2998, 2999, 0.0)
     assert sequencer.missing_trades() == 200
+
+
+def test_a_seeded_symbol_drops_landed_ids_and_opens_the_gap_from_the_saved_high() -> None:
+    sequencer = TradeSequencer(grace_seconds=1.0)
+    sequencer.seed("BTCUSDT", SymbolProgress(100), now=5.0)
+    assert feed(sequencer, "BTCUSDT", [120, 121, 99, 100, 121], now=5.0) == [120, 121]
+    assert sequencer.duplicates == 3
+    assert sequencer.due_gaps(6.0) == [Gap("BTCUSDT", 101, 119, 5.0)]
+    assert feed(sequencer, "BTCUSDT", list(range(95, 122)), now=6.0) == list(range(101, 120))
+    assert sequencer.missing_trades() == 0
+
+
+def test_seeded_holes_are_due_and_fillable_and_nothing_else_below_the_high() -> None:
+    sequencer = TradeSequencer(grace_seconds=1.0)
+    sequencer.seed("ETHUSDT", SymbolProgress(50, ((10, 12), (40, 40))), now=0.0)
+    assert sequencer.due_gaps(1.0) == [Gap("ETHUSDT", 10, 12, 0.0), Gap("ETHUSDT", 40, 40, 0.0)]
+    assert feed(sequencer, "ETHUSDT", [11, 51]) == [11, 51]  # a REST fill, a live trade
+    assert feed(sequencer, "ETHUSDT", list(range(1, 52))) == [10, 12, 40]
+    assert sequencer.progress() == {"ETHUSDT": SymbolProgress(51)}
+    assert sequencer.restarted == []
+
+
+def test_progress_round_trips_through_seed() -> None:
+    first = TradeSequencer()
+    feed(first, "BTCUSDT", [1, 2, 5, 9])
+    feed(first, "ETHUSDT", [7])
+    saved = first.progress()
+    assert saved == {"BTCUSDT": SymbolProgress(9, ((3, 4), (6, 8))), "ETHUSDT": SymbolProgress(7)}
+    second = TradeSequencer()
+    for symbol, progress in saved.items():
+        second.seed(symbol, progress, now=0.0)
+    assert second.progress() == saved
+    assert feed(second, "BTCUSDT", [10, 1, 2, 3, 4, 5, 6, 9, 10]) == [10, 3, 4, 6]
+
+
+def test_a_first_trade_below_the_seeded_high_means_the_feed_restarted() -> None:
+    sequencer = TradeSequencer()
+    sequencer.seed("BTCUSDT", SymbolProgress(1000, ((500, 510),)), now=0.0)
+    assert feed(sequencer, "BTCUSDT", [3, 4, 4, 6]) == [3, 4, 6]
+    assert sequencer.restarted == ["BTCUSDT"]
+    assert sequencer.duplicates == 1
+    assert sequencer.progress() == {"BTCUSDT": SymbolProgress(6, ((5, 5),))}
+
+
+def test_after_a_newer_trade_an_old_id_is_a_duplicate_not_a_restart() -> None:
+    sequencer = TradeSequencer()
+    sequencer.seed("BTCUSDT", SymbolProgress(1000), now=0.0)
+    assert feed(sequencer, "BTCUSDT", [1001, 1002, 3]) == [1001, 1002]
+    assert sequencer.restarted == []
+    assert sequencer.duplicates == 1

@@ -1,0 +1,155 @@
+"""The producer's state file: per symbol, the highest trade id durably landed and the holes below.
+
+A new process resumes from it, so trades that happened while no producer ran are back-filled
+instead of silently missing. It is saved (atomically, like a landing file) after every landing file,
+so it never claims a trade that is not in a visible file; a crash between a landing file and the
+save is covered by reading, at load, the landing files not older than the state file.
+
+    {"version": 1, "symbols": {"BTCUSDT": {"landed_high": 3735690000, "missing": [[a, b]]}}}
+
+``missing`` are id ranges at or below ``landed_high`` not landed yet (gaps still open at the save).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from crypto_assets.producer.landing_writer import LandingWriteError, write_atomically
+from crypto_assets.producer.trade_sequencer import SymbolProgress
+
+logger = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+# Landing files this much older than the state file are still read at load: file times can be
+# coarse, and reading a file the state already covers changes nothing.
+_CLOCK_SLACK_NS = 2_000_000_000
+
+
+class ProducerStateFile:
+    """Loads and saves the landed progress per symbol; symbols not in use are kept unchanged."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._kept: dict[str, SymbolProgress] = {}
+
+    def load(self, landing_dir: Path, symbols: Iterable[str]) -> dict[str, SymbolProgress]:
+        """The progress of `symbols`, including landing files written after the last save."""
+        mtime_ns = self._mtime_ns()
+        progress = self._read() if mtime_ns is not None else None
+        if progress is None:
+            progress = {}
+        elif mtime_ns is not None:
+            landed = landed_ids_since(Path(landing_dir), mtime_ns - _CLOCK_SLACK_NS)
+            for symbol, ids in landed.items():
+                progress[symbol] = with_landed(progress.get(symbol), ids)
+        wanted = set(symbols)
+        self._kept = {s: p for s, p in progress.items() if s not in wanted}
+        return {s: p for s, p in progress.items() if s in wanted}
+
+    def save(self, progress: Mapping[str, SymbolProgress]) -> None:
+        """Write `progress` (plus the symbols kept from the loaded file) atomically."""
+        merged = {**self._kept, **progress}
+        document = {
+            "version": STATE_VERSION,
+            "symbols": {
+                symbol: {"landed_high": p.high, "missing": [list(r) for r in p.missing]}
+                for symbol, p in sorted(merged.items())
+            },
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path.parent, self.path.name, [json.dumps(document)])
+        except OSError as exc:
+            raise LandingWriteError(
+                f"cannot write the producer state file {self.path}: {exc.strerror or exc} "
+                "(fix the permissions or choose another --state-file)"
+            ) from exc
+
+    def _mtime_ns(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _read(self) -> dict[str, SymbolProgress] | None:
+        """The saved progress; None (after a one-line warning) when the file is unusable."""
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            return _parse(document)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            logger.warning(
+                "producer state file %s is unreadable (%s): starting afresh", self.path, exc
+            )
+            return None
+
+
+def _parse(document: dict) -> dict[str, SymbolProgress]:
+    if document.get("version") != STATE_VERSION:
+        raise ValueError(f"version {document.get('version')!r}, expected {STATE_VERSION}")
+    progress = {}
+    for symbol, entry in document["symbols"].items():
+        high = entry["landed_high"]
+        missing = tuple((first, last) for first, last in entry["missing"])
+        numbers = [high, *(i for r in missing for i in r)]
+        if not all(type(n) is int for n in numbers):
+            raise ValueError(f"{symbol}: trade ids must be integers")
+        if any(not first <= last <= high for first, last in missing):
+            raise ValueError(f"{symbol}: missing ranges must lie at or below landed_high")
+        progress[str(symbol)] = SymbolProgress(high, missing)
+    return progress
+
+
+def landed_ids_since(landing_dir: Path, since_ns: int) -> dict[str, list[int]]:
+    """Trade ids by symbol in the visible landing files modified at or after `since_ns`."""
+    landed: dict[str, list[int]] = {}
+    try:
+        entries = list(os.scandir(landing_dir))
+    except FileNotFoundError:
+        return landed
+    for entry in entries:
+        if not (entry.name.startswith("trades_") and entry.name.endswith(".json")):
+            continue
+        if entry.stat().st_mtime_ns < since_ns:
+            continue
+        try:
+            with open(entry.path, encoding="utf-8") as lines:
+                rows = [json.loads(line) for line in lines]
+            for row in rows:
+                landed.setdefault(row["symbol"], []).append(row["trade_id"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("cannot read landing file %s (%s): not counted as landed", entry, exc)
+    return landed
+
+
+def with_landed(progress: SymbolProgress | None, ids: Iterable[int]) -> SymbolProgress:
+    """`progress` after the trades `ids` landed: holes they fill close, ids skipped become holes."""
+    landed = sorted(set(ids))
+    if not landed:
+        raise ValueError("no trade ids")
+    if progress is None:
+        progress = SymbolProgress(landed[0])
+    missing = list(progress.missing)
+    if landed[-1] > progress.high:
+        missing.append((progress.high + 1, landed[-1]))
+    return SymbolProgress(max(progress.high, landed[-1]), _without(missing, landed))
+
+
+def _without(ranges: list[tuple[int, int]], landed: list[int]) -> tuple[tuple[int, int], ...]:
+    """The id ranges minus the sorted ids `landed`."""
+    result = []
+    for first, last in sorted(ranges):
+        start = first
+        for trade_id in landed[bisect_left(landed, first) :]:
+            if trade_id > last:
+                break
+            if trade_id > start:
+                result.append((start, trade_id - 1))
+            start = trade_id + 1
+        if start <= last:
+            result.append((start, last))
+    return tuple(result)
