@@ -9,7 +9,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from crypto_assets.producer.connection_check import check_connection
-from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
+from crypto_assets.producer.producer import (
+    Producer,
+    ProducerConfig,
+    StateFile,
+    default_rest_url,
+)
 from crypto_assets.settings import Settings, SettingsError, parse_duration_minutes, parse_pairs
 
 
@@ -33,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
     produce.add_argument("--duration-minutes", help="minutes, or 'none' [RUN_DURATION_MINUTES]")
     produce.add_argument("--duration-seconds", type=float, help="overrides --duration-minutes")
+    produce.add_argument(
+        "--state-file",
+        help="where the ids landed so far are kept, so that a restart back-fills what it missed; "
+        "'none': keep no state [<landing-dir>/../_state/producer_state.json]",
+    )
     produce.set_defaults(func=produce_command)
 
     check = subparsers.add_parser(
@@ -58,6 +68,7 @@ def produce_command(args: argparse.Namespace) -> int:
         batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
         max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
         duration_seconds=duration,
+        state_path=_state_path(args.state_file),
     )
     return _produce(config)
 
@@ -94,6 +105,12 @@ def _duration_seconds(args: argparse.Namespace, settings: Settings) -> float | N
     else:
         minutes = settings.run_duration_minutes
     return None if minutes is None else minutes * 60
+
+
+def _state_path(flag: str | None) -> Path | StateFile | None:
+    if flag is None:
+        return StateFile.BESIDE_LANDING
+    return None if flag.strip().lower() == "none" else Path(flag)
 
 
 def _or(value: float | int | None, default: float | int) -> float | int:

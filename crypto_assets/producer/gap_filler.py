@@ -118,6 +118,19 @@ class GapFiller:
             return
         next_id = gap.first_id
         budget = min(gap.size, self.max_trades_per_gap)
+        if gap.size > budget:
+            # E.g. a producer down for long: REST fills the oldest part, the rest counts unfilled.
+            logger.warning(
+                "%s: %s trades missing (ids %s..%s), more than the cap of %s per gap: "
+                "fetching ids %s..%s only",
+                gap.symbol,
+                gap.size,
+                gap.first_id,
+                gap.last_id,
+                budget,
+                gap.first_id,
+                gap.first_id + budget - 1,
+            )
         fetched = 0
         while next_id <= gap.last_id and fetched < budget:
             limit = min(MAX_LIMIT, gap.last_id - next_id + 1, budget - fetched)

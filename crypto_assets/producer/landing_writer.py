@@ -58,12 +58,17 @@ class LandingWriter:
         batch_interval_seconds: float = 5.0,
         max_trades_per_batch: int = 1000,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        on_landed: Callable[[Path], None] | None = None,
     ) -> None:
         self.landing_dir = Path(landing_dir)
         self.quarantine_dir = Path(quarantine_dir)
         self.batch_interval_seconds = batch_interval_seconds
         self.max_trades_per_batch = max_trades_per_batch
         self._clock = clock
+        # Called after each landing file is visible, with nothing pending: every trade added so
+        # far is then landed.
+        self.on_landed = on_landed
         self._lines: list[str] = []
         self._rejected: list[str] = []
         self._last_flush = clock()
@@ -139,3 +144,5 @@ class LandingWriter:
         self.files_written += 1
         self._last_flush = self._clock()
         logger.debug("landed %s trades in %s", len(lines), path.name)
+        if self.on_landed is not None:
+            self.on_landed(path)

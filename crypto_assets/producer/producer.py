@@ -7,6 +7,7 @@ received is landed before `run` returns: nothing received is lost.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -29,7 +30,8 @@ from crypto_assets.binance.stream_client import (
     combined_stream_url,
 )
 from crypto_assets.producer.gap_filler import GapFiller
-from crypto_assets.producer.landing_writer import LandingWriter
+from crypto_assets.producer.landing_writer import LandingWriteError, LandingWriter
+from crypto_assets.producer.producer_state import ProducerStateFile
 from crypto_assets.producer.trade_sequencer import TradeSequencer
 from crypto_assets.settings import SettingsError
 
@@ -51,6 +53,12 @@ def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
         scheme = "https" if parts.scheme == "wss" else "http"
         return f"{scheme}://{parts.netloc}"
     return binance_rest_url
+
+
+class StateFile(enum.Enum):
+    """Where the producer keeps its state unless given a path (None: keep none)."""
+
+    BESIDE_LANDING = "<landing-dir>/../_state/producer_state.json"
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,9 @@ class ProducerConfig:
     # At stop, ask REST for trades after the last id seen (lost in flight by a late drop).
     fill_tail_on_stop: bool = True
     source: str | None = None  # a label for the summary: live, replay; None: the ws_url
+    # What was landed, so that a restarted producer back-fills the trades it missed meanwhile.
+    # None: no state, the first trade of each symbol is the baseline.
+    state_path: Path | StateFile | None = StateFile.BESIDE_LANDING
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -96,6 +107,13 @@ class ProducerConfig:
     def resolved_quarantine_dir(self) -> Path:
         """``<landing-dir>/../_quarantine`` unless set."""
         return self.quarantine_dir or Path(self.landing_dir).parent / "_quarantine"
+
+    @property
+    def resolved_state_path(self) -> Path | None:
+        """``<landing-dir>/../_state/producer_state.json`` by default; None when disabled."""
+        if self.state_path is StateFile.BESIDE_LANDING:
+            return Path(self.landing_dir).parent / "_state" / "producer_state.json"
+        return None if self.state_path is None else Path(self.state_path)
 
 
 @dataclass(frozen=True)
@@ -145,11 +163,14 @@ class Producer:
         self._per_symbol: dict[str, int] = {}
         self._started = time.monotonic()
         self.sequencer = TradeSequencer(grace_seconds=config.gap_grace_seconds)
+        state_path = config.resolved_state_path
+        self.state = None if state_path is None else ProducerStateFile(state_path)
         self.writer = LandingWriter(
             Path(config.landing_dir),
             config.resolved_quarantine_dir,
             config.batch_interval_seconds,
             config.max_trades_per_batch,
+            on_landed=None if self.state is None else self._save_state,
         )
         rest = BinanceRestClient(config.rest_url) if config.rest_url else None
         self.gap_filler = GapFiller(
@@ -177,6 +198,7 @@ class Producer:
 
     def run(self, stop_event: threading.Event | None = None) -> ProducerSummary:
         """Produce until `stop()`, `stop_event`, the configured duration, or a lost stream."""
+        self._resume()
         try:
             self.client.start()
         except StreamUnavailableError as exc:
@@ -207,6 +229,32 @@ class Producer:
         summary = ProducerSummary(**self._counts(), source=self.config.source or self.config.ws_url)
         logger.info("%s", summary.summary_line())
         return summary
+
+    def _resume(self) -> None:
+        """Seed the sequencer with what earlier runs landed, and save that as the new start."""
+        if self.state is None:
+            return
+        now = time.monotonic()
+        progress = self.state.load(Path(self.config.landing_dir), self._symbols)
+        for symbol, landed in sorted(progress.items()):
+            self.sequencer.seed(symbol, landed, now)
+            logger.info(
+                "%s: landed up to trade id %s (%s ids below still missing) by an earlier run",
+                symbol,
+                landed.high,
+                sum(last - first + 1 for first, last in landed.missing),
+            )
+        self.state.save(progress)
+
+    def _save_state(self, landed_file: Path) -> None:
+        # Called with nothing pending: everything the sequencer accepted is in visible files.
+        if self.state is None:
+            return
+        try:
+            self.state.save(self.sequencer.progress())
+        except LandingWriteError as exc:
+            # Landing goes on; the next start reads the landing files newer than the old state.
+            logger.warning("%s", exc)
 
     def _loop(self, deadline: float | None, stop_event: threading.Event | None) -> None:
         next_progress = time.monotonic() + self.config.progress_interval_seconds

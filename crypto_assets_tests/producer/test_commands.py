@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -256,3 +257,69 @@ def test_test_connection_to_an_unreachable_url_is_one_line_and_exit_code_2(
         "connection refused"
     )
     assert line.endswith("or set CRYPTO_SOURCE=replay")
+
+
+def produce_process(server: object, landing: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        cli(
+            "produce",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--landing-dir",
+            str(landing),
+            "--max-trades-per-batch",
+            "300",
+            "--batch-interval-seconds",
+            "2",
+            "--duration-minutes",
+            "none",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
+    )
+
+
+def test_a_restart_after_kill_9_back_fills_what_was_missed_without_duplicates(
+    replay_server_factory: Callable[..., object],
+    expected_trades: dict[str, dict[int, dict]],
+    tmp_path: Path,
+) -> None:
+    server = replay_server_factory(speed=20.0)
+    landing = tmp_path / "landing" / "trades"
+    first = produce_process(server, landing)
+    wait_for_files(landing, 3, first)
+    first.kill()  # its pending batch is lost with it
+    first.communicate(timeout=30)
+    files_before = len(list(landing.glob("trades_*.json")))
+    time.sleep(2.0)  # the market moves on while no producer runs
+    second = produce_process(server, landing)
+    wait_for_files(landing, files_before + 3, second)
+    second.send_signal(signal.SIGTERM)
+    stdout, stderr = second.communicate(timeout=60)
+    assert second.returncode == 0, stderr
+    summary = stdout.strip().splitlines()[-1]
+    filled = re.search(r"gap trades filled (\d+), unfilled (\d+)", summary)
+    assert filled, summary
+    assert int(filled.group(1)) > 0
+    assert int(filled.group(2)) == 0
+    rows = read_landing(landing)
+    assert_contiguous_from_start(rows, expected_trades)  # no id missing, none twice
+    back_filled = 0
+    for row in rows:
+        del row["ingestion_time"]
+        want = expected_trades[row["symbol"]][row["trade_id"]]
+        if row["event_time"] != want["event_time"]:
+            # From REST, which has no event time: the trade time stands in for it.
+            assert row["event_time"] == want["trade_time"]
+            row["event_time"] = want["event_time"]
+            back_filled += 1
+        assert row == want
+    assert back_filled <= int(filled.group(1))
+    state = json.loads((tmp_path / "landing" / "_state" / "producer_state.json").read_text())
+    highs = {s: v["landed_high"] for s, v in state["symbols"].items()}
+    assert highs == {s: max(r["trade_id"] for r in rows if r["symbol"] == s) for s in highs}
+    assert set(highs) == {"BTCUSDT", "ETHUSDT"}

@@ -351,3 +351,32 @@ def test_rest_url_defaults_to_the_same_loopback_host_else_binance() -> None:
     assert default_rest_url("ws://127.0.0.1:9443", "https://api.x") == "http://127.0.0.1:9443"
     assert default_rest_url("ws://localhost:81/", "https://api.x") == "http://localhost:81"
     assert default_rest_url("wss://stream.binance.com:9443", "https://api.x") == "https://api.x"
+
+
+def test_the_state_file_lives_beside_the_landing_dir_unless_told(tmp_path: Path) -> None:
+    options = {"ws_url": "ws://127.0.0.1:1", "pairs": ("btcusdt",), "landing_dir": tmp_path / "t"}
+    default = ProducerConfig(**options).resolved_state_path
+    assert default == tmp_path / "_state" / "producer_state.json"
+    assert ProducerConfig(**options, state_path=None).resolved_state_path is None
+    chosen = ProducerConfig(**options, state_path=tmp_path / "s.json").resolved_state_path
+    assert chosen == tmp_path / "s.json"
+
+
+def test_a_new_replay_of_the_same_recording_starts_afresh_instead_of_landing_nothing(
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+    expected_trades: dict[str, dict[int, dict]],
+) -> None:
+    # A replay restarts its ids; keeping only ids above the saved high would land nothing.
+    btc = expected_trades["BTCUSDT"]
+    for run in (1, 2):
+        server = replay_server_factory()
+        config = producer_config(server, pairs=("btcusdt",))
+        summary = produce_recording(server, config)
+        assert summary.trades == len(btc), run
+        assert summary.duplicates_dropped == 0
+        state_path = config.resolved_state_path
+        assert state_path is not None
+        saved = json.loads(state_path.read_text())["symbols"]
+        assert saved == {"BTCUSDT": {"landed_high": max(btc), "missing": []}}
+    assert len(read_landing(config.landing_dir)) == 2 * len(btc)
