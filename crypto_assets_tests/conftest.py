@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from crypto_assets.analytics.spark_session import get_spark_session
+from crypto_assets.binance.stream_client import StreamClient, combined_stream_url
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.server import ReplayOptions, ReplayServer
 
@@ -54,3 +56,16 @@ def spark() -> Iterator[SparkSession]:
     session = get_spark_session(app_name="crypto_assets_tests")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def published_server(replay_server_factory: Callable[..., object]) -> object:
+    """A replay server whose market has published the whole recording (REST serves only that)."""
+    server = replay_server_factory()
+    client = StreamClient(combined_stream_url(server.url, ["btcusdt"]))  # type: ignore[attr-defined]
+    client.start()
+    deadline = time.monotonic() + 60
+    while not server.stats.market.finished and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        client.take(100_000, timeout=0.01)
+    client.stop()
+    return server

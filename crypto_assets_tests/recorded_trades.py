@@ -11,6 +11,20 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+# The landing record's fields in DESIGN.md's order.
+LANDING_FIELDS = (
+    "event_type",
+    "event_time",
+    "symbol",
+    "trade_id",
+    "price",
+    "quantity",
+    "trade_value_usdt",
+    "trade_time",
+    "is_buyer_maker",
+    "ingestion_time",
+)
+
 
 def landing_row(frame: str, received_ms: int) -> dict:
     """The landing record that one recorded combined-stream trade frame must become."""

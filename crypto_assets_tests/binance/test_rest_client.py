@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
 
 from crypto_assets.binance.rest_client import BinanceRestClient, RestError
-from crypto_assets.binance.stream_client import StreamClient, combined_stream_url
-
-
-@pytest.fixture
-def published_server(replay_server_factory: Callable[..., object]) -> object:
-    """A replay server whose market has published the whole recording (REST serves only that)."""
-    server = replay_server_factory()
-    client = StreamClient(combined_stream_url(server.url, ["btcusdt"]))  # type: ignore[attr-defined]
-    client.start()
-    deadline = time.monotonic() + 60
-    while not server.stats.market.finished and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        client.take(100_000, timeout=0.01)
-    client.stop()
-    return server
 
 
 def test_historical_trades_match_the_recorded_frames(

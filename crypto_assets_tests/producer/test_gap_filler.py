@@ -2,29 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
-import pytest
-
 from crypto_assets.binance.parsing import TradeRecord
 from crypto_assets.binance.rest_client import BinanceRestClient
-from crypto_assets.binance.stream_client import StreamClient, combined_stream_url
 from crypto_assets.producer.gap_filler import GapFiller
 from crypto_assets.producer.trade_sequencer import TradeSequencer
-
-
-@pytest.fixture
-def published_server(replay_server_factory: Callable[..., object]) -> object:
-    """A replay server whose market has published the whole recording (REST serves only that)."""
-    server = replay_server_factory()
-    client = StreamClient(combined_stream_url(server.url, ["btcusdt"]))  # type: ignore[attr-defined]
-    client.start()
-    deadline = time.monotonic() + 60
-    while not server.stats.market.finished and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        client.take(100_000, timeout=0.01)
-    client.stop()
-    return server
 
 
 def test_due_gaps_are_filled_in_chunks_through_the_sequencer(

@@ -15,6 +15,7 @@ from crypto_assets.binance.stream_client import StreamUnavailableError
 from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
 from crypto_assets.settings import SettingsError
 from crypto_assets_tests.producer.conftest import produce_recording, read_landing
+from crypto_assets_tests.recorded_trades import LANDING_FIELDS
 
 
 def assert_landed_exactly_once(
@@ -238,18 +239,7 @@ def test_a_polling_reader_never_sees_a_partial_file_while_the_producer_writes(
     assert len(seen) == summary.files >= 34_419 // 300
 
 
-LANDING_KEYS = {
-    "event_type",
-    "event_time",
-    "symbol",
-    "trade_id",
-    "price",
-    "quantity",
-    "trade_value_usdt",
-    "trade_time",
-    "is_buyer_maker",
-    "ingestion_time",
-}
+LANDING_KEYS = set(LANDING_FIELDS)
 
 
 def test_a_silent_connection_is_replaced(
