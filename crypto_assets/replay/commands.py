@@ -60,6 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--gap-every", type=int, metavar="N", help="withhold every Nth trade (REST serves it)"
     )
+    parser.add_argument(
+        "--first-lap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="start at lap N, as --loop would publish it: ids + N*span, times + N laps (default 0)",
+    )
     parser.add_argument("--ping-interval", type=float, default=20.0, metavar="S")
     parser.add_argument("--pong-timeout", type=float, default=60.0, metavar="S")
     parser.add_argument(
@@ -100,6 +107,7 @@ def run_replay_server(args: argparse.Namespace) -> int:
         ping_interval=args.ping_interval,
         pong_timeout=args.pong_timeout,
         max_connection_age=args.max_connection_age,
+        first_lap=args.first_lap,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -81,8 +81,10 @@ class Market:
         rebase_time: bool,
         corrupt_every: int | None,
         gap_every: int | None,
+        first_lap: int = 0,
     ) -> None:
         self._recording = recording
+        self._first_lap = first_lap
         self._speed = speed
         self._loop = loop
         self._rebase_time = rebase_time
@@ -94,7 +96,10 @@ class Market:
         self._has_subscribers = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rebase_shift_ms = 0
-        self._published: dict[str, int] = dict.fromkeys(recording.symbols, 0)
+        # Per symbol, positions (lap * trades per lap + index) of the published trades: from
+        # the first lap's start (earlier laps were never published) up to this end.
+        self._first_position = {s: first_lap * len(t.trades) for s, t in recording.symbols.items()}
+        self._published: dict[str, int] = dict(self._first_position)
 
     @property
     def started(self) -> bool:
@@ -141,13 +146,14 @@ class Market:
         table = self._recording.symbols[symbol]
         count = len(table.trades)
         published = self._published[symbol]
+        first = self._first_position[symbol]
         if from_id is None:
-            start = max(0, published - limit)
+            start = max(first, published - limit)
         elif from_id < table.ids[0]:
-            start = 0
+            start = first
         else:
             lap = (from_id - table.ids[0]) // table.span
-            start = lap * count + table.position_of(from_id - lap * table.span)
+            start = max(first, lap * count + table.position_of(from_id - lap * table.span))
         rows = []
         for position in range(start, min(start + limit, published)):
             lap, index = divmod(position, count)
@@ -173,22 +179,33 @@ class Market:
 
     async def _run(self) -> None:
         recording = self._recording
+        first_lap = self._first_lap
         if self._rebase_time:
-            self._rebase_shift_ms = int(time.time() * 1000) - recording.first_trade_time
+            # The first published trade (of lap `first_lap`) is at now.
+            first_time = recording.first_trade_time + first_lap * recording.lap_ms
+            self._rebase_shift_ms = int(time.time() * 1000) - first_time
         clock = asyncio.get_running_loop()
         started = clock.time()
         lap_ns = recording.lap_ms * 1_000_000
         first_ns = recording.first_recv_ns
-        logger.info("market open (speed %s, loop %s)", self._speed or "max", self._loop)
-        last_lap = 0
-        for count, (lap, event) in enumerate(recording.timeline(self._loop), start=1):
+        logger.info(
+            "market open (speed %s, loop %s, first lap %s)",
+            self._speed or "max",
+            self._loop,
+            first_lap,
+        )
+        last_lap = first_lap
+        timeline = recording.timeline(self._loop, first_lap)
+        for count, (lap, event) in enumerate(timeline, start=1):
             if lap != last_lap:
-                self.stats.laps_completed = last_lap = lap
+                last_lap = lap
+                self.stats.laps_completed = lap - first_lap
                 logger.info("recording lap %s starts", lap)
             if self._speed is None:
                 await self._has_subscribers.wait()
             else:
-                due = started + (event.recv_ns - first_ns + lap * lap_ns) / 1e9 / self._speed
+                elapsed_ns = event.recv_ns - first_ns + (lap - first_lap) * lap_ns
+                due = started + elapsed_ns / 1e9 / self._speed
                 delay = due - clock.time()
                 if delay > 0.0005:
                     await asyncio.sleep(delay)

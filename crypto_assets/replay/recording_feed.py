@@ -17,7 +17,7 @@ import logging
 import math
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,15 +97,28 @@ class Recording:
         """Number of distinct trades in one lap."""
         return sum(len(table.trades) for table in self.symbols.values())
 
-    def timeline(self, loop: bool) -> Iterator[tuple[int, RecordedEvent]]:
-        """``(lap, event)`` in receive order; forever when ``loop``, else one lap."""
-        lap = 0
+    def timeline(self, loop: bool, first_lap: int = 0) -> Iterator[tuple[int, RecordedEvent]]:
+        """``(lap, event)`` in receive order from lap ``first_lap``; forever when ``loop``."""
+        lap = first_lap
         while True:
             for event in self.events:
                 yield lap, event
             if not loop:
                 return
             lap += 1
+
+
+def first_lap_above(recording: Recording, highs: Mapping[str, int]) -> int:
+    """The smallest lap whose trade ids are all above ``highs`` (symbol -> id) for every symbol.
+
+    Symbols the recording does not trade are ignored; no highs: lap 0.
+    """
+    first_lap = 0
+    for symbol, high in highs.items():
+        table = recording.symbols.get(symbol)
+        if table is not None and high >= table.ids[0]:
+            first_lap = max(first_lap, (high - table.ids[0]) // table.span + 1)
+    return first_lap
 
 
 def load_recordings(paths: Sequence[Path]) -> Recording:

@@ -62,6 +62,8 @@ class ReplayOptions:
     pong_timeout: float = 60.0
     max_incoming_per_second: int = 5
     max_connection_age: float | None = None  # seconds; Binance closes connections after 24 h
+    # The market starts at this lap, as --loop would publish it: ids + N * span, times + N laps.
+    first_lap: int = 0
 
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
@@ -78,6 +80,10 @@ class ReplayOptions:
                 raise CryptoAssetsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_incoming_per_second < 1:
             raise CryptoAssetsError("max_incoming_per_second must be at least 1")
+        if self.first_lap < 0:
+            raise CryptoAssetsError(
+                f"first_lap (--first-lap) must be 0 or more, got {self.first_lap}"
+            )
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,8 @@ def parse_stream_path(target: str) -> StreamRoute | None:
 class ReplayServer:
     """Serves a recording like Binance does, in a background thread with an asyncio loop."""
 
-    def __init__(self, options: ReplayOptions) -> None:
+    def __init__(self, options: ReplayOptions, recording: Recording | None = None) -> None:
+        """`recording`: `options.recordings` already loaded (saves loading them again)."""
         self.options = options
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -127,7 +134,7 @@ class ReplayServer:
         self._connection_stats = ConnectionStats()
         self._sessions: set[StreamSession] = set()
         self._port: int | None = None
-        self._recording: Recording | None = None
+        self._recording = recording
 
     @property
     def port(self) -> int:
@@ -161,7 +168,7 @@ class ReplayServer:
         """Load the recordings, listen, and return once connections are accepted."""
         if self._thread is not None:
             raise RuntimeError("the replay server was already started")
-        recording = load_recordings(self.options.recordings)
+        recording = self._recording or load_recordings(self.options.recordings)
         self._recording = recording
         self._thread = threading.Thread(target=self._thread_main, name="replay-server", daemon=True)
         self._thread.start()
@@ -233,6 +240,7 @@ class ReplayServer:
             rebase_time=options.rebase_time,
             corrupt_every=options.corrupt_every,
             gap_every=options.gap_every,
+            first_lap=options.first_lap,
         )
         try:
             server = await serve(

@@ -68,3 +68,32 @@ def test_bad_flag_values_are_refused(recording: Path) -> None:
 
     assert result.returncode == 2
     assert "gap_every (--gap-every) must be at least 1" in result.stderr
+
+
+def test_first_lap_flag_starts_the_market_at_that_lap(
+    recording: Path, recorded_trades: list[dict]
+) -> None:
+    process = subprocess.Popen(
+        [
+            *(str(CLI), "replay-server", "--recording", str(recording)),
+            *("--speed", "max", "--loop", "--first-lap", "4"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline().strip()
+        match = re.fullmatch(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+        assert match, line
+        with stream_client(f"ws://127.0.0.1:{match.group(1)}/ws/ethusdt@trade") as ws:
+            first = json.loads(ws.recv(timeout=5))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        process.communicate()
+
+    eth_ids = [trade["t"] for trade in recorded_trades if trade["s"] == "ETHUSDT"]
+    span = max(eth_ids) - min(eth_ids) + 1
+    assert first["t"] == eth_ids[0] + 4 * span

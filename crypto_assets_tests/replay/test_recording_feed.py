@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.errors import CryptoAssetsError
-from crypto_assets.replay.recording_feed import load_recordings
+from crypto_assets.replay.recording_feed import first_lap_above, load_recordings
 from crypto_assets_tests.replay.conftest import read_frames, write_recording
 
 
@@ -101,3 +101,22 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: str, why: str)
     with pytest.raises(CryptoAssetsError, match="line 1") as info:
         load_recordings([path])
     assert why in str(info.value)
+
+
+def test_first_lap_above_puts_every_symbol_above_its_high(
+    recording: Path, recorded_trades: list[dict]
+) -> None:
+    loaded = load_recordings([recording])
+    ids: dict[str, list[int]] = {}
+    for trade in recorded_trades:
+        ids.setdefault(trade["s"], []).append(trade["t"])
+    low = {symbol: min(values) for symbol, values in ids.items()}
+    span = {symbol: max(values) - min(values) + 1 for symbol, values in ids.items()}
+
+    assert first_lap_above(loaded, {}) == 0
+    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"] - 1}) == 0
+    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"]}) == 1
+    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"] + span["BTCUSDT"] - 1}) == 1
+    highs = {"BTCUSDT": low["BTCUSDT"] + 100, "ETHUSDT": low["ETHUSDT"] + 2 * span["ETHUSDT"]}
+    assert first_lap_above(loaded, highs) == 3
+    assert first_lap_above(loaded, {"DOGEUSDT": 10**12}) == 0  # not in the recording

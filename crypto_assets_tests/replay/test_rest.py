@@ -196,3 +196,29 @@ def test_rest_knows_the_trades_of_later_laps(
 
     assert body == [expected_rest(lap_trade)]
     assert lap_trade["t"] > max(t["t"] for t in recorded_trades[:400] if t["s"] == "BTCUSDT")
+
+
+def test_rest_serves_only_the_laps_a_first_lap_server_published(
+    replay_server_factory, small_recording, recorded_trades: list[dict]
+) -> None:
+    recorded = [t for t in recorded_trades[:400] if t["s"] == "BTCUSDT"]
+    span = recorded[-1]["t"] - recorded[0]["t"] + 1  # the small recording's ids are contiguous
+    lap_2 = [{**t, "t": t["t"] + 2 * span} for t in recorded]
+    server = replay_server_factory(recordings=(small_recording,), first_lap=2)
+    query = f"{server.rest_url}/api/v3/historicalTrades?symbol=BTCUSDT"
+
+    _, before = get(f"{query}&fromId=0")
+    with stream_client(f"{server.url}/ws/btcusdt@trade") as ws:
+        streamed = [json.loads(ws.recv(timeout=5)) for _ in range(len(recorded))]
+    _, from_zero = get(f"{query}&fromId=0&limit=5")
+    _, from_lap_1 = get(f"{query}&fromId={recorded[10]['t'] + span}&limit=5")
+    _, from_lap_2 = get(f"{query}&fromId={lap_2[10]['t']}&limit=5")
+    _, latest = get(f"{query}&limit=5")
+
+    assert before == []
+    assert [t["t"] for t in streamed] == [t["t"] for t in lap_2]
+    rows = [expected_rest(t) for t in streamed]
+    assert from_zero == rows[:5]
+    assert from_lap_1 == rows[:5]  # lap 1 was never published: served from lap 2's start
+    assert from_lap_2 == rows[10:15]
+    assert latest == rows[-5:]

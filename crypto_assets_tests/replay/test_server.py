@@ -448,3 +448,66 @@ def test_lowercase_time_unit_and_raw_multi_stream_path(
     assert [(t["t"], t["T"]) for t in received] == [
         (t["t"], t["T"] * 1000) for t in recorded_trades[:20]
     ]
+
+
+def spans(recorded: list[dict]) -> dict[str, int]:
+    """Per symbol, how far ids move per lap: max id - min id + 1, from the recording itself."""
+    ids: dict[str, list[int]] = {}
+    for trade in recorded:
+        ids.setdefault(trade["s"], []).append(trade["t"])
+    return {symbol: max(values) - min(values) + 1 for symbol, values in ids.items()}
+
+
+def test_first_lap_starts_where_lap_n_of_loop_would_be(
+    replay_server_factory, small_recording: Path
+) -> None:
+    recorded = [parsed["data"] for _, _, parsed in read_frames(small_recording)]
+    lap_len = len(recorded)
+    looping = replay_server_factory(recordings=(small_recording,), loop=True)
+    with connect(f"{looping.url}/stream?streams={TRADES}") as ws:
+        from_lap_0 = [recv_json(ws)["data"] for _ in range(3 * lap_len)]
+    later = replay_server_factory(recordings=(small_recording,), loop=True, first_lap=2)
+    with connect(f"{later.url}/stream?streams={TRADES}") as ws:
+        from_lap_2 = [recv_json(ws)["data"] for _ in range(lap_len)]
+
+    span = spans(recorded)
+    assert [t["t"] for t in from_lap_2] == [t["t"] + 2 * span[t["s"]] for t in recorded]
+    assert from_lap_2 == from_lap_0[2 * lap_len :]
+    assert from_lap_2[0]["T"] > max(t["T"] for t in from_lap_0[:lap_len])
+
+
+def test_first_lap_ids_stay_contiguous_across_the_next_lap(
+    replay_server_factory, small_recording: Path
+) -> None:
+    recorded = [parsed["data"] for _, _, parsed in read_frames(small_recording)]
+    server = replay_server_factory(recordings=(small_recording,), loop=True, first_lap=2)
+
+    with connect(f"{server.url}/stream?streams={TRADES}") as ws:
+        received = [recv_json(ws)["data"] for _ in range(2 * len(recorded) + 50)]
+
+    span = spans(recorded)
+    for symbol in span:
+        first_recorded = min(t["t"] for t in recorded if t["s"] == symbol)
+        ids = [t["t"] for t in received if t["s"] == symbol]
+        assert ids == list(range(first_recorded + 2 * span[symbol], ids[0] + len(ids)))
+        assert ids[-1] >= first_recorded + 3 * span[symbol]  # went past the lap boundary
+        times = [t["T"] for t in received if t["s"] == symbol]
+        assert times == sorted(times)
+
+
+def test_first_lap_with_rebase_time_puts_the_first_trade_at_now(
+    replay_server_factory, recorded_trades: list[dict]
+) -> None:
+    server = replay_server_factory(rebase_time=True, loop=True, first_lap=3)
+    before = time.time() * 1000
+
+    with connect(f"{server.url}/stream?streams={TRADES}") as ws:
+        first = recv_json(ws)["data"]
+
+    assert before - 5_000 < first["T"] < time.time() * 1000 + 5_000
+    assert first["t"] == recorded_trades[0]["t"] + 3 * spans(recorded_trades)[first["s"]]
+
+
+def test_a_negative_first_lap_is_refused(replay_server_factory) -> None:
+    with pytest.raises(CryptoAssetsError, match=r"first_lap \(--first-lap\) must be 0 or more"):
+        replay_server_factory(first_lap=-1)
