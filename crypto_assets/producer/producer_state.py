@@ -30,6 +30,24 @@ STATE_VERSION = 1
 _CLOCK_SLACK_NS = 2_000_000_000
 
 
+def state_path_beside(landing_dir: Path) -> Path:
+    """The default state file of a landing dir: ``<landing-dir>/../_state/producer_state.json``."""
+    return Path(landing_dir).parent / "_state" / "producer_state.json"
+
+
+def landed_highs(path: Path, landing_dir: Path, symbols: Iterable[str]) -> dict[str, int]:
+    """The highest trade id landed per symbol of `symbols`, by the state file and newer files.
+
+    A missing or unreadable state file (or landing dir) means nothing landed: ``{}``.
+    """
+    try:
+        progress = ProducerStateFile(path).load(Path(landing_dir), symbols)
+    except OSError as exc:
+        logger.warning("cannot read the producer state under %s (%s)", path, exc)
+        return {}
+    return {symbol: p.high for symbol, p in progress.items()}
+
+
 class ProducerStateFile:
     """Loads and saves the landed progress per symbol; symbols not in use are kept unchanged."""
 

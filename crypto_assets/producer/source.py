@@ -3,17 +3,21 @@
 ``CRYPTO_SOURCE=live`` uses ``BINANCE_WS_URL``; ``replay`` serves the bundled recording of real
 trades at real speed, looping, with times moved to now; ``auto`` probes the live endpoint and
 falls back to the replay. Replayed data is always announced loudly: it is not the market now.
+A replay continues the market an earlier run landed: it starts at the first lap whose trade ids
+are all above the ids in the producer's state file, so a second run lands new trades.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
 from crypto_assets.binance.stream_client import StreamUnavailableError, combined_stream_url, connect
 from crypto_assets.producer.producer import UNREACHABLE_ADVICE, default_rest_url
+from crypto_assets.producer.producer_state import landed_highs, state_path_beside
 from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,21 +64,47 @@ def probe_live(ws_url: str, pairs: tuple[str, ...], timeout: float = PROBE_TIMEO
         raise StreamUnavailableError(f"{exc} — {UNREACHABLE_ADVICE}") from exc
 
 
-def start_replay() -> TradeSource:
-    """Serve the bundled recording on 127.0.0.1 (real speed, looping, rebased times)."""
+def start_replay(landing_dir: Path | None = None) -> TradeSource:
+    """Serve the bundled recording on 127.0.0.1 (real speed, looping, rebased times).
+
+    With `landing_dir`, the market continues after the trade ids its producer state says landed.
+    """
     # The replay server (and its websockets/asyncio stack) loads only when a replay is asked for.
     from crypto_assets.recording import bundled_recording  # noqa: PLC0415
+    from crypto_assets.replay.recording_feed import (  # noqa: PLC0415
+        first_lap_above,
+        load_recordings,
+    )
     from crypto_assets.replay.server import ReplayOptions, ReplayServer  # noqa: PLC0415
 
+    recordings = (bundled_recording(),)
+    recording = load_recordings(recordings)
+    first_lap = 0
+    if landing_dir is not None:
+        highs = landed_highs(state_path_beside(landing_dir), landing_dir, recording.symbols)
+        first_lap = first_lap_above(recording, highs)
+    if first_lap:
+        starts = ", ".join(
+            f"{symbol} from id {table.ids[0] + first_lap * table.span}"
+            for symbol, table in sorted(recording.symbols.items())
+        )
+        logger.info(
+            "replay continues at lap %s (%s), after the trades landed in %s",
+            first_lap,
+            starts,
+            landing_dir,
+        )
     server = ReplayServer(
         ReplayOptions(
-            recordings=(bundled_recording(),),
+            recordings=recordings,
             host="127.0.0.1",
             port=0,
             speed=1.0,
             loop=True,
             rebase_time=True,
-        )
+            first_lap=first_lap,
+        ),
+        recording,
     )
     server.start()
     logger.warning("%s; serving it on %s", REPLAY_WARNING, server.url)
@@ -88,11 +118,11 @@ def open_source(settings: Settings, probe_timeout: float = PROBE_TIMEOUT_SECONDS
     if settings.source == "live":
         return live
     if settings.source == "replay":
-        return start_replay()
+        return start_replay(settings.landing_dir)
     try:
         probe_live(settings.binance_ws_url, settings.trading_pairs, probe_timeout)
     except StreamUnavailableError as exc:
         logger.warning("live Binance unavailable (%s): falling back to the replay", exc)
-        return start_replay()
+        return start_replay(settings.landing_dir)
     logger.info("live Binance reachable at %s", settings.binance_ws_url)
     return live

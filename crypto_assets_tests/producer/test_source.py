@@ -6,12 +6,18 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import websocket
 
+from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
+from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
 from crypto_assets.producer.source import REPLAY_WARNING, open_source
+from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.settings import Settings
+from crypto_assets_tests.producer.conftest import read_landing
+from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 def test_live_uses_the_configured_urls_without_probing(unused_port: int) -> None:
@@ -26,10 +32,10 @@ def test_live_uses_the_configured_urls_without_probing(unused_port: int) -> None
 
 
 def test_replay_serves_the_bundled_recording_with_times_moved_to_now(
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    with open_source(Settings(source="replay")) as source:
+    with open_source(Settings(source="replay", data_dir=tmp_path)) as source:
         assert source.kind == "replay"
         assert source.ws_url.startswith("ws://127.0.0.1:")
         assert source.rest_url == source.ws_url.replace("ws://", "http://")
@@ -46,10 +52,12 @@ def test_replay_serves_the_bundled_recording_with_times_moved_to_now(
 
 
 def test_auto_falls_back_to_the_replay_loudly_when_live_is_unreachable(
-    unused_port: int, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, unused_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)
-    settings = Settings(source="auto", binance_ws_url=f"ws://127.0.0.1:{unused_port}")
+    settings = Settings(
+        source="auto", binance_ws_url=f"ws://127.0.0.1:{unused_port}", data_dir=tmp_path
+    )
     with open_source(settings, probe_timeout=2.0) as source:
         assert source.kind == "replay"
         assert source.ws_url != settings.binance_ws_url
@@ -65,3 +73,120 @@ def test_auto_uses_live_when_the_handshake_succeeds(
     with open_source(settings) as source:
         assert (source.kind, source.ws_url) == ("live", server.url)  # type: ignore[attr-defined]
         assert source.rest_url == server.rest_url  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def recorded_ids(recording: Path) -> dict[str, list[int]]:
+    """Trade ids by symbol, in recorded order, read independently of the replay's loader."""
+    return ids_by_symbol(list(recorded_landing_rows(recording)))
+
+
+def first_streamed_ids(ws_url: str) -> dict[str, int]:
+    """The first trade id the source streams for each of BTCUSDT and ETHUSDT."""
+    first: dict[str, int] = {}
+    ws = websocket.create_connection(
+        f"{ws_url}/stream?streams=btcusdt@trade/ethusdt@trade", timeout=10
+    )
+    try:
+        while len(first) < 2:
+            data = json.loads(ws.recv())["data"]
+            first.setdefault(data["s"], data["t"])
+    finally:
+        ws.close()
+    return first
+
+
+def produce_from_replay(settings: Settings, seconds: float) -> ProducerSummary:
+    """One producer run of `seconds` on the source `settings` picks (the replay here)."""
+    with open_source(settings) as source:
+        config = ProducerConfig(
+            ws_url=source.ws_url,
+            rest_url=source.rest_url,
+            pairs=("btcusdt", "ethusdt"),
+            landing_dir=settings.landing_dir,
+            batch_interval_seconds=0.5,
+            duration_seconds=seconds,
+            gap_grace_seconds=0.3,
+            source=source.kind,
+        )
+        return Producer(config).run()
+
+
+def read_landing_file(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def ids_by_symbol(rows: list[dict]) -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = {}
+    for row in rows:
+        ids.setdefault(row["symbol"], []).append(row["trade_id"])
+    return ids
+
+
+def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
+    tmp_path: Path, recorded_ids: dict[str, list[int]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
+    settings = Settings(source="replay", data_dir=tmp_path)
+    first = produce_from_replay(settings, 3.0)
+    first_ids = ids_by_symbol(read_landing(settings.landing_dir))
+    first_files = set(settings.landing_dir.glob("trades_*.json"))
+    second = produce_from_replay(settings, 3.0)
+    new_files = set(settings.landing_dir.glob("trades_*.json")) - first_files
+    second_ids = ids_by_symbol([row for path in new_files for row in read_landing_file(path)])
+
+    assert first.trades > 0
+    assert second.trades > 0
+    span = {s: max(ids) - min(ids) + 1 for s, ids in recorded_ids.items()}
+    assert set(second_ids) == set(first_ids) == {"BTCUSDT", "ETHUSDT"}
+    for symbol, ids in second_ids.items():
+        assert min(ids) > max(first_ids[symbol])
+        assert sorted(ids) == list(range(min(ids), max(ids) + 1))  # contiguous within the run
+        assert len(ids) == len(set(ids))
+        assert min(ids) == recorded_ids[symbol][0] + span[symbol]  # lap 1 of the recording
+    assert second.duplicates_dropped == 0
+    assert second.per_symbol == {s: len(ids) for s, ids in second_ids.items()}
+    assert "replay continues at lap 1" in caplog.text
+
+
+def test_the_replay_starts_above_every_symbols_landed_high(
+    tmp_path: Path, recorded_ids: dict[str, list[int]], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
+    settings = Settings(source="replay", data_dir=tmp_path)
+    btc, eth = recorded_ids["BTCUSDT"], recorded_ids["ETHUSDT"]
+    span = {"BTCUSDT": max(btc) - min(btc) + 1, "ETHUSDT": max(eth) - min(eth) + 1}
+    # BTC landed into lap 0, ETH up to the last id of lap 2: lap 3 is the first above both.
+    ProducerStateFile(state_path_beside(settings.landing_dir)).save(
+        {
+            "BTCUSDT": SymbolProgress(min(btc) + 10),
+            "ETHUSDT": SymbolProgress(max(eth) + 2 * span["ETHUSDT"]),
+        }
+    )
+
+    with open_source(settings) as source:
+        first = first_streamed_ids(source.ws_url)
+
+    assert first == {s: recorded_ids[s][0] + 3 * span[s] for s in ("BTCUSDT", "ETHUSDT")}
+    assert "replay continues at lap 3" in caplog.text
+
+
+@pytest.mark.parametrize("state", [None, "{not json"])
+def test_no_or_a_corrupt_state_file_replays_from_lap_0(
+    tmp_path: Path,
+    recorded_ids: dict[str, list[int]],
+    state: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
+    settings = Settings(source="replay", data_dir=tmp_path)
+    if state is not None:
+        path = state_path_beside(settings.landing_dir)
+        path.parent.mkdir(parents=True)
+        path.write_text(state)
+
+    with open_source(settings) as source:
+        first = first_streamed_ids(source.ws_url)
+
+    assert first == {s: recorded_ids[s][0] for s in ("BTCUSDT", "ETHUSDT")}
+    assert "replay continues" not in caplog.text
