@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.producer.landing_writer import LandingWriteError
-from crypto_assets.producer.producer_state import ProducerStateFile, with_landed
+from crypto_assets.producer.producer_state import (
+    ProducerStateFile,
+    landed_highs,
+    state_path_beside,
+    with_landed,
+)
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 
 
@@ -115,3 +120,25 @@ def test_an_unwritable_location_is_a_one_line_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(LandingWriteError, match=r"cannot write the producer state file .*--state"):
         ProducerStateFile(blocker / "producer_state.json").save({"BTCUSDT": SymbolProgress(1)})
+
+
+def test_landed_highs_include_landing_files_newer_than_the_state(tmp_path: Path) -> None:
+    landing = tmp_path / "landing" / "trades"
+    path = state_path_beside(landing)
+    ProducerStateFile(path).save({"BTCUSDT": SymbolProgress(100), "ETHUSDT": SymbolProgress(50)})
+    land(landing, "trades_later.json", [("BTCUSDT", 101), ("BTCUSDT", 102)])
+
+    assert path == tmp_path / "landing" / "_state" / "producer_state.json"
+    assert landed_highs(path, landing, ["BTCUSDT", "ETHUSDT"]) == {"BTCUSDT": 102, "ETHUSDT": 50}
+    assert landed_highs(path, landing, ["ETHUSDT"]) == {"ETHUSDT": 50}
+
+
+def test_landed_highs_of_an_unreachable_state_are_empty_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    with caplog.at_level(logging.WARNING):
+        assert landed_highs(blocker / "producer_state.json", tmp_path, ["BTCUSDT"]) == {}
+    (record,) = caplog.records
+    assert str(blocker) in record.getMessage()
