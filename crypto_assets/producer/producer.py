@@ -31,7 +31,7 @@ from crypto_assets.binance.stream_client import (
 )
 from crypto_assets.producer.gap_filler import GapFiller
 from crypto_assets.producer.landing_writer import LandingWriteError, LandingWriter
-from crypto_assets.producer.producer_state import ProducerStateFile
+from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
 from crypto_assets.producer.trade_sequencer import TradeSequencer
 from crypto_assets.settings import SettingsError
 
@@ -87,6 +87,9 @@ class ProducerConfig:
     # What was landed, so that a restarted producer back-fills the trades it missed meanwhile.
     # None: no state, the first trade of each symbol is the baseline.
     state_path: Path | StateFile | None = StateFile.BESIDE_LANDING
+    # After a restart, fetch the trades between the landed high and the first new trade. False for
+    # a replay this process started: its market begins anew and those ids never existed in it.
+    backfill_after_restart: bool = True
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -112,7 +115,7 @@ class ProducerConfig:
     def resolved_state_path(self) -> Path | None:
         """``<landing-dir>/../_state/producer_state.json`` by default; None when disabled."""
         if self.state_path is StateFile.BESIDE_LANDING:
-            return Path(self.landing_dir).parent / "_state" / "producer_state.json"
+            return state_path_beside(Path(self.landing_dir))
         return None if self.state_path is None else Path(self.state_path)
 
 
@@ -237,7 +240,7 @@ class Producer:
         now = time.monotonic()
         progress = self.state.load(Path(self.config.landing_dir), self._symbols)
         for symbol, landed in sorted(progress.items()):
-            self.sequencer.seed(symbol, landed, now)
+            self.sequencer.seed(symbol, landed, now, backfill=self.config.backfill_after_restart)
             logger.info(
                 "%s: landed up to trade id %s (%s ids below still missing) by an earlier run",
                 symbol,

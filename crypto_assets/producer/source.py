@@ -38,6 +38,11 @@ class TradeSource:
     rest_url: str
     _server: object | None = field(default=None, repr=False)
 
+    @property
+    def own_replay(self) -> bool:
+        """True when this source started a replay: a market segment that begins anew."""
+        return self._server is not None
+
     def close(self) -> None:
         """Stop the replay server, if this source started one."""
         if self._server is not None:

@@ -43,14 +43,16 @@ class SymbolProgress:
 
 
 class _SymbolState:
-    __slots__ = ("high", "missing", "seeded_high")
+    __slots__ = ("backfill", "high", "missing", "seeded_high")
 
-    def __init__(self, high: int, seeded_high: int | None = None) -> None:
+    def __init__(self, high: int, seeded_high: int | None = None, backfill: bool = True) -> None:
         self.high = high
         # [first_id, last_id, detected_at] lists, sorted by first_id, never overlapping.
         self.missing: list[list] = []
         # The high an earlier process landed; `high` still equal to it: no newer trade yet.
         self.seeded_high = seeded_high
+        # Whether the ids between `seeded_high` and the first new trade are a gap to fill.
+        self.backfill = backfill
 
 
 class TradeSequencer:
@@ -66,9 +68,15 @@ class TradeSequencer:
         self.unfilled = 0
         self.restarted: list[str] = []
 
-    def seed(self, symbol: str, progress: SymbolProgress, now: float) -> None:
-        """Resume `symbol` from an earlier run: ids ≤ its high are landed except those missing."""
-        state = _SymbolState(progress.high, seeded_high=progress.high)
+    def seed(
+        self, symbol: str, progress: SymbolProgress, now: float, backfill: bool = True
+    ) -> None:
+        """Resume `symbol` from an earlier run: ids ≤ its high are landed except those missing.
+
+        With `backfill`, the ids between that high and the first new trade are a gap to fill;
+        without, the first new trade above the high starts a new segment (a replay begun anew).
+        """
+        state = _SymbolState(progress.high, seeded_high=progress.high, backfill=backfill)
         state.missing = [[first, last, now] for first, last in sorted(progress.missing)]
         self._states[symbol] = state
 
@@ -86,6 +94,9 @@ class TradeSequencer:
         if trade_id > high:
             if state.seeded_high == high:
                 logger.info("%s: resuming after trade id %s (landed earlier)", symbol, high)
+                if not state.backfill:
+                    state.high = trade_id
+                    return True
             self._open_gap(symbol, state, high + 1, trade_id - 1, now)
             state.high = trade_id
             return True

@@ -108,6 +108,7 @@ def produce_from_replay(settings: Settings, seconds: float) -> ProducerSummary:
             duration_seconds=seconds,
             gap_grace_seconds=0.3,
             source=source.kind,
+            backfill_after_restart=not source.own_replay,
         )
         return Producer(config).run()
 
@@ -145,6 +146,8 @@ def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
         assert len(ids) == len(set(ids))
         assert min(ids) == recorded_ids[symbol][0] + span[symbol]  # lap 1 of the recording
     assert second.duplicates_dropped == 0
+    # The ids between the first run's high and lap 1 never existed in this replayed market.
+    assert second.gaps_unfilled == 0
     assert second.per_symbol == {s: len(ids) for s, ids in second_ids.items()}
     assert "replay continues at lap 1" in caplog.text
 

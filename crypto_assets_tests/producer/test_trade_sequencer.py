@@ -160,3 +160,13 @@ def test_after_a_newer_trade_an_old_id_is_a_duplicate_not_a_restart() -> None:
     assert feed(sequencer, "BTCUSDT", [1001, 1002, 3]) == [1001, 1002]
     assert sequencer.restarted == []
     assert sequencer.duplicates == 1
+
+
+def test_a_seed_without_backfill_starts_a_new_segment_above_the_landed_high() -> None:
+    sequencer = TradeSequencer(grace_seconds=0)
+    sequencer.seed("BTCUSDT", SymbolProgress(100), now=0.0, backfill=False)
+    assert sequencer.accept("BTCUSDT", 500, now=1.0)  # a new market segment: no gap 101..499
+    assert sequencer.due_gaps(now=10.0, include_recent=True) == []
+    assert not sequencer.accept("BTCUSDT", 100, now=1.0)  # landed by the earlier run
+    assert sequencer.accept("BTCUSDT", 502, now=2.0)  # within the segment, gaps still count
+    assert [(g.first_id, g.last_id) for g in sequencer.due_gaps(now=10.0)] == [(501, 501)]
