@@ -1,4 +1,4 @@
-"""Analytics fixtures: landing records of the real recording, test settings, one shared full run."""
+"""Analytics fixtures: landing records of the real recording, one shared full run."""
 
 from __future__ import annotations
 
@@ -8,31 +8,8 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.analytics.pipeline import run_analytics
-from crypto_assets.settings import Settings
 from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
-from crypto_assets_tests.analytics.reference import Rules
-
-# Low enough that both alert types fire on the real ten minutes of data.
-RULES = Rules(
-    price_change_threshold_pct=0.05,
-    volume_spike_min_trades=10,
-    volume_spike_factor=1.5,
-    volume_spike_lookback=10,
-)
-WINDOW_MS = 60_000
-
-
-def analytics_settings(data_dir: Path) -> Settings:
-    """Settings of the analytics tests: 1-minute windows, 30 s watermark, the low RULES."""
-    return Settings(
-        data_dir=data_dir,
-        analytics_window="1 minute",
-        watermark_delay="30 seconds",
-        price_change_threshold_pct=RULES.price_change_threshold_pct,
-        volume_spike_min_trades=RULES.volume_spike_min_trades,
-        volume_spike_factor=RULES.volume_spike_factor,
-        volume_spike_lookback=RULES.volume_spike_lookback,
-    )
+from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 
 
 @pytest.fixture(scope="session")

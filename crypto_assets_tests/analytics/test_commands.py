@@ -8,8 +8,8 @@ import pytest
 
 from crypto_assets.cli import main
 from crypto_assets_tests.analytics import reference
-from crypto_assets_tests.analytics.conftest import RULES, WINDOW_MS
 from crypto_assets_tests.analytics.landing_files import write_landing_files
+from crypto_assets_tests.analytics.settings_for_tests import RULES, WINDOW_MS
 from crypto_assets_tests.analytics.tables import rows
 
 

@@ -12,8 +12,8 @@ import pytest
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.pipeline import AnalyticsSummary, run_analytics
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME, TRADES_RAW
-from crypto_assets_tests.analytics.conftest import analytics_settings
 from crypto_assets_tests.analytics.landing_files import chunks, write_landing_file
+from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows, snapshot
 from crypto_assets_tests.analytics.test_pipeline import assert_matches_reference
 

@@ -17,13 +17,13 @@ import pytest
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets_tests.analytics import reference
-from crypto_assets_tests.analytics.conftest import RULES, WINDOW_MS, analytics_settings
 from crypto_assets_tests.analytics.landing_files import (
     chunks,
     write_landing_file,
     write_landing_files,
     write_lines,
 )
+from crypto_assets_tests.analytics.settings_for_tests import RULES, WINDOW_MS, analytics_settings
 from crypto_assets_tests.analytics.tables import epoch_ms, rows, snapshot
 
 pytestmark = pytest.mark.spark

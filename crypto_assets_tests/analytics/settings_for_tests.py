@@ -1,0 +1,30 @@
+"""Settings of the analytics tests: the low alert RULES and the 1-minute window they use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crypto_assets.settings import Settings
+from crypto_assets_tests.analytics.reference import Rules
+
+# Low enough that both alert types fire on the real ten minutes of data.
+RULES = Rules(
+    price_change_threshold_pct=0.05,
+    volume_spike_min_trades=10,
+    volume_spike_factor=1.5,
+    volume_spike_lookback=10,
+)
+WINDOW_MS = 60_000
+
+
+def analytics_settings(data_dir: Path) -> Settings:
+    """Settings of the analytics tests: 1-minute windows, 30 s watermark, the low RULES."""
+    return Settings(
+        data_dir=data_dir,
+        analytics_window="1 minute",
+        watermark_delay="30 seconds",
+        price_change_threshold_pct=RULES.price_change_threshold_pct,
+        volume_spike_min_trades=RULES.volume_spike_min_trades,
+        volume_spike_factor=RULES.volume_spike_factor,
+        volume_spike_lookback=RULES.volume_spike_lookback,
+    )
