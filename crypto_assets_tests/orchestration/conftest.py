@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 
 from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.settings import Settings
-from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 @pytest.fixture
@@ -38,14 +36,6 @@ def instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
-def write_landing_file(landing_dir: Path, name: str, lines: list[str] | None = None) -> Path:
-    """A complete landing file named `name` (one JSON object per line)."""
-    landing_dir.mkdir(parents=True, exist_ok=True)
-    path = landing_dir / name
-    path.write_text("".join(f"{line}\n" for line in lines or []))
-    return path
-
-
 @pytest.fixture(scope="session")
 def recorded_trades(recording: Path) -> dict[str, int]:
     """Distinct trades per symbol in the bundled recording, read with plain json."""
@@ -57,18 +47,3 @@ def recorded_trades(recording: Path) -> dict[str, int]:
             if data.get("e") == "trade":
                 ids.setdefault(data["s"], set()).add(data["t"])
     return {symbol: len(trade_ids) for symbol, trade_ids in ids.items()}
-
-
-def landed_trades(landing_dir: Path) -> dict[str, int]:
-    """Trades per symbol in the complete landing files under `landing_dir`, read with json."""
-    counts: dict[str, int] = {}
-    for path in sorted(landing_dir.glob("trades_*.json")):
-        for line in path.read_text().splitlines():
-            symbol = json.loads(line)["symbol"]
-            counts[symbol] = counts.get(symbol, 0) + 1
-    return counts
-
-
-def landing_records(recording: Path, limit: int) -> list[dict]:
-    """The first `limit` trades of the recording as DESIGN.md landing records (plain json)."""
-    return list(itertools.islice(recorded_landing_rows(recording), limit))

@@ -14,7 +14,7 @@ from crypto_assets.orchestration.analytics_assets import (
     run_continuous,
 )
 from crypto_assets.orchestration.lakehouse import LocalLakehouse
-from crypto_assets_tests.orchestration.conftest import landing_records, write_landing_file
+from crypto_assets_tests.orchestration.landing_for_tests import landing_records, write_landing_file
 
 pytestmark = pytest.mark.spark
 

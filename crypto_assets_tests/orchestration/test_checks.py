@@ -23,7 +23,7 @@ from crypto_assets.orchestration.checks import (
     check_vwap_within_low_high,
 )
 from crypto_assets.orchestration.lakehouse import LandingFile, LocalLakehouse
-from crypto_assets_tests.orchestration.conftest import write_landing_file
+from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
 
 T0 = dt.datetime(2024, 8, 9, 0, 0, tzinfo=dt.UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets_tests.orchestration.conftest import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 
 def run_cli(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:

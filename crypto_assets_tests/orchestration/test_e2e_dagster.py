@@ -23,7 +23,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from crypto_assets_tests.orchestration.conftest import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 pytestmark = [
     pytest.mark.e2e,

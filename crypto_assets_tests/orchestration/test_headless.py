@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from crypto_assets.orchestration.headless import PipelineRunError, run_pipeline
-from crypto_assets_tests.orchestration.conftest import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 
 @pytest.mark.spark

@@ -16,7 +16,7 @@ from crypto_assets.orchestration.ingestion import (
     trade_source,
 )
 from crypto_assets.producer.producer import Producer, ProducerStats
-from crypto_assets_tests.orchestration.conftest import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 
 def _materializations(result: dg.ExecuteInProcessResult) -> list[dict]:

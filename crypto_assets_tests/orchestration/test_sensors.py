@@ -17,7 +17,7 @@ from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.orchestration.runs import Backoff
 from crypto_assets.orchestration.sensors import PRODUCER_BACKOFF, producer_decision
 from crypto_assets.settings import Settings
-from crypto_assets_tests.orchestration.conftest import write_landing_file
+from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
 
 
 def _producer_sensor(defs: dg.Definitions) -> dg.SensorDefinition:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets_tests.producer.conftest import read_landing
+from crypto_assets_tests.producer.landing_reader import read_landing
 
 SUMMARY = re.compile(r"^produced (\d+) trades \((.*)\) in (\d+) files in [\d.]+ s from (\S+); ")
 

@@ -14,7 +14,8 @@ import pytest
 from crypto_assets.binance.stream_client import StreamUnavailableError
 from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
 from crypto_assets.settings import SettingsError
-from crypto_assets_tests.producer.conftest import produce_recording, read_landing
+from crypto_assets_tests.producer.landing_reader import read_landing
+from crypto_assets_tests.producer.producer_runs import produce_recording
 from crypto_assets_tests.recorded_trades import LANDING_FIELDS
 
 

@@ -16,7 +16,7 @@ from crypto_assets.producer.producer_state import ProducerStateFile, state_path_
 from crypto_assets.producer.source import REPLAY_WARNING, open_source
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.settings import Settings
-from crypto_assets_tests.producer.conftest import read_landing
+from crypto_assets_tests.producer.landing_reader import read_landing
 from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 

@@ -3,48 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import json
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
-from websockets.sync.client import ClientConnection, connect
 
-
-def read_frames(path: Path) -> list[tuple[int, str, dict]]:
-    """``(receive ns, frame text, parsed frame)`` for every stream frame line of a recording."""
-    frames = []
-    with gzip.open(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
-            recv, frame = line.rstrip("\n").split(" ", 1)
-            parsed = json.loads(frame)
-            if "stream" in parsed:
-                frames.append((int(recv), frame, parsed))
-    return frames
-
-
-@contextmanager
-def stream_client(url: str) -> Iterator[ClientConnection]:
-    """The websockets library's client, cut off abruptly on exit.
-
-    At --speed max the server has pushed megabytes into the socket by then; a polite close
-    would have to read them all to reach the server's close frame.
-    """
-    with connect(url, close_timeout=1) as ws:
-        try:
-            yield ws
-        finally:
-            with suppress(OSError):  # already closed by the server
-                ws.socket.shutdown(socket.SHUT_RDWR)
-
-
-def write_recording(path: Path, lines: list[str]) -> Path:
-    """Write ``lines`` (without newlines) as a gzip recording."""
-    with gzip.open(path, "wt", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in lines)
-    return path
+from crypto_assets_tests.replay.recordings import read_frames, write_recording
 
 
 @pytest.fixture(scope="session")

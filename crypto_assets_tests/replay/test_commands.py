@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from crypto_assets_tests.replay.conftest import stream_client
+from crypto_assets_tests.replay.ws_client import stream_client
 
 CLI = Path(sys.executable).with_name("crypto-assets")
 

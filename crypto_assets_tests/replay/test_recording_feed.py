@@ -10,7 +10,7 @@ import pytest
 
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.replay.recording_feed import first_lap_above, load_recordings
-from crypto_assets_tests.replay.conftest import read_frames, write_recording
+from crypto_assets_tests.replay.recordings import read_frames, write_recording
 
 
 def test_bundled_recording_yields_every_trade_with_its_recorded_bytes(

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from crypto_assets_tests.replay.conftest import stream_client
+from crypto_assets_tests.replay.ws_client import stream_client
 
 TRADES = "btcusdt@trade/ethusdt@trade"
 

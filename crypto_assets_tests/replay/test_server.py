@@ -18,8 +18,8 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedError, Inval
 from websockets.sync.client import connect as websockets_connect
 
 from crypto_assets.errors import CryptoAssetsError
-from crypto_assets_tests.replay.conftest import read_frames
-from crypto_assets_tests.replay.conftest import stream_client as connect
+from crypto_assets_tests.replay.recordings import read_frames
+from crypto_assets_tests.replay.ws_client import stream_client as connect
 
 TRADES = "btcusdt@trade/ethusdt@trade"
 
