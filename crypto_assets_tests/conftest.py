@@ -14,7 +14,8 @@ from crypto_assets.binance.stream_client import StreamClient, combined_stream_ur
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.server import ReplayOptions, ReplayServer
 
-SHARED_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance"
+# A slice of the raw hftbacktest recordings, committed with the tests (see data/SOURCES.md).
+RAW_RECORDINGS_DIR = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +26,10 @@ def recording() -> Path:
 
 @pytest.fixture(scope="session")
 def raw_recordings() -> list[Path]:
-    """The raw hftbacktest files (trade, depth and bookTicker frames), from ../shared."""
-    paths = sorted(SHARED_DATA_DIR.glob("*usdt_2024080*.gz"))
+    """The raw hftbacktest files (trade, depth and bookTicker frames), first 4,000 lines of each."""
+    paths = sorted(RAW_RECORDINGS_DIR.glob("*usdt_2024080*.gz"))
     if not paths:
-        pytest.fail(f"raw recordings not found under {SHARED_DATA_DIR}")
+        pytest.fail(f"raw recordings not found under {RAW_RECORDINGS_DIR}")
     return paths
 
 
