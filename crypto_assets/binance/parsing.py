@@ -11,9 +11,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from crypto_assets.trade_validation import amount_problem, time_problem
+
 # Event and trade times above this are microseconds (timeUnit=MICROSECOND): 1e14 ms is year 5138.
 _MICROSECONDS_ABOVE = 100_000_000_000_000
-_INF = float("inf")
 # orjson decodes a trade frame ~2.5x faster than json.loads (1.3 vs 3.2 µs), and it validates
 # UTF-8 itself; its JSONDecodeError is a ValueError like the standard library's.
 _loads = orjson.loads
@@ -28,6 +29,7 @@ BAD_FIELD_TYPE = "bad_field_type"
 NON_NUMERIC = "non_numeric_price_or_quantity"
 NON_POSITIVE = "non_positive_price_or_quantity"
 UNKNOWN_SYMBOL = "unknown_symbol"
+IMPLAUSIBLE_TIME = "implausible_time"
 
 SERVER_SHUTDOWN = "server_shutdown"
 RESPONSE = "response"
@@ -154,15 +156,18 @@ def parse_frame(
         return Rejection(
             NON_NUMERIC, _raw_text(text), f"price {price_text!r} or quantity {quantity_text!r}"
         )
-    # `not (0 < x < inf)` also rejects NaN, which compares false with everything.
-    if not (0.0 < price < _INF and 0.0 < quantity < _INF):
-        return Rejection(
-            NON_POSITIVE, _raw_text(text), f"price {price_text!r} or quantity {quantity_text!r}"
-        )
+    problem = amount_problem(price, quantity)
+    if problem:
+        return Rejection(NON_POSITIVE, _raw_text(text), problem)
     if trade_time > _MICROSECONDS_ABOVE:  # timeUnit=MICROSECOND: E and T come together
         trade_time //= 1000
     if event_time > _MICROSECONDS_ABOVE:
         event_time //= 1000
+    problem = time_problem("T", trade_time, received_ms) or time_problem(
+        "E", event_time, received_ms
+    )
+    if problem:
+        return Rejection(IMPLAUSIBLE_TIME, _raw_text(text), problem)
     return TradeRecord(
         "trade",
         event_time,

@@ -19,6 +19,8 @@ from crypto_assets.binance.parsing import (
 from crypto_assets_tests.recorded_trades import LANDING_FIELDS, landing_row
 
 SYMBOLS = frozenset({"BTCUSDT", "ETHUSDT"})
+# A receive time just after the recording (2024-08-09): its trades are plausible then.
+RECEIVED_MS = 1_723_161_600_000
 
 
 def recorded_frames(recording: Path, count: int | None = None) -> list[str]:
@@ -38,20 +40,22 @@ def frames(recording: Path) -> list[str]:
 
 def test_every_recorded_frame_parses_to_its_landing_row(frames: list[str]) -> None:
     for number, frame in enumerate(frames):
-        record = parse_frame(frame, 1_700_000_000_000 + number, SYMBOLS)
+        record = parse_frame(frame, RECEIVED_MS + number, SYMBOLS)
         assert type(record) is TradeRecord, frame
-        expected = landing_row(frame, 1_700_000_000_000 + number)
+        expected = landing_row(frame, RECEIVED_MS + number)
         assert json.loads(record.to_json()) == expected
         assert list(json.loads(record.to_json())) == list(LANDING_FIELDS)
 
 
 def test_bytes_frames_parse_like_text(frames: list[str]) -> None:
-    assert parse_frame(frames[0].encode(), 5, SYMBOLS) == parse_frame(frames[0], 5, SYMBOLS)
+    assert parse_frame(frames[0].encode(), RECEIVED_MS, SYMBOLS) == parse_frame(
+        frames[0], RECEIVED_MS, SYMBOLS
+    )
 
 
 def test_to_json_is_one_line_and_round_trips_floats(frames: list[str]) -> None:
     for frame in frames[:2000]:
-        record = parse_frame(frame, 1, SYMBOLS)
+        record = parse_frame(frame, RECEIVED_MS, SYMBOLS)
         line = record.to_json()
         assert "\n" not in line
         parsed = json.loads(line)
@@ -68,7 +72,7 @@ def test_to_json_of_tiny_and_huge_values_is_valid_json() -> None:
 
 def test_only_subscribed_symbols_are_trades(frames: list[str]) -> None:
     eth = next(f for f in frames if '"s":"ETHUSDT"' in f)
-    result = parse_frame(eth, 1, frozenset({"BTCUSDT"}))
+    result = parse_frame(eth, RECEIVED_MS, frozenset({"BTCUSDT"}))
     assert type(result) is Rejection
     assert result.reason == parsing.UNKNOWN_SYMBOL
     assert result.raw == eth
@@ -79,7 +83,7 @@ def test_legacy_buyer_and_seller_order_ids_are_accepted(frames: list[str]) -> No
     message["data"]["b"] = 88
     message["data"]["a"] = 50
     legacy = json.dumps(message)
-    assert parse_frame(legacy, 7, SYMBOLS) == parse_frame(frames[0], 7, SYMBOLS)
+    assert parse_frame(legacy, RECEIVED_MS, SYMBOLS) == parse_frame(frames[0], RECEIVED_MS, SYMBOLS)
 
 
 def test_microsecond_times_become_milliseconds(frames: list[str]) -> None:
@@ -88,13 +92,15 @@ def test_microsecond_times_become_milliseconds(frames: list[str]) -> None:
     event_ms, trade_ms = data["E"], data["T"]
     data["E"] = event_ms * 1000 + 999
     data["T"] = trade_ms * 1000 + 123
-    record = parse_frame(json.dumps(message), 7, SYMBOLS)
+    record = parse_frame(json.dumps(message), RECEIVED_MS, SYMBOLS)
     assert (record.event_time, record.trade_time) == (event_ms, trade_ms)
 
 
 def test_bare_payload_without_envelope_is_accepted(frames: list[str]) -> None:
     payload = json.dumps(json.loads(frames[0])["data"])
-    assert parse_frame(payload, 3, SYMBOLS) == parse_frame(frames[0], 3, SYMBOLS)
+    assert parse_frame(payload, RECEIVED_MS, SYMBOLS) == parse_frame(
+        frames[0], RECEIVED_MS, SYMBOLS
+    )
 
 
 def _mutated(frame: str, **changes: object) -> str:
@@ -128,13 +134,18 @@ _DELETE = object()
         ({"t": "123"}, parsing.BAD_FIELD_TYPE),
         ({"T": 1.5}, parsing.BAD_FIELD_TYPE),
         ({"m": "true"}, parsing.BAD_FIELD_TYPE),
+        ({"p": "1e200", "q": "1e200"}, parsing.NON_POSITIVE),  # the product overflows
+        ({"T": 1723161255}, parsing.IMPLAUSIBLE_TIME),  # seconds
+        ({"T": 0}, parsing.IMPLAUSIBLE_TIME),
+        ({"E": -5}, parsing.IMPLAUSIBLE_TIME),
+        ({"T": 32_503_680_000_000}, parsing.IMPLAUSIBLE_TIME),  # year 3000
     ],
 )
 def test_invalid_trades_are_rejected_with_their_reason(
     frames: list[str], changes: dict, reason: str
 ) -> None:
     bad = _mutated(frames[0], **changes)
-    result = parse_frame(bad, 1, SYMBOLS)
+    result = parse_frame(bad, RECEIVED_MS, SYMBOLS)
     assert type(result) is Rejection
     assert result.reason == reason
     assert result.raw == bad
@@ -155,7 +166,7 @@ def test_invalid_trades_are_rejected_with_their_reason(
     ],
 )
 def test_malformed_frames_are_rejected(text: str | bytes, reason: str) -> None:
-    result = parse_frame(text, 1, SYMBOLS)
+    result = parse_frame(text, RECEIVED_MS, SYMBOLS)
     assert type(result) is Rejection
     assert result.reason == reason
     assert isinstance(result.raw, str)
@@ -166,7 +177,7 @@ def test_real_depth_frame_from_the_raw_recording_is_a_wrong_event(
 ) -> None:
     with gzip.open(raw_recordings[0], "rt", encoding="utf-8") as handle:
         depth = next(line.split(" ", 1)[1] for line in handle if "@depth" in line)
-    result = parse_frame(depth, 1, SYMBOLS)
+    result = parse_frame(depth, RECEIVED_MS, SYMBOLS)
     assert type(result) is Rejection
     assert result.reason == parsing.WRONG_EVENT_TYPE
 
@@ -180,13 +191,13 @@ def test_real_depth_frame_from_the_raw_recording_is_a_wrong_event(
     ],
 )
 def test_responses_are_control_frames(text: str) -> None:
-    result = parse_frame(text, 1, SYMBOLS)
+    result = parse_frame(text, RECEIVED_MS, SYMBOLS)
     assert result == ControlFrame(parsing.RESPONSE, json.loads(text))
 
 
 def test_server_shutdown_is_a_control_frame() -> None:
     text = '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1723161255343}}'
-    result = parse_frame(text, 1, SYMBOLS)
+    result = parse_frame(text, RECEIVED_MS, SYMBOLS)
     assert type(result) is ControlFrame
     assert result.kind == parsing.SERVER_SHUTDOWN
 

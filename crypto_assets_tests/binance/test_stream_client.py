@@ -210,8 +210,8 @@ def test_microsecond_frames_from_the_server_parse_to_the_same_records(
     symbols = frozenset({"BTCUSDT", "ETHUSDT"})
     micro = [json.loads(payload)["data"] for _, payload, _ in frames]
     assert all(data["T"] > 10**15 for data in micro)  # the server really sent microseconds
-    parsed = [parse_frame(payload, 1, symbols) for _, payload, _ in frames]
-    expected = [parse_frame(text, 1, symbols) for text in recording_frames[:300]]
+    parsed = [parse_frame(payload, 1_723_161_600_000, symbols) for _, payload, _ in frames]
+    expected = [parse_frame(text, 1_723_161_600_000, symbols) for text in recording_frames[:300]]
     assert parsed == expected
 
 
