@@ -106,26 +106,45 @@ def price_alerts(
     volume_spike_min_trades: int,
     volume_spike_factor: float,
     volume_spike_lookback: int,
+    volume_spike_min_history: int = 5,
 ) -> DataFrame:
     """PRICE_MOVE and VOLUME_SPIKE rows (price_alerts columns) for every window of `analytics`.
 
-    The volume baseline of a window is the summed trade_count of the symbol's previous
-    `volume_spike_lookback` window slots divided by that count (an empty slot counts 0), so the
-    input must hold those earlier windows, and the symbol's first window, for a correct answer.
+    A window's history slots are those of its previous `volume_spike_lookback` slots that start
+    after the symbol's first window; the baseline is their mean trade_count (an empty slot counts
+    0), and a window with fewer than `volume_spike_min_history` of them (or none) never spikes.
+    The symbol's first window is its earliest row here, so the input must hold the first window
+    of the table and the lookback slots before every window whose alerts are wanted.
     """
     window_ms = round(window_seconds * 1000)
     by_time = Window.partitionBy("symbol").orderBy("_start_ms")
     lookback = by_time.rangeBetween(-volume_spike_lookback * window_ms, -1)
-    earlier = by_time.rowsBetween(Window.unboundedPreceding, -1)
+    start_ms = F.unix_millis("window_start")
+    first_ms = F.min(start_ms).over(Window.partitionBy("symbol"))
+    # Slots strictly between the first window and this one, capped at the lookback.
+    slots_after_first = F.floor((start_ms - first_ms) / F.lit(window_ms)) - 1
     scored = (
-        analytics.withColumn("_start_ms", F.unix_millis("window_start"))
-        .withColumn("_previous", F.coalesce(F.sum("trade_count").over(lookback), F.lit(0)))
-        .withColumn("_has_earlier", F.count(F.lit(1)).over(earlier) > 0)
-        .withColumn("_mean", F.col("_previous") / F.lit(volume_spike_lookback))
+        analytics.withColumn("_start_ms", start_ms)
+        .withColumn("_first_ms", first_ms)
+        .withColumn(
+            "_history_slots",
+            F.least(F.lit(volume_spike_lookback), F.greatest(F.lit(0), slots_after_first)),
+        )
+        # The first window is outside every history: it adds nothing to the sums below.
+        .withColumn(
+            "_history_count",
+            F.when(F.col("_start_ms") > F.col("_first_ms"), F.col("trade_count")).otherwise(0),
+        )
+        .withColumn("_history_trades", F.coalesce(F.sum("_history_count").over(lookback), F.lit(0)))
+        .withColumn(
+            "_baseline",
+            F.when(F.col("_history_slots") > 0, F.col("_history_trades") / F.col("_history_slots")),
+        )
         .withColumn(
             "_spike_at",
             F.greatest(
-                F.lit(float(volume_spike_min_trades)), F.lit(volume_spike_factor) * F.col("_mean")
+                F.lit(float(volume_spike_min_trades)),
+                F.lit(float(volume_spike_factor)) * F.col("_baseline"),
             ),
         )
     )
@@ -145,8 +164,11 @@ def price_alerts(
             F.lit(float(price_change_threshold_pct)),
         ).alias("message"),
     )
+    enough_history = (F.col("_history_slots") >= volume_spike_min_history) & (
+        F.col("_history_slots") > 0
+    )
     spikes = scored.where(
-        F.col("_has_earlier") & (F.col("trade_count").cast("double") >= F.col("_spike_at"))
+        enough_history & (F.col("trade_count").cast("double") >= F.col("_spike_at"))
     ).select(
         F.lit(VOLUME_SPIKE).alias("alert_type"),
         "symbol",
@@ -155,13 +177,13 @@ def price_alerts(
         F.col("trade_count").cast("double").alias("metric_value"),
         F.col("_spike_at").alias("threshold"),
         F.format_string(
-            "%s had %d trades in the window starting %s, mean of the previous %d windows %.1f "
-            "(alert at %.1f)",
+            "%s had %d trades in the window starting %s; baseline %.1f trades a window over "
+            "%d history slots (alert at %.1f)",
             "symbol",
             "trade_count",
             when,
-            F.lit(volume_spike_lookback),
-            "_mean",
+            "_baseline",
+            "_history_slots",
             "_spike_at",
         ).alias("message"),
     )

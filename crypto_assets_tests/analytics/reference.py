@@ -22,6 +22,7 @@ class Rules:
     volume_spike_min_trades: int
     volume_spike_factor: float
     volume_spike_lookback: int
+    volume_spike_min_history: int
 
 
 def unique_trades(records: Iterable[dict]) -> dict[tuple[str, int], dict]:
@@ -72,6 +73,9 @@ def alerts(
     window_rows: dict[WindowKey, dict], rules: Rules, window_ms: int
 ) -> dict[tuple[str, str, int], dict]:
     """price_alerts rows keyed by (alert_type, symbol, window_start_ms)."""
+    first_window: dict[str, int] = {}
+    for symbol, start in window_rows:
+        first_window[symbol] = min(start, first_window.get(symbol, start))
     out = {}
     for (symbol, start), row in window_rows.items():
         if abs(row["price_change_pct"]) >= rules.price_change_threshold_pct:
@@ -79,16 +83,19 @@ def alerts(
                 "metric_value": row["price_change_pct"],
                 "threshold": rules.price_change_threshold_pct,
             }
-        earlier = [s for (sym, s) in window_rows if sym == symbol and s < start]
-        previous = sum(
-            window_rows.get((symbol, start - k * window_ms), {"trade_count": 0})["trade_count"]
-            for k in range(1, rules.volume_spike_lookback + 1)
-        )
-        mean = previous / rules.volume_spike_lookback
-        spike_at = max(float(rules.volume_spike_min_trades), rules.volume_spike_factor * mean)
-        if earlier and row["trade_count"] >= spike_at:
+        # History slots: of the previous `lookback` slots, those starting after the first window.
+        slots = [start - k * window_ms for k in range(1, rules.volume_spike_lookback + 1)]
+        history = [slot for slot in slots if slot > first_window[symbol]]
+        if not history or len(history) < rules.volume_spike_min_history:
+            continue
+        counts = [
+            window_rows.get((symbol, slot), {"trade_count": 0})["trade_count"] for slot in history
+        ]
+        baseline = sum(counts) / len(history)
+        threshold = max(float(rules.volume_spike_min_trades), rules.volume_spike_factor * baseline)
+        if row["trade_count"] >= threshold:
             out[("VOLUME_SPIKE", symbol, start)] = {
                 "metric_value": float(row["trade_count"]),
-                "threshold": spike_at,
+                "threshold": threshold,
             }
     return out

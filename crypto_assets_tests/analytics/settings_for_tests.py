@@ -7,12 +7,17 @@ from pathlib import Path
 from crypto_assets.settings import Settings
 from crypto_assets_tests.analytics.reference import Rules
 
-# Low enough that both alert types fire on the real ten minutes of data.
+# Low enough that both alert types fire on the real ten minutes of data (23:54 to 00:05, the
+# 23:54 window partial). With 3 history slots, 1.5 x the baseline is crossed by BTCUSDT at 23:58
+# (3216 >= 1.5 x 4335/3) and by both symbols at 00:01 (BTCUSDT 2931 >= 1.5 x 10687/6, ETHUSDT
+# 2799 >= 1.5 x 6524/6). The default of 5 would drop 23:58, so a pipeline that ignores the
+# setting fails the comparison with the reference.
 RULES = Rules(
     price_change_threshold_pct=0.05,
     volume_spike_min_trades=10,
     volume_spike_factor=1.5,
     volume_spike_lookback=10,
+    volume_spike_min_history=3,
 )
 WINDOW_MS = 60_000
 
