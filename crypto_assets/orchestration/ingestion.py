@@ -101,7 +101,7 @@ def producer_config(
         duration_seconds=config.duration(settings),
         progress_interval_seconds=config.report_interval_seconds,
         source=source.kind,
-        backfill_after_restart=not source.own_replay,
+        resume=source.resume,
     )
 
 

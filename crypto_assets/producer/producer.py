@@ -32,7 +32,7 @@ from crypto_assets.binance.stream_client import (
 from crypto_assets.producer.gap_filler import GapFiller
 from crypto_assets.producer.landing_writer import LandingWriteError, LandingWriter
 from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
-from crypto_assets.producer.trade_sequencer import TradeSequencer
+from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequencer
 from crypto_assets.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -87,9 +87,9 @@ class ProducerConfig:
     # What was landed, so that a restarted producer back-fills the trades it missed meanwhile.
     # None: no state, the first trade of each symbol is the baseline.
     state_path: Path | StateFile | None = StateFile.BESIDE_LANDING
-    # After a restart, fetch the trades between the landed high and the first new trade. False for
-    # a replay this process started: its market begins anew and those ids never existed in it.
-    backfill_after_restart: bool = True
+    # Where this feed resumes, given what earlier runs landed (a feed that begins a new market
+    # segment has nothing to back-fill). None: where they stopped; the ids since are back-filled.
+    resume: Callable[[Mapping[str, SymbolProgress]], Mapping[str, SymbolProgress]] | None = None
 
     def __post_init__(self) -> None:
         if not self.pairs:
@@ -239,8 +239,10 @@ class Producer:
             return
         now = time.monotonic()
         progress = self.state.load(Path(self.config.landing_dir), self._symbols)
+        if self.config.resume is not None:
+            progress = dict(self.config.resume(progress))
         for symbol, landed in sorted(progress.items()):
-            self.sequencer.seed(symbol, landed, now, backfill=self.config.backfill_after_restart)
+            self.sequencer.seed(symbol, landed, now)
             logger.info(
                 "%s: landed up to trade id %s (%s ids below still missing) by an earlier run",
                 symbol,

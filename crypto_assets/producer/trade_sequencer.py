@@ -43,16 +43,12 @@ class SymbolProgress:
 
 
 class _SymbolState:
-    __slots__ = ("backfill", "high", "missing", "seeded_high")
+    __slots__ = ("high", "missing")
 
-    def __init__(self, high: int, seeded_high: int | None = None, backfill: bool = True) -> None:
+    def __init__(self, high: int) -> None:
         self.high = high
         # [first_id, last_id, detected_at] lists, sorted by first_id, never overlapping.
         self.missing: list[list] = []
-        # The high an earlier process landed; `high` still equal to it: no newer trade yet.
-        self.seeded_high = seeded_high
-        # Whether the ids between `seeded_high` and the first new trade are a gap to fill.
-        self.backfill = backfill
 
 
 class TradeSequencer:
@@ -66,17 +62,13 @@ class TradeSequencer:
         self.gap_trades_detected = 0
         self.filled = 0
         self.unfilled = 0
-        self.restarted: list[str] = []
 
-    def seed(
-        self, symbol: str, progress: SymbolProgress, now: float, backfill: bool = True
-    ) -> None:
+    def seed(self, symbol: str, progress: SymbolProgress, now: float) -> None:
         """Resume `symbol` from an earlier run: ids ≤ its high are landed except those missing.
 
-        With `backfill`, the ids between that high and the first new trade are a gap to fill;
-        without, the first new trade above the high starts a new segment (a replay begun anew).
+        The ids between that high and the first new trade are a gap to fill.
         """
-        state = _SymbolState(progress.high, seeded_high=progress.high, backfill=backfill)
+        state = _SymbolState(progress.high)
         state.missing = [[first, last, now] for first, last in sorted(progress.missing)]
         self._states[symbol] = state
 
@@ -92,19 +84,12 @@ class TradeSequencer:
             state.high = trade_id
             return True
         if trade_id > high:
-            if state.seeded_high == high:
-                logger.info("%s: resuming after trade id %s (landed earlier)", symbol, high)
-                if not state.backfill:
-                    state.high = trade_id
-                    return True
             self._open_gap(symbol, state, high + 1, trade_id - 1, now)
             state.high = trade_id
             return True
         if state.missing and self._fill(state.missing, trade_id):
             self.filled += 1
             return True
-        if state.seeded_high == high:
-            return self._restart(symbol, trade_id)
         self.duplicates += 1
         return False
 
@@ -163,22 +148,6 @@ class TradeSequencer:
             )
             for symbol, state in self._states.items()
         }
-
-    def _restart(self, symbol: str, trade_id: int) -> bool:
-        # A live exchange never sends a new process a trade it landed before: only a restarted
-        # feed (a new replay) does, whose ids start over. Its trades are new: a fresh baseline.
-        seeded = self._states[symbol]
-        logger.warning(
-            "%s: first trade id %s is not above %s landed by an earlier run: the feed restarted "
-            "(a new replay?), starting %s afresh",
-            symbol,
-            trade_id,
-            seeded.high,
-            symbol,
-        )
-        self._states[symbol] = _SymbolState(trade_id)
-        self.restarted.append(symbol)
-        return True
 
     def _open_gap(
         self, symbol: str, state: _SymbolState, first: int, last: int, now: float

@@ -13,6 +13,8 @@ import pytest
 
 from crypto_assets.binance.stream_client import StreamUnavailableError
 from crypto_assets.producer.producer import Producer, ProducerConfig, default_rest_url
+from crypto_assets.replay.continuation import market_segment
+from crypto_assets.replay.recording_feed import load_recordings
 from crypto_assets.settings import SettingsError
 from crypto_assets_tests.producer.landing_reader import read_landing
 from crypto_assets_tests.producer.producer_runs import produce_recording
@@ -357,12 +359,14 @@ def test_a_new_replay_of_the_same_recording_starts_afresh_instead_of_landing_not
     replay_server_factory: Callable[..., object],
     producer_config: Callable[..., ProducerConfig],
     expected_trades: dict[str, dict[int, dict]],
+    recording: Path,
 ) -> None:
     # A replay restarts its ids; keeping only ids above the saved high would land nothing.
     btc = expected_trades["BTCUSDT"]
+    segment = market_segment(load_recordings([recording]))  # what each new replay publishes
     for run in (1, 2):
         server = replay_server_factory()
-        config = producer_config(server, pairs=("btcusdt",))
+        config = producer_config(server, pairs=("btcusdt",), resume=segment.resume)
         summary = produce_recording(server, config)
         assert summary.trades == len(btc), run
         assert summary.duplicates_dropped == 0

@@ -12,9 +12,7 @@ import pytest
 import websocket
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
-from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
 from crypto_assets.producer.source import REPLAY_WARNING, open_source
-from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.settings import Settings
 from crypto_assets_tests.producer.landing_reader import read_landing
 from crypto_assets_tests.recorded_trades import recorded_landing_rows
@@ -81,21 +79,6 @@ def recorded_ids(recording: Path) -> dict[str, list[int]]:
     return ids_by_symbol(list(recorded_landing_rows(recording)))
 
 
-def first_streamed_ids(ws_url: str) -> dict[str, int]:
-    """The first trade id the source streams for each of BTCUSDT and ETHUSDT."""
-    first: dict[str, int] = {}
-    ws = websocket.create_connection(
-        f"{ws_url}/stream?streams=btcusdt@trade/ethusdt@trade", timeout=10
-    )
-    try:
-        while len(first) < 2:
-            data = json.loads(ws.recv())["data"]
-            first.setdefault(data["s"], data["t"])
-    finally:
-        ws.close()
-    return first
-
-
 def produce_from_replay(settings: Settings, seconds: float) -> ProducerSummary:
     """One producer run of `seconds` on the source `settings` picks (the replay here)."""
     with open_source(settings) as source:
@@ -108,7 +91,7 @@ def produce_from_replay(settings: Settings, seconds: float) -> ProducerSummary:
             duration_seconds=seconds,
             gap_grace_seconds=0.3,
             source=source.kind,
-            backfill_after_restart=not source.own_replay,
+            resume=source.resume,
         )
         return Producer(config).run()
 
@@ -127,7 +110,7 @@ def ids_by_symbol(rows: list[dict]) -> dict[str, list[int]]:
 def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
     tmp_path: Path, recorded_ids: dict[str, list[int]], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
+    caplog.set_level(logging.INFO, logger="crypto_assets.replay.continuation")
     settings = Settings(source="replay", data_dir=tmp_path)
     first = produce_from_replay(settings, 3.0)
     first_ids = ids_by_symbol(read_landing(settings.landing_dir))
@@ -150,46 +133,3 @@ def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
     assert second.gaps_unfilled == 0
     assert second.per_symbol == {s: len(ids) for s, ids in second_ids.items()}
     assert "replay continues at lap 1" in caplog.text
-
-
-def test_the_replay_starts_above_every_symbols_landed_high(
-    tmp_path: Path, recorded_ids: dict[str, list[int]], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
-    settings = Settings(source="replay", data_dir=tmp_path)
-    btc, eth = recorded_ids["BTCUSDT"], recorded_ids["ETHUSDT"]
-    span = {"BTCUSDT": max(btc) - min(btc) + 1, "ETHUSDT": max(eth) - min(eth) + 1}
-    # BTC landed into lap 0, ETH up to the last id of lap 2: lap 3 is the first above both.
-    ProducerStateFile(state_path_beside(settings.landing_dir)).save(
-        {
-            "BTCUSDT": SymbolProgress(min(btc) + 10),
-            "ETHUSDT": SymbolProgress(max(eth) + 2 * span["ETHUSDT"]),
-        }
-    )
-
-    with open_source(settings) as source:
-        first = first_streamed_ids(source.ws_url)
-
-    assert first == {s: recorded_ids[s][0] + 3 * span[s] for s in ("BTCUSDT", "ETHUSDT")}
-    assert "replay continues at lap 3" in caplog.text
-
-
-@pytest.mark.parametrize("state", [None, "{not json"])
-def test_no_or_a_corrupt_state_file_replays_from_lap_0(
-    tmp_path: Path,
-    recorded_ids: dict[str, list[int]],
-    state: str | None,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO, logger="crypto_assets.producer.source")
-    settings = Settings(source="replay", data_dir=tmp_path)
-    if state is not None:
-        path = state_path_beside(settings.landing_dir)
-        path.parent.mkdir(parents=True)
-        path.write_text(state)
-
-    with open_source(settings) as source:
-        first = first_streamed_ids(source.ws_url)
-
-    assert first == {s: recorded_ids[s][0] for s in ("BTCUSDT", "ETHUSDT")}
-    assert "replay continues" not in caplog.text

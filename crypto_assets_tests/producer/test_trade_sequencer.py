@@ -129,7 +129,6 @@ def test_seeded_holes_are_due_and_fillable_and_nothing_else_below_the_high() -> 
     assert feed(sequencer, "ETHUSDT", [11, 51]) == [11, 51]  # a REST fill, a live trade
     assert feed(sequencer, "ETHUSDT", list(range(1, 52))) == [10, 12, 40]
     assert sequencer.progress() == {"ETHUSDT": SymbolProgress(51)}
-    assert sequencer.restarted == []
 
 
 def test_progress_round_trips_through_seed() -> None:
@@ -143,30 +142,3 @@ def test_progress_round_trips_through_seed() -> None:
         second.seed(symbol, progress, now=0.0)
     assert second.progress() == saved
     assert feed(second, "BTCUSDT", [10, 1, 2, 3, 4, 5, 6, 9, 10]) == [10, 3, 4, 6]
-
-
-def test_a_first_trade_below_the_seeded_high_means_the_feed_restarted() -> None:
-    sequencer = TradeSequencer()
-    sequencer.seed("BTCUSDT", SymbolProgress(1000, ((500, 510),)), now=0.0)
-    assert feed(sequencer, "BTCUSDT", [3, 4, 4, 6]) == [3, 4, 6]
-    assert sequencer.restarted == ["BTCUSDT"]
-    assert sequencer.duplicates == 1
-    assert sequencer.progress() == {"BTCUSDT": SymbolProgress(6, ((5, 5),))}
-
-
-def test_after_a_newer_trade_an_old_id_is_a_duplicate_not_a_restart() -> None:
-    sequencer = TradeSequencer()
-    sequencer.seed("BTCUSDT", SymbolProgress(1000), now=0.0)
-    assert feed(sequencer, "BTCUSDT", [1001, 1002, 3]) == [1001, 1002]
-    assert sequencer.restarted == []
-    assert sequencer.duplicates == 1
-
-
-def test_a_seed_without_backfill_starts_a_new_segment_above_the_landed_high() -> None:
-    sequencer = TradeSequencer(grace_seconds=0)
-    sequencer.seed("BTCUSDT", SymbolProgress(100), now=0.0, backfill=False)
-    assert sequencer.accept("BTCUSDT", 500, now=1.0)  # a new market segment: no gap 101..499
-    assert sequencer.due_gaps(now=10.0, include_recent=True) == []
-    assert not sequencer.accept("BTCUSDT", 100, now=1.0)  # landed by the earlier run
-    assert sequencer.accept("BTCUSDT", 502, now=2.0)  # within the segment, gaps still count
-    assert [(g.first_id, g.last_id) for g in sequencer.due_gaps(now=10.0)] == [(501, 501)]
