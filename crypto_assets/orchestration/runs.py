@@ -40,7 +40,7 @@ def finished_runs(instance: dg.DagsterInstance, job_name: str, limit: int) -> li
 
 
 @dataclass(frozen=True)
-class Backoff:
+class RestartBackoff:  # not `dagster.Backoff`, the RetryPolicy delay modifier
     """Exponential delay after consecutive failed runs: base, 2*base, 4*base ... up to a max."""
 
     base_seconds: float = 30.0

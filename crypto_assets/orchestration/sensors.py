@@ -14,21 +14,21 @@ from crypto_assets.orchestration.analytics_assets import streaming_analytics_job
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.orchestration.lakehouse import LakehouseResource
 from crypto_assets.orchestration.runs import (
-    Backoff,
+    RestartBackoff,
     active_run,
     consecutive_failures,
     finished_at,
     finished_runs,
 )
 
-PRODUCER_BACKOFF = Backoff(base_seconds=30.0, max_seconds=900.0)
+PRODUCER_BACKOFF = RestartBackoff(base_seconds=30.0, max_seconds=900.0)
 # Failures older than this many runs no longer lengthen the backoff.
 _FAILURE_HISTORY = 10
 CONTINUOUS_PRODUCER_CONFIG = {"ops": {PRODUCER_OP: {"config": {"continuous": True}}}}
 
 
 def producer_decision(
-    instance: dg.DagsterInstance, cursor: str | None, now: float, backoff: Backoff
+    instance: dg.DagsterInstance, cursor: str | None, now: float, backoff: RestartBackoff
 ) -> dg.SensorResult | dg.SkipReason:
     """Start a continuous producer run unless one is active or the backoff is not over."""
     running = active_run(instance, PRODUCER_JOB)

@@ -14,7 +14,7 @@ from dagster._core.remote_origin import (
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
-from crypto_assets.orchestration.runs import Backoff
+from crypto_assets.orchestration.runs import RestartBackoff
 from crypto_assets.orchestration.sensors import PRODUCER_BACKOFF, producer_decision
 from crypto_assets.settings import Settings
 from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
@@ -111,7 +111,7 @@ def test_producer_sensor_backs_off_after_failures(defs, instance):
 
 def test_backoff_grows_with_failures_and_ends(defs, instance):
     job = defs.resolve_job_def(PRODUCER_JOB)
-    backoff = Backoff(base_seconds=10.0, max_seconds=25.0)
+    backoff = RestartBackoff(base_seconds=10.0, max_seconds=25.0)
     assert [backoff.delay(n) for n in range(5)] == [0.0, 10.0, 20.0, 25.0, 25.0]
     _failed_run(instance, job)
     _failed_run(instance, job)
