@@ -29,7 +29,7 @@ PRICE_MOVE = "PRICE_MOVE"
 VOLUME_SPIKE = "VOLUME_SPIKE"
 
 CORRUPT_RECORD = "_corrupt_record"
-LANDING_FILE_GLOB = "trades_*.json"
+from crypto_assets.landing_files import LANDING_FILE_GLOB  # noqa: E402, F401
 
 # The fixed landing schema (DESIGN "Landing records") plus Spark's corrupt-record column, which
 # PERMISSIVE mode fills with the raw line when the line is not JSON or a field has the wrong type.

@@ -15,9 +15,9 @@ import dagster as dg
 import pyarrow as pa
 from deltalake import DeltaTable
 
-TRADES_RAW = "trades_raw"
-TRADES_ANALYTICS = "trades_analytics"
-PRICE_ALERTS = "price_alerts"
+from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.landing_files import is_landing_file
+
 TABLES = (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS)
 
 
@@ -26,11 +26,6 @@ class LandingFile(NamedTuple):
 
     name: str
     modified: float
-
-
-def is_landing_file(name: str) -> bool:
-    """True for a complete landing file (`trades_*.json`); hidden and temporary names are not."""
-    return name.startswith("trades_") and name.endswith(".json")
 
 
 class LakehouseResource(dg.ConfigurableResource):

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.landing_files import landing_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +40,6 @@ def write_atomically(directory: Path, name: str, lines: list[str]) -> Path:
     finally:
         os.close(descriptor)
     return final
-
-
-def batch_file_name(prefix: str, wall_time: float) -> str:
-    """``<prefix>_<YYYYmmdd>_<HHMMSS>_<12 hex>.json`` in UTC; the random part keeps names unique."""
-    stamp = time.strftime("%Y%m%d_%H%M%S", time.gmtime(wall_time))
-    return f"{prefix}_{stamp}_{secrets.token_hex(6)}.json"
 
 
 class LandingWriter:
@@ -118,7 +112,9 @@ class LandingWriter:
             try:
                 self.quarantine_dir.mkdir(parents=True, exist_ok=True)
                 path = write_atomically(
-                    self.quarantine_dir, batch_file_name("quarantine", time.time()), self._rejected
+                    self.quarantine_dir,
+                    landing_file_name(time.time(), prefix="quarantine"),
+                    self._rejected,
                 )
             except OSError as exc:
                 raise LandingWriteError(
@@ -133,7 +129,7 @@ class LandingWriter:
     def _write_trades(self) -> None:
         lines = self._lines
         try:
-            path = write_atomically(self.landing_dir, batch_file_name("trades", time.time()), lines)
+            path = write_atomically(self.landing_dir, landing_file_name(time.time()), lines)
         except OSError as exc:
             # The batch stays pending: a later flush may succeed (e.g. after space is freed).
             raise LandingWriteError(

@@ -19,6 +19,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from crypto_assets.landing_files import is_landing_file
 from crypto_assets.producer.landing_writer import LandingWriteError, write_atomically
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 
@@ -130,7 +131,7 @@ def landed_ids_since(landing_dir: Path, since_ns: int) -> dict[str, list[int]]:
     except FileNotFoundError:
         return landed
     for entry in entries:
-        if not (entry.name.startswith("trades_") and entry.name.endswith(".json")):
+        if not is_landing_file(entry.name):
             continue
         if entry.stat().st_mtime_ns < since_ns:
             continue
