@@ -30,12 +30,13 @@ def read_table(data_dir: Path, name: str) -> pa.Table:
     return pa.table(DeltaTable(str(path)).to_pyarrow_table())
 
 
-def latest_windows(analytics: pa.Table) -> list[dict]:
-    """The newest trades_analytics row of each symbol, sorted by symbol."""
-    latest = analytics.group_by("symbol").aggregate([("window_start", "max")])
-    keys = latest.rename_columns(["symbol", "window_start"])
-    rows = analytics.join(keys, ["symbol", "window_start"], join_type="inner")
-    return sorted(rows.to_pylist(), key=lambda row: row["symbol"])
+def latest_windows(analytics: pa.Table) -> pa.Table:
+    """The newest trades_analytics row of each symbol, ordered by symbol."""
+    if analytics.num_rows == 0:
+        return analytics
+    newest = analytics.group_by("symbol").aggregate([("window_start", "max")])
+    keys = newest.rename_columns(["symbol", "window_start"])
+    return analytics.join(keys, ["symbol", "window_start"], join_type="inner").sort_by("symbol")
 
 
 def recent_alerts(alerts: pa.Table, limit: int) -> list[dict]:
@@ -75,7 +76,7 @@ def render(data_dir: Path, alert_limit: int = 10) -> str:
             _number(row["price_change_pct"], 3),
             _number(row["buy_sell_ratio"], 2),
         ]
-        for row in latest_windows(analytics)
+        for row in latest_windows(analytics).to_pylist()
     ]
     headers = ["symbol", "window (UTC)", "trades", "VWAP", "volume", "change %", "buy/sell"]
     parts = [f"Latest window per symbol ({analytics.num_rows} windows in {TRADES_ANALYTICS})"]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 import pyarrow as pa
 
+from crypto_assets.analytics.show import latest_windows
+
 if TYPE_CHECKING:
     from crypto_assets.analytics.pipeline import AnalyticsSummary
     from crypto_assets.producer.producer import ProducerStats
@@ -45,15 +47,6 @@ def producer_metadata(
         "source": source,
         "ws_url": ws_url,
     }
-
-
-def latest_windows(analytics: pa.Table) -> pa.Table:
-    """The newest window of each symbol, ordered by symbol."""
-    if analytics.num_rows == 0:
-        return analytics
-    newest = analytics.group_by("symbol").aggregate([("window_start", "max")])
-    keys = newest.rename_columns(["symbol", "window_start"])
-    return analytics.join(keys, ["symbol", "window_start"], join_type="inner").sort_by("symbol")
 
 
 def _number(value: float | None, digits: int) -> str:

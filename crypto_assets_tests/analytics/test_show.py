@@ -19,7 +19,7 @@ def test_latest_window_per_symbol() -> None:
             "vwap": [1.0, 2.0, 3.0],
         }
     )
-    latest = latest_windows(table)
+    latest = latest_windows(table).to_pylist()
     assert [(r["symbol"], r["vwap"]) for r in latest] == [("BTCUSDT", 2.0), ("ETHUSDT", 3.0)]
 
 

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pyarrow as pa
 
+from crypto_assets.analytics.show import latest_windows
 from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
-    latest_windows,
     newest_alerts_markdown,
     producer_metadata,
 )
