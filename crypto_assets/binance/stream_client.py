@@ -47,6 +47,10 @@ _POLL_SECONDS = 0.005
 _READ_CHUNK = 65536
 
 
+# What a user can do when the websocket endpoint cannot be reached: the one wording everywhere.
+UNREACHABLE_ADVICE = "check --ws-url/BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
+
+
 class StreamUnavailableError(CryptoAssetsError):
     """The stream cannot be reached (or was lost for good); the message says why and what to do."""
 
@@ -359,8 +363,7 @@ class StreamClient:
     def _give_up(self, failures: int) -> None:
         cause = self._last_error or f"cannot keep a connection to {_display(self.url)} open"
         self.failure = StreamUnavailableError(
-            f"{cause} ({failures} attempts in a row failed) — check the network and "
-            "BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
+            f"{cause} ({failures} attempts in a row failed) — {UNREACHABLE_ADVICE}"
         )
         logger.error("%s", self.failure)
         self._wake.set()

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import websocket
 
 from crypto_assets.binance.parsing import TradeRecord, parse_frame
-from crypto_assets.binance.stream_client import StreamUnavailableError, combined_stream_url, connect
+from crypto_assets.binance.stream_client import (
+    UNREACHABLE_ADVICE,
+    StreamUnavailableError,
+    combined_stream_url,
+    connect,
+)
 from crypto_assets.errors import CryptoAssetsError
-
-_ADVICE = "check --ws-url/BINANCE_WS_URL and the network, or set CRYPTO_SOURCE=replay"
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ def check_connection(
     try:
         ws = connect(url, connect_timeout)
     except StreamUnavailableError as exc:
-        raise StreamUnavailableError(f"{exc} — {_ADVICE}") from exc
+        raise StreamUnavailableError(f"{exc} — {UNREACHABLE_ADVICE}") from exc
     symbols = frozenset(p.upper() for p in pairs)
     latencies: dict[str, list[int]] = {s: [] for s in sorted(symbols)}
     frames = 0
@@ -101,14 +104,16 @@ def check_connection(
             except websocket.WebSocketTimeoutException:
                 continue
             if opcode == websocket.ABNF.OPCODE_CLOSE:
-                raise CryptoAssetsError(f"{ws_url} closed the connection — {_ADVICE}")
+                raise CryptoAssetsError(f"{ws_url} closed the connection — {UNREACHABLE_ADVICE}")
             received_ms = time.time_ns() // 1_000_000
             frames += 1
             result = parse_frame(payload, received_ms, symbols)
             if type(result) is TradeRecord:
                 latencies[result.symbol].append(received_ms - result.event_time)
     except (websocket.WebSocketException, OSError) as exc:
-        raise CryptoAssetsError(f"connection to {ws_url} lost: {exc} — {_ADVICE}") from exc
+        raise CryptoAssetsError(
+            f"connection to {ws_url} lost: {exc} — {UNREACHABLE_ADVICE}"
+        ) from exc
     finally:
         ws.shutdown()
     seconds = time.monotonic() - started

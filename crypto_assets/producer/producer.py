@@ -25,6 +25,7 @@ from crypto_assets.binance.parsing import (
 )
 from crypto_assets.binance.rest_client import BinanceRestClient
 from crypto_assets.binance.stream_client import (
+    UNREACHABLE_ADVICE,
     StreamClient,
     StreamUnavailableError,
     combined_stream_url,
@@ -36,9 +37,6 @@ from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequence
 from crypto_assets.settings import SettingsError
 
 logger = logging.getLogger(__name__)
-
-# What a user can do when the websocket endpoint cannot be reached at start.
-UNREACHABLE_ADVICE = "check --ws-url/BINANCE_WS_URL, or set CRYPTO_SOURCE=replay"
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # How often the loop looks at the clock for flushes, gaps, progress and the deadline.

@@ -15,8 +15,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from crypto_assets.binance.stream_client import StreamUnavailableError, combined_stream_url, connect
-from crypto_assets.producer.producer import UNREACHABLE_ADVICE, default_rest_url
+from crypto_assets.binance.stream_client import (
+    UNREACHABLE_ADVICE,
+    StreamUnavailableError,
+    combined_stream_url,
+    connect,
+)
+from crypto_assets.producer.producer import default_rest_url
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.settings import Settings
 
