@@ -9,7 +9,6 @@ start-up and the ratio to DuckDB. Usage: .venv/bin/python benchmarks/analytics_t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gzip
 import json
 import logging
@@ -127,7 +126,7 @@ def run_pipeline(spark: object, data_dir: Path, landing: Path) -> float:
     """Seconds for one availableNow run over a fresh copy of `landing` with empty tables."""
     (data_dir / "landing").mkdir(parents=True)
     shutil.copytree(landing, data_dir / "landing" / "trades")
-    settings = dataclasses.replace(Settings(), data_dir=data_dir)
+    settings = Settings(data_dir=data_dir)
     started = time.perf_counter()
     summary = run_analytics(spark, settings, mode="once")  # type: ignore[arg-type]
     seconds = time.perf_counter() - started

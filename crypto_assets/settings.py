@@ -1,18 +1,31 @@
-"""The project's settings: one frozen object, built from the environment in one place.
+"""The project's settings: one frozen pydantic model, read from the environment in one place.
 
-Every other module receives a `Settings` (or the values it needs) as an argument and never reads
-the environment itself. An unknown value or a malformed setting raises `SettingsError` with one
-line that names the variable and says what it accepts.
+`Settings` is the only place a setting is written down: its fields (name, type, default,
+validation) are what `Settings.from_env` reads through pydantic-settings under the DESIGN.md
+variable names, and what the Dagster resource derives its run-config fields from. Every other
+module receives a `Settings` (or the values it needs) as an argument and never reads the
+environment itself. An unknown value or a malformed setting raises `SettingsError` with one line
+that names the variable and says what it accepts.
 """
 
 from __future__ import annotations
 
-import os
+import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crypto_assets.errors import CryptoAssetsError
 
@@ -21,157 +34,259 @@ Deployment = Literal["local", "databricks"]
 
 SOURCES: tuple[Source, ...] = ("auto", "live", "replay")
 DEPLOYMENTS: tuple[Deployment, ...] = ("local", "databricks")
+# The variables whose name is not the field's name upper-cased (DESIGN.md keeps the seed names).
+ENV_NAMES = {
+    "data_dir": "CRYPTO_DATA_DIR",
+    "source": "CRYPTO_SOURCE",
+    "deployment": "CRYPTO_DEPLOYMENT",
+    "schema_name": "SCHEMA",
+}
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s+(second|minute|hour|day)s?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _PAIR = re.compile(r"^[a-z0-9]{5,20}$")
-_WS = ("ws", "wss")
-_HTTP = ("http", "https")
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+_NO_DURATION = {"none", "continuous", ""}
 
 
 class SettingsError(CryptoAssetsError, ValueError):
     """A setting is malformed; the message names the variable and what it accepts."""
 
 
-def interval_seconds(value: str, name: str = "interval") -> float:
-    """Seconds in a Spark-style interval such as ``"1 minute"`` or ``"30 seconds"``."""
+def _interval(value: str) -> float:
     match = _INTERVAL.match(value)
     if not match:
-        raise SettingsError(f"{name}={value!r}: expected '<number> seconds|minutes|hours|days'")
+        raise ValueError("expected '<number> seconds|minutes|hours|days'")
     seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
     if seconds <= 0:
-        raise SettingsError(f"{name}={value!r}: must be longer than zero")
+        raise ValueError("must be longer than zero")
     return seconds
+
+
+def _pairs(value: object) -> tuple[str, ...]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ValueError("expected comma-separated Binance symbols such as 'btcusdt,ethusdt'")
+    pairs = tuple(dict.fromkeys(str(p).strip().lower() for p in items if str(p).strip()))
+    if not pairs or not all(_PAIR.match(p) for p in pairs):
+        raise ValueError("expected comma-separated Binance symbols such as 'btcusdt,ethusdt'")
+    return pairs
+
+
+def _number(value: object, kind: type[int] | type[float]) -> int | float:
+    noun = "a whole number" if kind is int else "a number"
+    # bool is an int to Python, and 2.5 would silently become 2: neither is a count.
+    if isinstance(value, bool) or (kind is int and isinstance(value, float)):
+        raise ValueError(f"expected {noun} greater than zero")
+    try:
+        number = kind(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"expected {noun} greater than zero") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError("must be greater than zero")
+    return number
+
+
+def _positive(kind: type[int] | type[float]) -> BeforeValidator:
+    return BeforeValidator(lambda value: _number(value, kind))
+
+
+def _duration_minutes(value: object) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in _NO_DURATION):
+        return None
+    return float(_number(value, float))
+
+
+def _choice(choices: tuple[str, ...]) -> BeforeValidator:
+    def check(value: object) -> str:
+        lowered = str(value).strip().lower()
+        if lowered not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return lowered
+
+    return BeforeValidator(check)
+
+
+def _url(*schemes: str) -> AfterValidator:
+    def check(value: str) -> str:
+        url = value.strip().rstrip("/")
+        if not url.startswith(tuple(f"{s}://" for s in schemes)):
+            accepted = " or ".join(f"{s}://" for s in schemes)
+            raise ValueError(f"expected a URL starting with {accepted}")
+        return url
+
+    return AfterValidator(check)
+
+
+def _window(value: str) -> str:
+    _interval(value)
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError("expected a Unity Catalog name (letters, digits and _)")
+    return value
+
+
+def _directory(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("expected a directory path")
+    return value
+
+
+def _optional_directory(value: object) -> object:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+def _error_line(error: ValidationError) -> str:
+    """One line for all of a validation's problems: ``NAME='value': what it accepts``."""
+    problems = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        if problem["type"] == "value_error":
+            reason = str(problem["ctx"]["error"])
+        elif problem["type"] == "extra_forbidden":
+            reason = "not a setting"
+        else:
+            reason = problem["msg"]
+        problems.append(f"{name}={problem['input']!r}: {reason}" if name else reason)
+    return "; ".join(problems)
+
+
+def interval_seconds(value: str, name: str = "interval") -> float:
+    """Seconds in a Spark-style interval such as ``"1 minute"`` or ``"30 seconds"``."""
+    try:
+        return _interval(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r}: {exc}") from None
 
 
 def parse_pairs(value: str, name: str = "TRADING_PAIRS") -> tuple[str, ...]:
     """Lower-case symbols from a comma-separated list such as ``"btcusdt,ethusdt"``."""
-    pairs = tuple(dict.fromkeys(p.strip().lower() for p in value.split(",") if p.strip()))
-    bad = [p for p in pairs if not _PAIR.match(p)]
-    if not pairs or bad:
-        raise SettingsError(
-            f"{name}={value!r}: expected comma-separated Binance symbols such as 'btcusdt,ethusdt'"
-        )
-    return pairs
+    try:
+        return _pairs(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r}: {exc}") from None
 
 
 def parse_duration_minutes(value: str, name: str = "RUN_DURATION_MINUTES") -> float | None:
     """Minutes as a positive number, or None for ``none`` (run until stopped)."""
-    if value.strip().lower() in {"none", "continuous", ""}:
-        return None
-    return _positive(value, name, float)
-
-
-def _positive(value: str, name: str, kind: type[int] | type[float]) -> float:
     try:
-        number = kind(value)
-    except ValueError:
-        noun = "a whole number" if kind is int else "a number"
-        raise SettingsError(f"{name}={value!r}: expected {noun} greater than zero") from None
-    if number <= 0:
-        raise SettingsError(f"{name}={value!r}: must be greater than zero")
-    return number
+        return _duration_minutes(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={value!r}: {exc}") from None
 
 
-def _choice(value: str, name: str, choices: tuple[str, ...]) -> Any:
-    lowered = value.strip().lower()
-    if lowered not in choices:
-        raise SettingsError(f"{name}={value!r}: expected one of {', '.join(choices)}")
-    return lowered
+class Settings(BaseModel):
+    """Everything configurable, with DESIGN.md's defaults; building one reads no environment."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
-def _url(value: str, name: str, schemes: tuple[str, ...]) -> str:
-    url = value.strip().rstrip("/")
-    if not url.startswith(tuple(f"{s}://" for s in schemes)):
-        raise SettingsError(
-            f"{name}={value!r}: expected a URL starting with {' or '.join(schemes)}://"
-        )
-    return url
+    trading_pairs: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_pairs)] = Field(
+        ("btcusdt", "ethusdt", "bnbusdt", "solusdt", "xrpusdt"),
+        description="TRADING_PAIRS: Binance symbols to subscribe to",
+    )
+    batch_interval_seconds: Annotated[float, _positive(float)] = Field(
+        5.0, description="BATCH_INTERVAL_SECONDS: a landing file at least this often"
+    )
+    run_duration_minutes: Annotated[float | None, BeforeValidator(_duration_minutes)] = Field(
+        3.0, description="RUN_DURATION_MINUTES: how long the producer runs; none = until stopped"
+    )
+    max_trades_per_batch: Annotated[int, _positive(int)] = Field(
+        1000, description="MAX_TRADES_PER_BATCH: a landing file sooner when it holds this many"
+    )
+    price_change_threshold_pct: Annotated[float, _positive(float)] = Field(
+        0.5, description="PRICE_CHANGE_THRESHOLD_PCT: PRICE_MOVE when |change %| reaches it"
+    )
+    volume_spike_min_trades: Annotated[int, _positive(int)] = Field(
+        100, description="VOLUME_SPIKE_MIN_TRADES: fewer trades in a window never spike"
+    )
+    volume_spike_factor: Annotated[float, _positive(float)] = Field(
+        3.0, description="VOLUME_SPIKE_FACTOR: a spike is this many times the baseline"
+    )
+    volume_spike_lookback: Annotated[int, _positive(int)] = Field(
+        10, description="VOLUME_SPIKE_LOOKBACK: window slots the baseline looks back over"
+    )
+    volume_spike_min_history: Annotated[int, _positive(int)] = Field(
+        5, description="VOLUME_SPIKE_MIN_HISTORY: fewer history slots never spike"
+    )
+    analytics_window: Annotated[str, AfterValidator(_window)] = Field(
+        "1 minute", description="ANALYTICS_WINDOW: tumbling window, e.g. '1 minute'"
+    )
+    watermark_delay: Annotated[str, AfterValidator(_window)] = Field(
+        "30 seconds", description="WATERMARK_DELAY: how late a trade may revise its window"
+    )
+    catalog: Annotated[str, AfterValidator(_name)] = Field(
+        "takamol_demo", description="CATALOG: Unity Catalog of the Databricks deployment"
+    )
+    # Not `schema`: that name shadows pydantic's own BaseModel.schema.
+    schema_name: Annotated[str, AfterValidator(_name)] = Field(
+        "crypto_streaming", description="SCHEMA: Unity Catalog schema of the Databricks deployment"
+    )
+    binance_ws_url: Annotated[str, _url("ws", "wss")] = Field(
+        "wss://stream.binance.com:9443", description="BINANCE_WS_URL: websocket base URL"
+    )
+    binance_rest_url: Annotated[str, _url("http", "https")] = Field(
+        "https://api.binance.com", description="BINANCE_REST_URL: REST base for filling gaps"
+    )
+    data_dir: Annotated[Path, BeforeValidator(_directory)] = Field(
+        Path("./data"), description="CRYPTO_DATA_DIR: landing files, Delta tables, checkpoints"
+    )
+    source: Annotated[Source, _choice(SOURCES)] = Field(
+        "auto", description="CRYPTO_SOURCE: auto (live, else replay), live or replay"
+    )
+    deployment: Annotated[Deployment, _choice(DEPLOYMENTS)] = Field(
+        "local", description="CRYPTO_DEPLOYMENT: local or databricks"
+    )
+    # Dagster's own DAGSTER_HOME; headless runs are then recorded where `dagster dev` looks.
+    dagster_home: Annotated[Path | None, BeforeValidator(_optional_directory)] = Field(
+        None, description="DAGSTER_HOME: where Dagster records runs"
+    )
 
+    def __init__(self, **values: Any) -> None:
+        """Validate `values`; a malformed one raises `SettingsError`, one line naming it."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsError(_error_line(exc)) from None
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything configurable, with the defaults of DESIGN.md."""
-
-    trading_pairs: tuple[str, ...] = ("btcusdt", "ethusdt", "bnbusdt", "solusdt", "xrpusdt")
-    batch_interval_seconds: float = 5.0
-    run_duration_minutes: float | None = 3.0
-    max_trades_per_batch: int = 1000
-    price_change_threshold_pct: float = 0.5
-    volume_spike_min_trades: int = 100
-    volume_spike_factor: float = 3.0
-    volume_spike_lookback: int = 10
-    analytics_window: str = "1 minute"
-    watermark_delay: str = "30 seconds"
-    catalog: str = "takamol_demo"
-    schema: str = "crypto_streaming"
-    binance_ws_url: str = "wss://stream.binance.com:9443"
-    binance_rest_url: str = "https://api.binance.com"
-    data_dir: Path = field(default_factory=lambda: Path("./data"))
-    source: Source = "auto"
-    deployment: Deployment = "local"
-    # Set by Dagster's own DAGSTER_HOME; headless runs are then recorded where `dagster dev` looks.
-    dagster_home: Path | None = None
-
-    def __post_init__(self) -> None:
-        interval_seconds(self.analytics_window, "ANALYTICS_WINDOW")
-        interval_seconds(self.watermark_delay, "WATERMARK_DELAY")
+    @model_validator(mode="after")
+    def _history_fits_the_lookback(self) -> Settings:
+        if self.volume_spike_min_history > self.volume_spike_lookback:
+            raise ValueError(
+                f"VOLUME_SPIKE_MIN_HISTORY={self.volume_spike_min_history} is more than "
+                f"VOLUME_SPIKE_LOOKBACK={self.volume_spike_lookback}: no window could ever spike"
+            )
+        return self
 
     @property
     def window_seconds(self) -> float:
         """Length of one analytics window in seconds."""
-        return interval_seconds(self.analytics_window, "ANALYTICS_WINDOW")
+        return _interval(self.analytics_window)
 
     @property
     def watermark_seconds(self) -> float:
         """How late a trade may arrive and still revise its window, in seconds."""
-        return interval_seconds(self.watermark_delay, "WATERMARK_DELAY")
+        return _interval(self.watermark_delay)
 
     @property
     def landing_dir(self) -> Path:
         """Where the producer writes NDJSON trade files."""
         return self.data_dir / "landing" / "trades"
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied, validated like any `Settings` (frozen: never in place)."""
+        return Settings(**{**dict(self), **changes})
+
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from environment variables (DESIGN.md names), defaults for the rest."""
-        env = os.environ if environ is None else environ
-        d = cls()
+    def from_env(cls) -> Settings:
+        """Settings from the environment variables of DESIGN.md, defaults for the rest."""
+        return cls(**dict(_EnvironmentSettings()))
 
-        def text(name: str, default: object) -> str:
-            return env.get(name, str(default))
 
-        def number(name: str, default: float, kind: type[int] | type[float]) -> Any:
-            return kind(_positive(text(name, default), name, kind))
+class _EnvironmentSettings(Settings, BaseSettings):
+    """`Settings` as pydantic-settings reads them from the environment, under DESIGN.md names."""
 
-        return cls(
-            trading_pairs=parse_pairs(text("TRADING_PAIRS", ",".join(d.trading_pairs))),
-            batch_interval_seconds=number(
-                "BATCH_INTERVAL_SECONDS", d.batch_interval_seconds, float
-            ),
-            run_duration_minutes=parse_duration_minutes(
-                text("RUN_DURATION_MINUTES", d.run_duration_minutes)
-            ),
-            max_trades_per_batch=number("MAX_TRADES_PER_BATCH", d.max_trades_per_batch, int),
-            price_change_threshold_pct=number(
-                "PRICE_CHANGE_THRESHOLD_PCT", d.price_change_threshold_pct, float
-            ),
-            volume_spike_min_trades=number(
-                "VOLUME_SPIKE_MIN_TRADES", d.volume_spike_min_trades, int
-            ),
-            volume_spike_factor=number("VOLUME_SPIKE_FACTOR", d.volume_spike_factor, float),
-            volume_spike_lookback=number("VOLUME_SPIKE_LOOKBACK", d.volume_spike_lookback, int),
-            analytics_window=text("ANALYTICS_WINDOW", d.analytics_window),
-            watermark_delay=text("WATERMARK_DELAY", d.watermark_delay),
-            catalog=text("CATALOG", d.catalog),
-            schema=text("SCHEMA", d.schema),
-            binance_ws_url=_url(text("BINANCE_WS_URL", d.binance_ws_url), "BINANCE_WS_URL", _WS),
-            binance_rest_url=_url(
-                text("BINANCE_REST_URL", d.binance_rest_url), "BINANCE_REST_URL", _HTTP
-            ),
-            data_dir=Path(text("CRYPTO_DATA_DIR", d.data_dir)),
-            source=_choice(text("CRYPTO_SOURCE", d.source), "CRYPTO_SOURCE", SOURCES),
-            deployment=_choice(
-                text("CRYPTO_DEPLOYMENT", d.deployment), "CRYPTO_DEPLOYMENT", DEPLOYMENTS
-            ),
-            dagster_home=Path(env["DAGSTER_HOME"]) if env.get("DAGSTER_HOME") else None,
-        )
+    model_config = SettingsConfigDict(
+        alias_generator=AliasGenerator(validation_alias=lambda f: ENV_NAMES.get(f, f.upper())),
+    )

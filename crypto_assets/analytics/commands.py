@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import threading
@@ -46,7 +45,7 @@ def analytics_command(args: argparse.Namespace) -> int:
     """``crypto-assets analytics``: run the query once or continuously; print the summary last."""
     if args.trigger_seconds <= 0:
         raise CryptoAssetsError(f"--trigger-seconds {args.trigger_seconds}: must be above zero")
-    settings = dataclasses.replace(Settings.from_env(), data_dir=_data_dir(args.data_dir))
+    settings = Settings.from_env().replace(data_dir=_data_dir(args.data_dir))
     # py4j logs every callback at INFO; the summary line is what the user wants to see.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     stop = threading.Event()

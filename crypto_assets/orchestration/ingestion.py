@@ -6,7 +6,6 @@ it raises in the op's thread; the `finally` stops the producer, which lands the 
 """
 
 import contextlib
-import dataclasses
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -81,7 +80,7 @@ def trade_source(config: ProduceTradesConfig, settings: Settings) -> Iterator[Tr
         yield TradeSource(kind, config.ws_url.rstrip("/"), rest)
         return
     source = settings.source if config.source == "default" else config.source
-    chosen = dataclasses.replace(settings, source=source)
+    chosen = settings.replace(source=source)
     with open_source(chosen) as source:
         yield source
 

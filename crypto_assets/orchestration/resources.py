@@ -8,12 +8,12 @@ Databricks step launcher on the `databricks` deployment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, create_model
 
-from crypto_assets.settings import Settings, parse_pairs
+from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -23,69 +23,51 @@ SETTINGS_KEY = "settings"
 SPARK_KEY = "spark"
 LAKEHOUSE_KEY = "lakehouse"
 
+# Settings of the process, not of a run: the deployment is chosen when the definitions are built,
+# and DAGSTER_HOME is the instance's own.
+_NOT_IN_RUN_CONFIG = frozenset({"deployment", "dagster_home"})
+# Dagster run config has no tuple and no Path: such a field is overridden as a list or a string.
+_CONFIG_TYPES: dict[Any, Any] = {tuple[str, ...]: list[str], Path: str}
+
 
 class CryptoSettings(dg.ConfigurableResource):
-    """The project's settings (DESIGN.md names) as a resource the launchpad can override."""
+    """The project's settings (DESIGN.md names) as a resource the launchpad can override.
 
-    trading_pairs: list[str]
-    batch_interval_seconds: float = Field(gt=0)
-    run_duration_minutes: float | None = Field(gt=0, description="None runs until stopped")
-    max_trades_per_batch: int = Field(gt=0)
-    price_change_threshold_pct: float = Field(gt=0)
-    volume_spike_min_trades: int = Field(gt=0)
-    volume_spike_factor: float = Field(gt=0)
-    volume_spike_lookback: int = Field(gt=0)
-    analytics_window: str = Field(description="Spark interval, e.g. '1 minute'")
-    watermark_delay: str = Field(description="Spark interval, e.g. '30 seconds'")
-    catalog: str
-    schema_name: str
-    binance_ws_url: str
-    binance_rest_url: str
-    data_dir: str
-    source: Literal["auto", "live", "replay"]
+    Its fields are `Settings`' own, derived by `from_settings` with the deployment's values as
+    their defaults (so an override of one field keeps the others); `to_settings` validates the
+    overrides by `Settings`' rules: a malformed one fails the run at resource initialisation,
+    before any op body runs.
+    """
+
+    # The settings the definitions were built from: what a run does not override.
+    built_from: ClassVar[Settings] = Settings()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CryptoSettings:
-        """The resource holding exactly these settings."""
-        return cls(
-            trading_pairs=list(settings.trading_pairs),
-            batch_interval_seconds=settings.batch_interval_seconds,
-            run_duration_minutes=settings.run_duration_minutes,
-            max_trades_per_batch=settings.max_trades_per_batch,
-            price_change_threshold_pct=settings.price_change_threshold_pct,
-            volume_spike_min_trades=settings.volume_spike_min_trades,
-            volume_spike_factor=settings.volume_spike_factor,
-            volume_spike_lookback=settings.volume_spike_lookback,
-            analytics_window=settings.analytics_window,
-            watermark_delay=settings.watermark_delay,
-            catalog=settings.catalog,
-            schema_name=settings.schema,
-            binance_ws_url=settings.binance_ws_url,
-            binance_rest_url=settings.binance_rest_url,
-            data_dir=str(settings.data_dir),
-            source=settings.source,
+        """The resource holding exactly these settings, each one a run-config field."""
+        values = settings.model_dump(mode="json", exclude=_NOT_IN_RUN_CONFIG)
+        fields: dict[str, Any] = {
+            name: (
+                _CONFIG_TYPES.get(field.annotation, field.annotation),
+                Field(values[name], description=field.description),
+            )
+            for name, field in Settings.model_fields.items()
+            if name in values
+        }
+        resource_cls = create_model(
+            cls.__name__, __base__=cls, __module__=__name__, __doc__=cls.__doc__, **fields
         )
+        resource_cls.built_from = settings
+        return resource_cls()
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Reject a malformed override when the run starts, naming it, before any step runs."""
+        self.to_settings()
 
     def to_settings(self) -> Settings:
         """The validated `Settings`; a malformed override raises `SettingsError`."""
-        return Settings(
-            trading_pairs=parse_pairs(",".join(self.trading_pairs), "trading_pairs"),
-            batch_interval_seconds=self.batch_interval_seconds,
-            run_duration_minutes=self.run_duration_minutes,
-            max_trades_per_batch=self.max_trades_per_batch,
-            price_change_threshold_pct=self.price_change_threshold_pct,
-            volume_spike_min_trades=self.volume_spike_min_trades,
-            volume_spike_factor=self.volume_spike_factor,
-            volume_spike_lookback=self.volume_spike_lookback,
-            analytics_window=self.analytics_window,
-            watermark_delay=self.watermark_delay,
-            catalog=self.catalog,
-            schema=self.schema_name,
-            binance_ws_url=self.binance_ws_url,
-            binance_rest_url=self.binance_rest_url,
-            data_dir=Path(self.data_dir),
-            source=self.source,
-        )
+        overrides = {name: getattr(self, name) for name in type(self).model_fields}
+        return self.built_from.replace(**overrides)
 
 
 class SparkResource(dg.ConfigurableResource):

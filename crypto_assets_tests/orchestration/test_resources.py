@@ -4,31 +4,129 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from crypto_assets.orchestration.resources import CryptoSettings
+from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
 from crypto_assets.settings import Settings, SettingsError
+
+# Every setting a run may override: all but the deployment and DAGSTER_HOME (the process's own).
+RUN_CONFIG_FIELDS = {
+    "trading_pairs",
+    "batch_interval_seconds",
+    "run_duration_minutes",
+    "max_trades_per_batch",
+    "price_change_threshold_pct",
+    "volume_spike_min_trades",
+    "volume_spike_factor",
+    "volume_spike_lookback",
+    "volume_spike_min_history",
+    "analytics_window",
+    "watermark_delay",
+    "catalog",
+    "schema_name",
+    "binance_ws_url",
+    "binance_rest_url",
+    "data_dir",
+    "source",
+}
+
+DEPLOYED = Settings(
+    trading_pairs=("solusdt", "btcusdt"),
+    run_duration_minutes=None,
+    analytics_window="5 minutes",
+    data_dir=Path("/srv/crypto"),
+    source="replay",
+    schema_name="other_schema",
+    deployment="databricks",
+    dagster_home=Path("/srv/dagster"),
+)
+
+
+def run_with(run_config: dict) -> tuple[dg.ExecuteInProcessResult, list[Settings]]:
+    """Run a one-op job bound to the DEPLOYED settings resource; what the op was handed."""
+    seen: list[Settings] = []
+
+    @dg.op
+    def read_settings(settings: CryptoSettings) -> None:
+        seen.append(settings.to_settings())
+
+    @dg.job(resource_defs={SETTINGS_KEY: CryptoSettings.from_settings(DEPLOYED)})
+    def settings_job() -> None:
+        read_settings()
+
+    result = settings_job.execute_in_process(
+        run_config={"resources": {SETTINGS_KEY: {"config": run_config}}} if run_config else None,
+        raise_on_error=False,
+    )
+    return result, seen
 
 
 def test_settings_round_trip_through_the_resource():
-    settings = Settings.from_env(
-        {
-            "TRADING_PAIRS": "solusdt,btcusdt",
-            "RUN_DURATION_MINUTES": "none",
-            "ANALYTICS_WINDOW": "5 minutes",
-            "CRYPTO_DATA_DIR": "/srv/crypto",
-            "CRYPTO_SOURCE": "replay",
-            "SCHEMA": "other_schema",
-        }
-    )
-    assert CryptoSettings.from_settings(settings).to_settings() == settings
+    assert CryptoSettings.from_settings(DEPLOYED).to_settings() == DEPLOYED
+    assert CryptoSettings.from_settings(Settings()).to_settings() == Settings()
 
 
-def test_malformed_launchpad_override_is_a_settings_error():
-    resource = CryptoSettings.from_settings(Settings(data_dir=Path("/tmp/x")))
-    bad_pairs = resource.model_copy(update={"trading_pairs": ["BTC-USD"]})
-    with pytest.raises(SettingsError, match="trading_pairs"):
-        bad_pairs.to_settings()
-    bad_window = resource.model_copy(update={"analytics_window": "soon"})
-    with pytest.raises(SettingsError, match="ANALYTICS_WINDOW"):
-        bad_window.to_settings()
+def test_run_config_fields_are_the_settings_with_the_deployed_values_as_defaults():
+    resource = CryptoSettings.from_settings(DEPLOYED)
+    fields = resource.get_resource_definition().config_schema.config_type.fields
+    assert set(fields) == RUN_CONFIG_FIELDS
+    assert fields["trading_pairs"].default_value == ["solusdt", "btcusdt"]
+    assert fields["data_dir"].default_value == "/srv/crypto"
+    assert fields["run_duration_minutes"].default_value is None
+    assert "TRADING_PAIRS" in fields["trading_pairs"].description
+
+
+def test_a_run_without_overrides_gets_the_deployed_settings():
+    result, seen = run_with({})
+    assert result.success
+    assert seen == [DEPLOYED]
+
+
+def test_an_override_changes_that_setting_only():
+    result, seen = run_with({"batch_interval_seconds": 2.0, "trading_pairs": ["ETHUSDT"]})
+    assert result.success
+    assert seen == [DEPLOYED.replace(batch_interval_seconds=2.0, trading_pairs=("ethusdt",))]
+    # What the run did not override is the deployment's, not DESIGN.md's default.
+    assert (seen[0].data_dir, seen[0].deployment) == (Path("/srv/crypto"), "databricks")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"batch_interval_seconds": -2.0},
+            "batch_interval_seconds=-2.0: must be greater than zero",
+        ),
+        ({"volume_spike_min_history": 0}, "volume_spike_min_history=0: must be greater than zero"),
+        ({"trading_pairs": ["BTC-USD"]}, "trading_pairs=['BTC-USD']: expected comma-separated"),
+        ({"analytics_window": "soon"}, "analytics_window='soon': expected '<number> seconds"),
+        ({"binance_ws_url": "http://x"}, "binance_ws_url='http://x': expected a URL starting"),
+    ],
+)
+def test_malformed_override_fails_the_run_before_the_op_runs(override, message):
+    result, seen = run_with(override)
+    assert not result.success
+    assert seen == []  # the op never ran
+    failures = [
+        e for e in result.all_events if e.event_type == dg.DagsterEventType.RESOURCE_INIT_FAILURE
+    ]
+    assert len(failures) == 1
+    error = failures[0].event_specific_data.error
+    causes = [error, *([error.cause] if error.cause else [])]
+    assert any(message in cause.message for cause in causes)
+
+
+def test_mistyped_override_is_rejected_by_the_config_schema():
+    with pytest.raises(dg.DagsterInvalidConfigError, match="batch_interval_seconds"):
+        run_with({"batch_interval_seconds": "fast"})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="source"):
+        run_with({"source": "file"})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="deployment"):
+        run_with({"deployment": "local"})
+
+
+def test_malformed_resource_built_in_code_is_a_settings_error():
+    bad = CryptoSettings.from_settings(DEPLOYED).model_copy(update={"max_trades_per_batch": 0})
+    with pytest.raises(SettingsError, match="max_trades_per_batch=0"):
+        bad.to_settings()
