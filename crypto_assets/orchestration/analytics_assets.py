@@ -9,7 +9,6 @@ locally, the Databricks step launcher when the deployment runs Spark on a cluste
 for the lowest latency, and reports materializations as batches complete.
 """
 
-import contextlib
 import queue
 import threading
 import time
@@ -47,6 +46,7 @@ from crypto_assets.orchestration.resources import (
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
 )
+from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -164,42 +164,29 @@ def run_continuous(
 
     stop = threading.Event()
     batches: queue.Queue[int] = queue.Queue()
-    outcome: dict[str, Any] = {}
 
     def on_step(table: str, batch_id: int) -> None:
         if table == PRICE_ALERTS:  # the batch's last write
             batches.put(batch_id)
 
-    def work() -> None:
-        try:
-            outcome["summary"] = run_analytics(
-                spark,
-                settings,
-                mode="continuous",
-                trigger_seconds=config.trigger_seconds,
-                stop_event=stop,
-                on_step=on_step,
-            )
-        except BaseException as exc:  # re-raised in the calling thread
-            outcome["error"] = exc
+    def work() -> "AnalyticsSummary":
+        return run_analytics(
+            spark,
+            settings,
+            mode="continuous",
+            trigger_seconds=config.trigger_seconds,
+            stop_event=stop,
+            on_step=on_step,
+        )
 
-    worker = threading.Thread(target=work, name="streaming-analytics", daemon=True)
-    worker.start()
-    next_report = time.monotonic() + config.report_interval_seconds
-    pending: int | None = None
-    try:
-        while worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                pending = batches.get(timeout=0.5)
-            if pending is not None and time.monotonic() >= next_report:
-                report(pending)
-                pending, next_report = None, time.monotonic() + config.report_interval_seconds
-    finally:
-        stop.set()
-        worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["summary"]
+    return run_in_worker(
+        work,
+        stop.set,
+        batches,
+        report,
+        name="streaming-analytics",
+        min_interval_seconds=config.report_interval_seconds,
+    )
 
 
 @dg.multi_asset(

@@ -7,7 +7,6 @@ it raises in the op's thread; the `finally` stops the producer, which lands the 
 
 import contextlib
 import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Literal
 
@@ -18,6 +17,7 @@ from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.metadata import producer_metadata
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
+from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.producer.producer import (
     Producer,
     ProducerConfig,
@@ -104,46 +104,31 @@ def producer_config(
     )
 
 
-class _ProducerThread(threading.Thread):
-    """Runs `Producer.run` and keeps its summary or its exception for the calling thread."""
-
-    def __init__(self, producer: Producer) -> None:
-        super().__init__(name="binance-producer", daemon=True)
-        self.producer = producer
-        self.summary: ProducerSummary | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.summary = self.producer.run()
-        except BaseException as exc:  # re-raised in the calling thread, which Dagster watches
-            self.error = exc
-
-
 def run_reporting(
     producer: Producer,
     progress: queue.Queue[ProducerStats],
     report: Callable[[ProducerStats], None],
+    min_interval_seconds: float = 0.0,
 ) -> ProducerSummary:
     """Run `producer` in a worker thread and `report` its progress from this thread.
 
     Whatever interrupts this thread (Dagster's termination included) stops the producer, which
-    lands its current batch, before the exception propagates.
+    lands its current batch, before the exception propagates; what it landed last is reported
+    in any case.
     """
-    worker = _ProducerThread(producer)
-    worker.start()
+    summary: ProducerSummary | None = None
     try:
-        while worker.is_alive():
-            with contextlib.suppress(queue.Empty):
-                report(progress.get(timeout=0.5))
+        summary = run_in_worker(
+            producer.run,
+            producer.stop,
+            progress,
+            report,
+            name="binance-producer",
+            min_interval_seconds=min_interval_seconds,
+        )
+        return summary
     finally:
-        producer.stop()
-        worker.join()
-        report(worker.summary or producer.stats())
-    if worker.error is not None:
-        raise worker.error
-    assert worker.summary is not None
-    return worker.summary
+        report(summary or producer.stats())
 
 
 class LandingReporter:
