@@ -16,7 +16,7 @@ from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.deployments import build_definitions
-from crypto_assets.orchestration.ingestion import PRODUCER_JOB
+from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.orchestration.lakehouse import TABLES
 from crypto_assets.settings import Settings
 
@@ -65,9 +65,11 @@ def _last_metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any
     return assets
 
 
-def _execute(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance):
+def _execute(
+    defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance, run_config: dict[str, Any]
+):
     result = defs.resolve_job_def(job_name).execute_in_process(
-        run_config=_RUN_CONFIG, instance=instance, raise_on_error=False
+        run_config={**_RUN_CONFIG, **run_config}, instance=instance, raise_on_error=False
     )
     if result.success:
         return result
@@ -82,14 +84,47 @@ def _execute(defs: dg.Definitions, job_name: str, instance: dg.DagsterInstance):
     raise PipelineRunError(f"{job_name} failed (run {result.run_id}): see the run's logs")
 
 
-def run_pipeline(settings: Settings, instance: dg.DagsterInstance | None = None) -> PipelineResult:
-    """Produce for RUN_DURATION_MINUTES from CRYPTO_SOURCE, then process everything landed."""
+def _duration(settings: Settings) -> str:
+    minutes = settings.run_duration_minutes
+    if minutes is None:
+        return "until stopped (Ctrl-C lands the open batch)"
+    return f"for {minutes:g} min (RUN_DURATION_MINUTES)"
+
+
+def run_pipeline(
+    settings: Settings,
+    instance: dg.DagsterInstance | None = None,
+    progress_seconds: float = 10.0,
+) -> PipelineResult:
+    """Produce for RUN_DURATION_MINUTES from CRYPTO_SOURCE, then process everything landed.
+
+    Says what it waits for: the producer logs a progress line every `progress_seconds`.
+    """
     defs = build_definitions(settings)
+    producer_config = {
+        "ops": {PRODUCER_OP: {"config": {"progress_interval_seconds": progress_seconds}}}
+    }
     # A caller's instance stays open for the caller; an ephemeral one lives for these two runs.
     scope = contextlib.nullcontext(instance) if instance else dg.DagsterInstance.ephemeral()
     with scope as active:
-        producer = _execute(defs, PRODUCER_JOB, active)
-        analytics = _execute(defs, ANALYTICS_JOB, active)
+        logger.info(
+            "%s: producing %s from CRYPTO_SOURCE=%s, a progress line every %g s",
+            PRODUCER_JOB,
+            _duration(settings),
+            settings.source,
+            progress_seconds,
+        )
+        producer = _execute(defs, PRODUCER_JOB, active, producer_config)
+        landed = _last_metadata(producer).get(LANDING_TRADES, {})
+        logger.info(
+            "%s: processing the %s landing files of this run (%s trades), and any earlier ones "
+            "not in the tables yet, into %s (Spark starts first)",
+            ANALYTICS_JOB,
+            landed.get("run_files", 0),
+            landed.get("run_trades", 0),
+            ", ".join(TABLES),
+        )
+        analytics = _execute(defs, ANALYTICS_JOB, active, {})
     return PipelineResult(
         producer_run_id=producer.run_id,
         analytics_run_id=analytics.run_id,

@@ -60,6 +60,9 @@ class ProduceTradesConfig(dg.Config):
     report_interval_seconds: float = Field(
         30.0, gt=0, description="How often landing_trades materializations are reported"
     )
+    progress_interval_seconds: float = Field(
+        10.0, gt=0, description="How often the producer logs a progress line"
+    )
 
     def duration(self, settings: Settings) -> float | None:
         """Seconds to produce, or None to produce until stopped."""
@@ -98,7 +101,10 @@ def producer_config(
         batch_interval_seconds=config.batch_interval_seconds or settings.batch_interval_seconds,
         max_trades_per_batch=config.max_trades_per_batch or settings.max_trades_per_batch,
         duration_seconds=config.duration(settings),
-        progress_interval_seconds=config.report_interval_seconds,
+        # Each report needs fresh progress; the reports themselves are spaced by run_reporting.
+        progress_interval_seconds=min(
+            config.progress_interval_seconds, config.report_interval_seconds
+        ),
         source=source.kind,
         resume=source.resume,
     )
@@ -170,7 +176,8 @@ def _produce(
         )
         progress: queue.Queue[ProducerStats] = queue.Queue()
         producer = Producer(conf, on_progress=progress.put)
-        return run_reporting(producer, progress, LandingReporter(context, source))
+        reporter = LandingReporter(context, source)
+        return run_reporting(producer, progress, reporter, config.report_interval_seconds)
 
 
 @dg.op(

@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where the ids landed so far are kept, so that a restart back-fills what it missed; "
         "'none': keep no state [<landing-dir>/../_state/producer_state.json]",
     )
+    produce.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=10.0,
+        help="seconds between progress lines on stderr [10]",
+    )
     produce.set_defaults(func=produce_command)
 
     check = subparsers.add_parser(
@@ -69,6 +75,7 @@ def produce_command(args: argparse.Namespace) -> int:
         max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
         duration_seconds=duration,
         state_path=_state_path(args.state_file),
+        progress_interval_seconds=args.progress_seconds,
     )
     return _produce(config)
 

@@ -78,6 +78,7 @@ class ProducerConfig:
     max_gap_fill_trades: int = 100_000
     min_reconnect_interval: float = 1.0
     max_consecutive_failures: int = 10
+    # How often a progress line is logged and `on_progress` called.
     progress_interval_seconds: float = 10.0
     # At stop, ask REST for trades after the last id seen (lost in flight by a late drop).
     fill_tail_on_stop: bool = True
@@ -96,7 +97,12 @@ class ProducerConfig:
             raise SettingsError(
                 f"ws_url={self.ws_url!r}: expected a URL starting with ws:// or wss://"
             )
-        for name in ("batch_interval_seconds", "silence_timeout", "max_connection_age"):
+        for name in (
+            "batch_interval_seconds",
+            "silence_timeout",
+            "max_connection_age",
+            "progress_interval_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}={getattr(self, name)!r}: must be greater than zero")
         if self.max_trades_per_batch < 1:
@@ -132,6 +138,21 @@ class ProducerStats:
     per_symbol: Mapping[str, int] = field(default_factory=dict)
     gaps_filled_from_rest: int = 0
     gaps_pending: int = 0
+    trades_landed: int = 0  # in visible landing files; `trades` also counts the open batch
+
+    def progress_line(self, previous: ProducerStats | None = None) -> str:
+        """Progress in one line for a terminal; the rate is since `previous` (else the start)."""
+        symbols = ", ".join(f"{s} {n}" for s, n in sorted(self.per_symbol.items())) or "none"
+        trades = self.trades - (previous.trades if previous else 0)
+        seconds = self.seconds - (previous.seconds if previous else 0.0)
+        rate = trades / seconds if seconds > 0 else 0.0
+        return (
+            f"progress after {self.seconds:.0f} s: {self.trades_landed} trades landed in "
+            f"{self.files} files ({symbols}; {self.trades - self.trades_landed} in the open "
+            f"batch), {rate:.1f} trades/s, gaps: {self.gaps_filled} trades filled, "
+            f"{self.gaps_pending} pending, {self.gaps_unfilled} unfilled; "
+            f"reconnects {self.reconnects}"
+        )
 
 
 @dataclass(frozen=True)
@@ -261,6 +282,7 @@ class Producer:
 
     def _loop(self, deadline: float | None, stop_event: threading.Event | None) -> None:
         next_progress = time.monotonic() + self.config.progress_interval_seconds
+        previous: ProducerStats | None = None
         while True:
             self._drain(final=False)
             now = time.monotonic()
@@ -274,9 +296,16 @@ class Producer:
                 return
             self.writer.flush_if_due()
             self.gap_filler.fill_due(now)
-            if self.on_progress is not None and now >= next_progress:
-                next_progress = now + self.config.progress_interval_seconds
-                self.on_progress(self.stats())
+            if now >= next_progress:
+                # On the interval's grid (no drift of a tick per line) unless a line was missed.
+                next_progress += self.config.progress_interval_seconds
+                if next_progress <= now:
+                    next_progress = now + self.config.progress_interval_seconds
+                stats = self.stats()
+                logger.info("%s", stats.progress_line(previous))
+                previous = stats
+                if self.on_progress is not None:
+                    self.on_progress(stats)
 
     def _drain(self, final: bool) -> None:
         """Process queued frames: up to one tick's worth, or (final) everything queued."""
@@ -329,4 +358,5 @@ class Producer:
             "per_symbol": dict(self._per_symbol),
             "gaps_filled_from_rest": self.gap_filler.filled_from_rest,
             "gaps_pending": self.sequencer.missing_trades(),
+            "trades_landed": self.writer.trades_written,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import dagster as dg
@@ -12,11 +13,13 @@ from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 
 @pytest.mark.spark
-def test_run_pipeline_produces_then_processes(settings, instance, spark):
+def test_run_pipeline_produces_then_processes(settings, instance, spark, caplog):
     # Six seconds of the bundled recording at real speed, as `make run` would do for minutes.
     short = settings.replace(source="replay", run_duration_minutes=0.1)
-    result = run_pipeline(short, instance)
+    caplog.set_level(logging.INFO, logger="crypto_assets")
+    result = run_pipeline(short, instance, progress_seconds=1.0)
     landed = sum(landed_trades(short.landing_dir).values())
+    files = len(list(short.landing_dir.glob("trades_*.json")))
     assert landed > 0
     assert result.assets["landing_trades"]["run_trades"] == landed
     assert result.assets["trades_raw"]["dagster/row_count"] == landed
@@ -26,6 +29,25 @@ def test_run_pipeline_produces_then_processes(settings, instance, spark):
     assert f"trades_raw: {landed} rows (+{landed})" in lines[1]
     runs = instance.get_run_records(dg.RunsFilter(run_ids=[result.producer_run_id]))
     assert runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+
+    # What the terminal shows while it waits: what runs, then progress, then what is processed.
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("crypto_assets")]
+    assert (
+        "binance_producer_job: producing for 0.1 min (RUN_DURATION_MINUTES) from "
+        "CRYPTO_SOURCE=replay, a progress line every 1 s"
+    ) in messages
+    progress = [m for m in messages if m.startswith("progress after ")]
+    assert len(progress) >= 4  # six seconds, one line a second
+    counts = [int(m.split(": ", 1)[1].split(" trades landed", 1)[0]) for m in progress]
+    assert counts == sorted(counts)
+    assert counts[-1] <= landed
+    assert any(
+        m.startswith(
+            f"streaming_analytics_job: processing the {files} landing files of this run "
+            f"({landed} trades)"
+        )
+        for m in messages
+    )
 
 
 def test_unreachable_live_source_is_one_line(settings, instance):

@@ -323,3 +323,62 @@ def test_a_restart_after_kill_9_back_fills_what_was_missed_without_duplicates(
     highs = {s: v["landed_high"] for s, v in state["symbols"].items()}
     assert highs == {s: max(r["trade_id"] for r in rows if r["symbol"] == s) for s in highs}
     assert set(highs) == {"BTCUSDT", "ETHUSDT"}
+
+
+PROGRESS = re.compile(
+    r" INFO crypto_assets\.producer\.producer: progress after (\d+) s: (\d+) trades landed in "
+    r"(\d+) files \((.*); (\d+) in the open batch\), ([\d.]+) trades/s, gaps: (\d+) trades "
+    r"filled, (\d+) pending, (\d+) unfilled; reconnects (\d+)$"
+)
+
+
+def test_produce_logs_a_progress_line_every_interval(
+    replay_server_factory: Callable[..., object], tmp_path: Path
+) -> None:
+    # Real speed: the recording's trades flow for the whole run, so every line has news.
+    server = replay_server_factory(speed=1.0)
+    result = subprocess.run(
+        cli(
+            "produce",
+            "--ws-url",
+            server.url,  # type: ignore[attr-defined]
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--landing-dir",
+            str(tmp_path / "t"),
+            "--batch-interval-seconds",
+            "0.5",
+            "--duration-seconds",
+            "4.7",
+            "--progress-seconds",
+            "1",
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    matches = [m for m in map(PROGRESS.search, result.stderr.splitlines()) if m]
+    # One line a second for 4.7 s: four of them (the summary closes the run on stdout).
+    assert len(matches) == 4, result.stderr
+    seconds = [int(m.group(1)) for m in matches]
+    assert seconds == sorted(set(seconds))
+    assert seconds[0] >= 1
+    landed = [int(m.group(2)) for m in matches]
+    assert landed == sorted(landed)
+    assert landed[-1] > 0
+    files = [int(m.group(3)) for m in matches]
+    assert files == sorted(files)
+    assert files[-1] >= 2
+    last = matches[-1]
+    per_symbol = dict(item.rsplit(" ", 1) for item in last.group(4).split(", "))
+    assert set(per_symbol) == {"BTCUSDT", "ETHUSDT"}
+    # Per symbol counts what was received: landed plus what waits in the open batch.
+    assert sum(int(n) for n in per_symbol.values()) == landed[-1] + int(last.group(5))
+    assert all(float(m.group(6)) > 0 for m in matches)
+    assert last.group(9) == "0"  # nothing unfilled on a clean replay
+    assert last.group(10) == "0"
+    # The files on disk hold at least what the last line reported as landed.
+    assert len(read_landing(tmp_path / "t")) >= landed[-1]
