@@ -153,14 +153,6 @@ def _error_line(error: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def interval_seconds(value: str, name: str = "interval") -> float:
-    """Seconds in a Spark-style interval such as ``"1 minute"`` or ``"30 seconds"``."""
-    try:
-        return _interval(value)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={value!r}: {exc}") from None
-
-
 def parse_pairs(value: str, name: str = "TRADING_PAIRS") -> tuple[str, ...]:
     """Lower-case symbols from a comma-separated list such as ``"btcusdt,ethusdt"``."""
     try:
