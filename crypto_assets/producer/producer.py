@@ -148,8 +148,8 @@ class ProducerStats:
         rate = trades / seconds if seconds > 0 else 0.0
         return (
             f"progress after {self.seconds:.0f} s: {self.trades_landed} trades landed in "
-            f"{self.files} files ({symbols}; {self.trades - self.trades_landed} in the open "
-            f"batch), {rate:.1f} trades/s, gaps: {self.gaps_filled} trades filled, "
+            f"{self.files} files, {self.trades - self.trades_landed} more in the open batch "
+            f"({symbols} received), {rate:.1f} trades/s, gaps: {self.gaps_filled} trades filled, "
             f"{self.gaps_pending} pending, {self.gaps_unfilled} unfilled; "
             f"reconnects {self.reconnects}"
         )

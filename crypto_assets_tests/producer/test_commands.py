@@ -327,8 +327,8 @@ def test_a_restart_after_kill_9_back_fills_what_was_missed_without_duplicates(
 
 PROGRESS = re.compile(
     r" INFO crypto_assets\.producer\.producer: progress after (\d+) s: (\d+) trades landed in "
-    r"(\d+) files \((.*); (\d+) in the open batch\), ([\d.]+) trades/s, gaps: (\d+) trades "
-    r"filled, (\d+) pending, (\d+) unfilled; reconnects (\d+)$"
+    r"(\d+) files, (\d+) more in the open batch \((.*) received\), ([\d.]+) trades/s, "
+    r"gaps: (\d+) trades filled, (\d+) pending, (\d+) unfilled; reconnects (\d+)$"
 )
 
 
@@ -373,10 +373,10 @@ def test_produce_logs_a_progress_line_every_interval(
     assert files == sorted(files)
     assert files[-1] >= 2
     last = matches[-1]
-    per_symbol = dict(item.rsplit(" ", 1) for item in last.group(4).split(", "))
+    per_symbol = dict(item.rsplit(" ", 1) for item in last.group(5).split(", "))
     assert set(per_symbol) == {"BTCUSDT", "ETHUSDT"}
     # Per symbol counts what was received: landed plus what waits in the open batch.
-    assert sum(int(n) for n in per_symbol.values()) == landed[-1] + int(last.group(5))
+    assert sum(int(n) for n in per_symbol.values()) == landed[-1] + int(last.group(4))
     assert all(float(m.group(6)) > 0 for m in matches)
     assert last.group(9) == "0"  # nothing unfilled on a clean replay
     assert last.group(10) == "0"
