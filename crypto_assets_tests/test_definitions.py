@@ -43,7 +43,7 @@ def test_four_assets_with_lineage(loaded):
         assert parents == {dg.AssetKey(upstream)}
     checks = {key.name for key in graph.asset_check_keys}
     assert all(name.startswith("check_") for name in checks)
-    assert len(checks) == 6
+    assert len(checks) == 4
 
 
 def test_spark_assets_require_the_step_launcher_which_is_nothing_locally(loaded):

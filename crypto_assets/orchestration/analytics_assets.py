@@ -236,8 +236,7 @@ def streaming_analytics(
 
 streaming_analytics_job = dg.define_asset_job(
     ANALYTICS_JOB,
-    selection=dg.AssetSelection.assets(*TABLES)
-    | dg.AssetSelection.checks_for_assets(LANDING_TRADES),
+    selection=dg.AssetSelection.assets(*TABLES),
     description="Landing files → Delta tables (availableNow by default), with their checks.",
     tags={"crypto_assets/role": "analytics"},
 )

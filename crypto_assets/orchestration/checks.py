@@ -1,11 +1,10 @@
-"""Asset checks: data quality of the Delta tables, freshness, and how far the tables lag landing.
+"""Asset checks: data quality of the Delta tables, and how far the tables lag landing.
 
 The evaluators are plain functions over Arrow tables and file listings, so tests call them on
-tiny tables; the analytics asset attaches their results to its materializations (`check_specs`),
-and the two freshness checks run on their own against the lakehouse.
+tiny tables; the analytics asset attaches their results to its materializations (`check_specs`).
+Freshness is not a check here: Dagster's freshness policies (`freshness.py`) judge it on their own.
 """
 
-import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
@@ -13,13 +12,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.orchestration.lakehouse import (
-    PRICE_ALERTS,
-    TRADES_ANALYTICS,
-    TRADES_RAW,
-    LakehouseResource,
-    LandingFile,
-)
+from crypto_assets.orchestration.lakehouse import TRADES_ANALYTICS, TRADES_RAW, LandingFile
 
 LANDING_TRADES = "landing_trades"
 
@@ -27,8 +20,6 @@ CHECK_UNIQUE_TRADE_IDS = "check_trades_raw_unique_trade_ids"
 CHECK_LANDING_TO_TABLE_LAG = "check_landing_to_table_lag"
 CHECK_VWAP_WITHIN_LOW_HIGH = "check_vwap_within_low_high"
 CHECK_KEY_COLUMNS_NOT_NULL = "check_trades_analytics_key_columns_not_null"
-CHECK_LANDING_FRESHNESS = "check_landing_trades_freshness"
-CHECK_ALERTS_FRESHNESS = "check_price_alerts_freshness"
 
 ANALYTICS_KEY_COLUMNS = (
     "symbol",
@@ -177,62 +168,3 @@ def check_landing_to_table_lag(
             "max_lag_seconds": max_lag_seconds,
         },
     )
-
-
-def freshness_result(
-    check_name: str, asset_key: str, newest: float | None, now: float, max_age_seconds: float
-) -> dg.AssetCheckResult:
-    """Fails when the newest update (epoch seconds) is older than `max_age_seconds`, or missing."""
-    age = None if newest is None else max(0.0, now - newest)
-    return dg.AssetCheckResult(
-        check_name=check_name,
-        asset_key=asset_key,
-        passed=age is not None and age <= max_age_seconds,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "age_seconds": -1.0 if age is None else round(age, 1),
-            "max_age_seconds": max_age_seconds,
-            "status": "never updated" if age is None else "updated",
-        },
-    )
-
-
-class FreshnessConfig(dg.Config):
-    """How old the newest update may be before the check warns."""
-
-    max_age_seconds: float = 600.0
-
-
-@dg.asset_check(
-    asset=LANDING_TRADES,
-    name=CHECK_LANDING_FRESHNESS,
-    description="The producer landed a file recently (newest landing file younger than max age).",
-)
-def check_landing_trades_freshness(
-    config: FreshnessConfig, lakehouse: LakehouseResource
-) -> dg.AssetCheckResult:
-    """Age of the newest landing file against the allowed maximum."""
-    files = lakehouse.landing_files()
-    newest = max((f.modified for f in files), default=None)
-    return freshness_result(
-        CHECK_LANDING_FRESHNESS, LANDING_TRADES, newest, time.time(), config.max_age_seconds
-    )
-
-
-@dg.asset_check(
-    asset=PRICE_ALERTS,
-    name=CHECK_ALERTS_FRESHNESS,
-    description="The alert rules were evaluated recently (newest price_alerts commit).",
-)
-def check_price_alerts_freshness(
-    config: FreshnessConfig, lakehouse: LakehouseResource
-) -> dg.AssetCheckResult:
-    """Age of price_alerts' newest Delta commit against the allowed maximum."""
-    committed = lakehouse.last_commit_time(PRICE_ALERTS)
-    newest = None if committed is None else committed.timestamp()
-    return freshness_result(
-        CHECK_ALERTS_FRESHNESS, PRICE_ALERTS, newest, time.time(), config.max_age_seconds
-    )
-
-
-FRESHNESS_CHECKS = (check_landing_trades_freshness, check_price_alerts_freshness)

@@ -9,7 +9,11 @@ from crypto_assets.orchestration.analytics_assets import (
     streaming_analytics,
     streaming_analytics_job,
 )
-from crypto_assets.orchestration.checks import FRESHNESS_CHECKS
+from crypto_assets.orchestration.freshness import (
+    DEFAULT_FRESHNESS,
+    FreshnessWindows,
+    with_freshness,
+)
 from crypto_assets.orchestration.ingestion import build_producer_job, landing_trades
 from crypto_assets.orchestration.lakehouse import LocalLakehouse
 from crypto_assets.orchestration.resources import (
@@ -45,13 +49,14 @@ def resources_for(settings: Settings) -> dict[str, object]:
     )
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """All assets, checks, jobs, sensors and the schedule, with the deployment's resources."""
+def build_definitions(
+    settings: Settings, freshness: FreshnessWindows = DEFAULT_FRESHNESS
+) -> dg.Definitions:
+    """All assets (with their freshness policies), checks, jobs, sensors and the schedule."""
     resources = resources_for(settings)
     producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
     return dg.Definitions(
-        assets=[landing_trades, streaming_analytics],
-        asset_checks=list(FRESHNESS_CHECKS),
+        assets=with_freshness([landing_trades, streaming_analytics], freshness),
         jobs=[producer_job, streaming_analytics_job],
         sensors=[build_producer_sensor(producer_job), landing_files_sensor],
         schedules=[streaming_analytics_schedule],

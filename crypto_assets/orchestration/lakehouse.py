@@ -7,7 +7,6 @@ the Unity Catalog tables and the landing Volume instead.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import NamedTuple
 
@@ -41,10 +40,6 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def count_rows(self, table: str) -> int:
         """Number of rows in the table; 0 when it does not exist yet."""
-        raise NotImplementedError
-
-    def last_commit_time(self, table: str) -> dt.datetime | None:
-        """When the table was last written (UTC), or None when it does not exist yet."""
         raise NotImplementedError
 
     def table_location(self, table: str) -> str:
@@ -93,11 +88,3 @@ class LocalLakehouse(LakehouseResource):
         """Number of rows in the table; 0 when it does not exist yet."""
         delta = self._table(table)
         return 0 if delta is None else delta.to_pyarrow_dataset().count_rows()
-
-    def last_commit_time(self, table: str) -> dt.datetime | None:
-        """When the table's newest version was committed (UTC)."""
-        delta = self._table(table)
-        if delta is None:
-            return None
-        (latest,) = delta.history(limit=1)
-        return dt.datetime.fromtimestamp(latest["timestamp"] / 1000, tz=dt.UTC)

@@ -95,8 +95,6 @@ def test_analytics_job_materializes_the_tables_with_metadata_and_checks(
         "check_landing_to_table_lag": True,
         "check_vwap_within_low_high": True,
         "check_trades_analytics_key_columns_not_null": True,
-        "check_landing_trades_freshness": True,
-        "check_price_alerts_freshness": True,
     }
 
     # A second run finds nothing new: nothing written, nothing counted twice.
