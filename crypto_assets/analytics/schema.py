@@ -1,4 +1,4 @@
-"""Names and schemas of the analytics: the landing record read by Spark and the four Delta tables.
+"""Names and schemas of the analytics: the trades the window metrics read and the four Delta tables.
 
 The Arrow schemas are the contract of DESIGN.md ("Analytics definitions"); every write casts to
 them, so a table's schema never drifts with whatever types a batch happened to produce.
@@ -28,25 +28,6 @@ QUERY_NAME = "landing_trades_to_delta"
 PRICE_MOVE = "PRICE_MOVE"
 VOLUME_SPIKE = "VOLUME_SPIKE"
 
-CORRUPT_RECORD = "_corrupt_record"
-from crypto_assets.landing_files import LANDING_FILE_GLOB  # noqa: E402, F401
-
-# The fixed landing schema (DESIGN "Landing records") plus Spark's corrupt-record column, which
-# PERMISSIVE mode fills with the raw line when the line is not JSON or a field has the wrong type.
-LANDING_FIELDS = (
-    StructField("event_type", StringType()),
-    StructField("event_time", LongType()),
-    StructField("symbol", StringType()),
-    StructField("trade_id", LongType()),
-    StructField("price", DoubleType()),
-    StructField("quantity", DoubleType()),
-    StructField("trade_value_usdt", DoubleType()),
-    StructField("trade_time", LongType()),
-    StructField("is_buyer_maker", BooleanType()),
-    StructField("ingestion_time", LongType()),
-)
-LANDING_COLUMNS = tuple(f.name for f in LANDING_FIELDS)
-LANDING_SCHEMA = StructType([*LANDING_FIELDS, StructField(CORRUPT_RECORD, StringType())])
 
 # The trades_raw columns the window metrics read.
 TRADE_INPUTS = StructType(

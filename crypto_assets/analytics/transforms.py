@@ -8,39 +8,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
-from crypto_assets.analytics.schema import CORRUPT_RECORD, LANDING_COLUMNS, PRICE_MOVE, VOLUME_SPIKE
-
-REJECT_REASON = "reject_reason"
-
-
-def reject_reason() -> Column:
-    """Why a landing row cannot be used (null for a good row); extra JSON fields are fine."""
-    positive = (("price", "non-positive price"), ("quantity", "non-positive quantity"))
-    required = ("symbol", "trade_id", "trade_time", "price", "quantity", "is_buyer_maker")
-    reason = F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed JSON or wrong field type"))
-    for name in required:
-        reason = reason.when(F.col(name).isNull(), F.lit(f"missing {name}"))
-    for name, text in positive:
-        reason = reason.when(F.col(name) <= 0, F.lit(text))
-    return reason
-
-
-def classify_landing(landing: DataFrame) -> DataFrame:
-    """Landing rows plus `reject_reason` and, for rejected rows, `raw_line` (the line as read)."""
-    parsed = F.to_json(F.struct(*[F.col(c) for c in LANDING_COLUMNS]))
-    return landing.withColumn(REJECT_REASON, reject_reason()).withColumn(
-        "raw_line",
-        F.when(F.col(REJECT_REASON).isNotNull(), F.coalesce(F.col(CORRUPT_RECORD), parsed)),
-    )
-
-
-def enrich_trades(trades: DataFrame) -> DataFrame:
-    """Add the trades_raw columns derived per row: processed_time, ingest_lag_ms, trade_date."""
-    return (
-        trades.withColumn("processed_time", F.current_timestamp())
-        .withColumn("ingest_lag_ms", F.col("ingestion_time") - F.col("trade_time"))
-        .withColumn("trade_date", F.date_format(F.timestamp_millis("trade_time"), "yyyy-MM-dd"))
-    )
+from crypto_assets.analytics.schema import PRICE_MOVE, VOLUME_SPIKE
 
 
 def window_start_ms(trade_time: Column, window_ms: int) -> Column:

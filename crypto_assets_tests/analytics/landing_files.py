@@ -67,3 +67,25 @@ def write_landing_files(
         write_landing_file(landing_dir, piece, first_sequence + index)
         for index, piece in enumerate(chunks(records, files))
     ]
+
+
+def write_bytes(landing_dir: Path, name: str, content: bytes) -> Path:
+    """Write `content` as landing file `name`, atomically (dot-named temp file, then rename)."""
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    temp = landing_dir / f".{name}.tmp"
+    temp.write_bytes(content)
+    target = landing_dir / name
+    temp.rename(target)
+    return target
+
+
+def shifted(records: Sequence[dict], laps: int, id_step: int, time_step_ms: int) -> list[dict]:
+    """`records` moved `laps` times by `id_step` trade ids and `time_step_ms` (a new market)."""
+    out = []
+    for record in records:
+        moved = dict(record)
+        moved["trade_id"] += laps * id_step
+        for name in ("trade_time", "event_time", "ingestion_time"):
+            moved[name] += laps * time_step_ms
+        out.append(moved)
+    return out

@@ -32,4 +32,5 @@ def analytics_settings(data_dir: Path) -> Settings:
         volume_spike_min_trades=RULES.volume_spike_min_trades,
         volume_spike_factor=RULES.volume_spike_factor,
         volume_spike_lookback=RULES.volume_spike_lookback,
+        volume_spike_min_history=RULES.volume_spike_min_history,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.delta_sink import DeltaSink, sql_timestamp, utc_dates
+from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, sql_timestamp, utc_date
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -16,6 +16,7 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
+from crypto_assets.analytics.window_runs import Run
 
 MINUTE = 60_000
 T0 = 1723161600000  # 2024-08-09 00:00 UTC
@@ -23,7 +24,7 @@ T0 = 1723161600000  # 2024-08-09 00:00 UTC
 
 def test_literals() -> None:
     assert sql_timestamp(T0 + 1) == "'2024-08-09T00:00:00.001000Z'::timestamp"
-    assert utc_dates(T0 - 1, T0) == ["2024-08-08", "2024-08-09"]
+    assert (utc_date(T0 - 1), utc_date(T0)) == ("2024-08-08", "2024-08-09")
 
 
 def test_tables_created_once_with_schema_and_partition(tmp_path: Path) -> None:
@@ -46,12 +47,13 @@ def test_app_transaction_marks_a_batch_applied(tmp_path: Path) -> None:
             "processed_time": pa.array([T0 * 1000], pa.timestamp("us", tz="UTC")),
         }
     )
-    assert not sink.applied(TRADES_QUARANTINE, "query-a", 0)
-    sink.append_quarantine(bad, "query-a", 3)
-    assert sink.applied(TRADES_QUARANTINE, "query-a", 3)
-    assert sink.applied(TRADES_QUARANTINE, "query-a", 2)
-    assert not sink.applied(TRADES_QUARANTINE, "query-a", 4)
-    assert not sink.applied(TRADES_QUARANTINE, "query-b", 0)  # a new checkpoint starts afresh
+    assert not sink.applied(TRADES_QUARANTINE, BatchTag("query-a", 0))
+    sink.append_quarantine(bad, BatchTag("query-a", 3))
+    assert sink.applied(TRADES_QUARANTINE, BatchTag("query-a", 3))
+    assert sink.applied(TRADES_QUARANTINE, BatchTag("query-a", 2))
+    assert not sink.applied(TRADES_QUARANTINE, BatchTag("query-a", 4))
+    # a new checkpoint starts afresh
+    assert not sink.applied(TRADES_QUARANTINE, BatchTag("query-b", 0))
     assert sink.row_count(TRADES_QUARANTINE) == 1
 
 
@@ -75,14 +77,20 @@ def alerts(*minutes: int, symbol: str = "BTCUSDT", kind: str = "PRICE_MOVE") -> 
 def test_replace_alerts_touches_only_its_range(tmp_path: Path) -> None:
     sink = DeltaSink(tmp_path)
     sink.ensure_tables()
-    everything = {"BTCUSDT": (T0, T0 + 9 * MINUTE), "ETHUSDT": (T0, T0 + 9 * MINUTE)}
+    everything = [Run("BTCUSDT", T0, T0 + 9 * MINUTE), Run("ETHUSDT", T0, T0 + 9 * MINUTE)]
     sink.replace_alerts(
-        pa.concat_tables([alerts(1, 2, 3, 8), alerts(2, symbol="ETHUSDT")]), everything, "q", 0
+        pa.concat_tables([alerts(1, 2, 3, 8), alerts(2, symbol="ETHUSDT")]),
+        everything,
+        BatchTag("q", 0),
     )
     # BTCUSDT minutes 2..5 recomputed with only minute 4 alerting: 2 and 3 go, 4 comes;
     # minutes 1 and 8 (outside the range) and ETHUSDT stay.
-    sink.replace_alerts(alerts(4), {"BTCUSDT": (T0 + 2 * MINUTE, T0 + 5 * MINUTE)}, "q", 1)
+    part = [Run("BTCUSDT", T0 + 2 * MINUTE, T0 + 5 * MINUTE)]
+    sink.replace_alerts(alerts(4), part, BatchTag("q", 1))
     left = pa.table(DeltaTable(sink.path(PRICE_ALERTS)).to_pyarrow_table()).to_pylist()
     found = sorted((r["symbol"], r["window_start"].minute) for r in left)
     assert found == [("BTCUSDT", 1), ("BTCUSDT", 4), ("BTCUSDT", 8), ("ETHUSDT", 2)]
-    assert sink.applied(PRICE_ALERTS, "q", 1)
+    assert sink.applied(PRICE_ALERTS, BatchTag("q", 1))
+    # A commit without a tag (an earlier piece of a step) does not mark the batch applied.
+    sink.replace_alerts(alerts(4), part, None)
+    assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))

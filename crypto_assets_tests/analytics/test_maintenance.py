@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets.analytics.batch import AnalyticsSummary
 from crypto_assets.analytics.maintenance import MaintenancePolicy
-from crypto_assets.analytics.pipeline import AnalyticsSummary, run_analytics
+from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME, TRADES_RAW
+from crypto_assets_tests.analytics.expectations import assert_matches_reference
 from crypto_assets_tests.analytics.landing_files import chunks, write_landing_file
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows, snapshot
-from crypto_assets_tests.analytics.test_pipeline import assert_matches_reference
 
 pytestmark = pytest.mark.spark
 

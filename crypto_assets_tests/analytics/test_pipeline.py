@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -17,80 +14,19 @@ import pytest
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets_tests.analytics import reference
+from crypto_assets_tests.analytics.expectations import (
+    assert_matches_reference,
+    assert_raw_holds_each_trade_once,
+)
 from crypto_assets_tests.analytics.landing_files import (
     chunks,
     write_landing_file,
     write_landing_files,
-    write_lines,
 )
 from crypto_assets_tests.analytics.settings_for_tests import RULES, WINDOW_MS, analytics_settings
-from crypto_assets_tests.analytics.tables import epoch_ms, rows, snapshot
+from crypto_assets_tests.analytics.tables import rows, snapshot
 
 pytestmark = pytest.mark.spark
-
-FLOAT_COLUMNS = (
-    "volume",
-    "quote_volume",
-    "vwap",
-    "open",
-    "close",
-    "high",
-    "low",
-    "avg_price",
-    "price_range_pct",
-    "price_change_pct",
-    "buy_volume",
-    "sell_volume",
-    "buy_sell_ratio",
-)
-LANDING_NAME = re.compile(r"^trades_\d{8}_\d{6}_[0-9a-f]{6,}\.json$")
-
-
-def close(got: float | None, expected: float | None) -> bool:
-    if got is None or expected is None:
-        return got is expected
-    return math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-12)
-
-
-def assert_matches_reference(data_dir: Path, records: list[dict]) -> dict:
-    """Every analytics column and alert equals the reference from `records`; returns alerts."""
-    expected = reference.windows(records, WINDOW_MS)
-    got = {(r["symbol"], epoch_ms(r["window_start"])): r for r in rows(data_dir, TRADES_ANALYTICS)}
-    assert sorted(got) == sorted(expected)
-    for key, want in expected.items():
-        row = got[key]
-        assert epoch_ms(row["window_end"]) == want["window_end_ms"], key
-        assert row["trade_count"] == want["trade_count"], key
-        for column in FLOAT_COLUMNS:
-            assert close(row[column], want[column]), (key, column, row[column], want[column])
-        assert row["updated_time"] is not None
-    expected_alerts = reference.alerts(expected, RULES, WINDOW_MS)
-    got_alerts = {
-        (r["alert_type"], r["symbol"], epoch_ms(r["window_start"])): r
-        for r in rows(data_dir, "price_alerts")
-    }
-    assert sorted(got_alerts) == sorted(expected_alerts)
-    for key, want in expected_alerts.items():
-        row = got_alerts[key]
-        assert close(row["metric_value"], want["metric_value"]), key
-        assert close(row["threshold"], want["threshold"]), key
-        assert epoch_ms(row["window_end"]) == key[2] + WINDOW_MS
-        assert key[1] in row["message"]
-        assert row["detected_time"] is not None
-    return expected_alerts
-
-
-def assert_raw_holds_each_trade_once(data_dir: Path, records: list[dict]) -> None:
-    raw = rows(data_dir, TRADES_RAW)
-    expected = reference.unique_trades(records)
-    by_key = {(r["symbol"], r["trade_id"]): r for r in raw}
-    assert len(raw) == len(by_key) == len(expected)
-    for key, record in expected.items():
-        row = by_key[key]
-        assert {c: row[c] for c in record} == record
-        assert row["ingest_lag_ms"] == record["ingestion_time"] - record["trade_time"]
-        assert LANDING_NAME.match(row["source_file"])
-        assert row["processed_time"] is not None
 
 
 def run_once(spark, data_dir: Path, **kwargs):
@@ -219,48 +155,6 @@ def test_late_trades_revise_open_windows_and_are_counted_past_the_watermark(
     assert_matches_reference(tmp_path, without_earliest)
 
 
-def test_bad_rows_are_quarantined_and_good_rows_of_the_same_file_kept(
-    spark, tmp_path: Path, landing_records
-) -> None:
-    landing = tmp_path / "landing" / "trades"
-    good = landing_records[:200]
-    write_landing_file(landing, good, 0)
-    sample = landing_records[200:205]
-    extra = {**sample[0], "unexpected_field": "kept"}
-    wrong_type = json.dumps({**sample[1], "price": "not-a-number"})
-    negative = json.dumps({**sample[2], "quantity": -1.0})
-    no_symbol = json.dumps({k: v for k, v in sample[3].items() if k != "symbol"})
-    lines = [
-        json.dumps(extra),
-        '{"event_type": "trade", "symbol": "BTCUSDT", "trade_id": ',  # truncated JSON
-        wrong_type,
-        negative,
-        no_symbol,
-        json.dumps(sample[4]),
-    ]
-    bad_file = write_lines(landing, "trades_20240809_000000_0000ff.json", lines)
-    summary = run_once(spark, tmp_path)
-
-    assert summary.bad_rows == 4
-    quarantined = rows(tmp_path, "trades_quarantine")
-    assert {r["source_file"] for r in quarantined} == {bad_file.name}
-    reasons = sorted(r["reason"] for r in quarantined)
-    assert reasons == sorted(
-        [
-            "malformed JSON or wrong field type",
-            "malformed JSON or wrong field type",
-            "non-positive quantity",
-            "missing symbol",
-        ]
-    )
-    assert any("not-a-number" in r["raw_line"] for r in quarantined)
-    assert any(r["raw_line"].endswith('"trade_id": ') for r in quarantined)
-    kept = {(r["symbol"], r["trade_id"]) for r in rows(tmp_path, TRADES_RAW)}
-    expected = {(r["symbol"], r["trade_id"]) for r in [*good, sample[0], sample[4]]}
-    assert kept == expected
-    assert_matches_reference(tmp_path, [*good, sample[0], sample[4]])
-
-
 def test_missing_landing_directory_is_one_line_error(spark, tmp_path: Path) -> None:
     with pytest.raises(AnalyticsError, match=r"no landing directory .*landing/trades"):
         run_once(spark, tmp_path)
@@ -276,6 +170,7 @@ def test_process_killed_mid_batch_then_restarted_gives_identical_tables(
         "VOLUME_SPIKE_MIN_TRADES": str(RULES.volume_spike_min_trades),
         "VOLUME_SPIKE_FACTOR": str(RULES.volume_spike_factor),
         "VOLUME_SPIKE_LOOKBACK": str(RULES.volume_spike_lookback),
+        "VOLUME_SPIKE_MIN_HISTORY": str(RULES.volume_spike_min_history),
     }
     command = [sys.executable, "-m", "crypto_assets.cli", "analytics", "--once"]
     process = subprocess.Popen(

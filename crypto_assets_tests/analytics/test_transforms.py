@@ -6,13 +6,8 @@ import datetime as dt
 
 import pytest
 
-from crypto_assets.analytics.schema import LANDING_SCHEMA, TRADE_INPUTS
-from crypto_assets.analytics.transforms import (
-    REJECT_REASON,
-    classify_landing,
-    price_alerts,
-    window_metrics,
-)
+from crypto_assets.analytics.schema import TRADE_INPUTS
+from crypto_assets.analytics.transforms import price_alerts, window_metrics
 
 pytestmark = pytest.mark.spark
 
@@ -171,23 +166,3 @@ def test_price_move_both_directions(spark) -> None:
         ("PRICE_MOVE", -0.5, 0.5)
     ]
     assert "-0.500%" in moves[0]["message"]
-
-
-def test_classify_landing_reasons(spark) -> None:
-    good = ("trade", 1, "BTCUSDT", 7, 1.0, 2.0, 2.0, T0, False, T0, None)
-    rows = [
-        good,
-        (*good[:4], 0.0, *good[5:]),
-        (*good[:2], None, *good[3:]),
-        (*good[:10], '{"broken'),
-    ]
-    out = classify_landing(spark.createDataFrame(rows, LANDING_SCHEMA)).toArrow().to_pylist()
-    assert [r[REJECT_REASON] for r in out] == [
-        None,
-        "non-positive price",
-        "missing symbol",
-        "malformed JSON or wrong field type",
-    ]
-    assert out[0]["raw_line"] is None
-    assert out[3]["raw_line"] == '{"broken'
-    assert '"trade_id":7' in out[1]["raw_line"]

@@ -1,0 +1,378 @@
+"""The batch algorithm, written once: quarantine -> trades_raw -> touched windows -> alerts.
+
+It is the streaming query's foreachBatch function. It reads the batch through a `LandingReader`
+and writes through a `TableSink`, the two seams where the deployments differ. Every step is
+idempotent per `(query id, batch id)`: a batch that failed part-way, by an exception or a kill
+at any step, is re-run by Spark to the same tables. Windows and alerts are recomputed from
+trades_raw, never from the batch alone, so their content does not depend on how the data was
+split into batches or runs. What a batch touched is a list of disjoint window runs, handled in
+chunks, so no step costs more for data that spans years than for data that spans minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from crypto_assets.analytics.delta_sink import BatchTag
+from crypto_assets.analytics.landing_decoder import DecodedBatch
+from crypto_assets.analytics.maintenance import MaintenancePolicy
+from crypto_assets.analytics.schema import (
+    ALL_TABLES,
+    PRICE_ALERTS,
+    PRICE_ALERTS_SCHEMA,
+    TRADES_ANALYTICS,
+    TRADES_QUARANTINE,
+    TRADES_RAW,
+)
+from crypto_assets.analytics.transforms import price_alerts, window_metrics
+from crypto_assets.analytics.window_runs import (
+    Run,
+    chunks,
+    id_runs,
+    runs_of,
+    widened,
+    window_starts,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from crypto_assets.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Called after each committed step of a batch with (table, batch_id): progress hooks, fault tests.
+StepHook = Callable[[str, int], None]
+
+
+class LandingReader(Protocol):
+    """Turns one micro-batch of the landing stream into good trades and rejected lines."""
+
+    def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
+        """The batch's (decoded rows, number of files)."""
+        ...
+
+
+class TableSink(Protocol):
+    """The four tables, written idempotently per `BatchTag` (see `delta_sink.DeltaSink`)."""
+
+    def applied(self, name: str, tag: BatchTag) -> bool:
+        """True when `name` holds this batch's last commit."""
+        ...
+
+    def append_quarantine(self, rows: pa.Table, tag: BatchTag) -> None:
+        """Append rejected lines."""
+        ...
+
+    def max_trade_time(self) -> int | None:
+        """Latest trade_time in trades_raw."""
+        ...
+
+    def recorded_max_trade_time(self, tag: BatchTag) -> tuple[bool, int | None]:
+        """(found, value) of the watermark input stored by this batch's first attempt."""
+        ...
+
+    def existing_trades(self, id_runs: Sequence[Run]) -> pa.Table:
+        """(symbol, trade_id) of trades_raw inside runs of trade ids."""
+        ...
+
+    def merge_trades_raw(self, rows: pa.Table, tag: BatchTag, max_before: int | None) -> int:
+        """Insert unseen trades; rows inserted."""
+        ...
+
+    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
+        """trades_raw trades in the windows of `runs`, as a Spark DataFrame."""
+        ...
+
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag | None) -> int:
+        """Upsert window rows."""
+        ...
+
+    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
+        """Window rows inside `runs`, plus each symbol's first window."""
+        ...
+
+    def replace_alerts(self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag | None) -> int:
+        """Make price_alerts hold exactly `rows` inside `runs`."""
+        ...
+
+    def maintain(self, retention_hours: int) -> None:
+        """Compact and vacuum the tables."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """The alert thresholds of DESIGN.md, as plain numbers for the pure transform."""
+
+    price_change_threshold_pct: float
+    volume_spike_min_trades: int
+    volume_spike_factor: float
+    volume_spike_lookback: int
+    volume_spike_min_history: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AlertRules:
+        """The rules configured in `settings`."""
+        return cls(
+            settings.price_change_threshold_pct,
+            settings.volume_spike_min_trades,
+            settings.volume_spike_factor,
+            settings.volume_spike_lookback,
+            settings.volume_spike_min_history,
+        )
+
+
+@dataclass
+class AnalyticsSummary:
+    """What one run did: files and batches, rows written and in total per table, skipped rows."""
+
+    files_processed: int = 0
+    batches: int = 0
+    rows_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_TABLES, 0))
+    rows_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_TABLES, 0))
+    duplicates_skipped: int = 0
+    late_rows: int = 0
+    bad_rows: int = 0
+    seconds: float = 0.0
+
+    def summary_line(self) -> str:
+        """One line for the CLI and run metadata."""
+        tables = ", ".join(
+            f"{name} +{self.rows_written[name]} ({self.rows_total[name]} total)"
+            for name in ALL_TABLES
+        )
+        return (
+            f"analytics: {self.files_processed} files in {self.batches} batches, "
+            f"{self.seconds:.1f} s; "
+            f"{tables}; duplicates skipped {self.duplicates_skipped}, late rows {self.late_rows}, "
+            f"bad rows {self.bad_rows}"
+        )
+
+
+def first_per_trade(rows: pa.Table) -> pa.Table:
+    """One row per (symbol, trade_id): the one from the first source file by name."""
+    ordered = rows.sort_by(
+        [("symbol", "ascending"), ("trade_id", "ascending"), ("source_file", "ascending")]
+    )
+    ordered = ordered.append_column("_row", pa.array(range(ordered.num_rows), pa.int64()))
+    firsts = ordered.group_by(["symbol", "trade_id"], use_threads=False).aggregate(
+        [("_row", "min")]
+    )
+    rows_kept = firsts["_row_min"]
+    return ordered.take(pc.take(rows_kept, pc.sort_indices(rows_kept))).drop_columns(["_row"])
+
+
+def within(rows: pa.Table, runs: Sequence[Run]) -> pa.Table:
+    """Rows whose (symbol, window_start) lies inside one of `runs`."""
+    keep = pa.array([False] * rows.num_rows, pa.bool_())
+    start_ms = pc.divide(pc.cast(rows["window_start"], pa.int64()), 1000)
+    for run in runs:
+        inside = pc.and_(
+            pc.equal(rows["symbol"], run.symbol),
+            pc.and_(pc.greater_equal(start_ms, run.first), pc.less_equal(start_ms, run.last)),
+        )
+        keep = pc.or_(keep, inside)
+    return rows.filter(keep)
+
+
+class StepClock:
+    """Seconds spent per step of a batch, for the log."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._start = self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        """Close the current step under `step`."""
+        now = time.monotonic()
+        self.laps[step] = now - self._last
+        self._last = now
+
+    @property
+    def total(self) -> float:
+        """Seconds since the clock started."""
+        return time.monotonic() - self._start
+
+    def __str__(self) -> str:
+        steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in self.laps.items())
+        return f"{self.total:.2f} s ({steps})"
+
+
+class BatchProcessor:
+    """The foreachBatch function: quarantine, trades_raw, trades_analytics, price_alerts."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        reader: LandingReader,
+        sink: TableSink,
+        app_id: Callable[[], str],
+        *,
+        window_seconds: float,
+        watermark_seconds: float,
+        rules: AlertRules,
+        maintenance: MaintenancePolicy | None = None,
+        on_step: StepHook | None = None,
+    ) -> None:
+        self.spark = spark
+        self.reader = reader
+        self.sink = sink
+        self._app_id = app_id
+        self.window_ms = round(window_seconds * 1000)
+        self.watermark_ms = round(watermark_seconds * 1000)
+        self.rules = rules
+        self.maintenance = maintenance
+        self.on_step = on_step
+        self.summary = AnalyticsSummary()
+
+    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+        """Process one micro-batch; every step is skipped or idempotent when the batch replays."""
+        clock = StepClock()
+        tag = BatchTag(self._app_id(), batch_id)
+        decoded, files = self.reader.decode(batch_df, dt.datetime.now(dt.UTC))
+        clock.lap("read")
+        if files == 0:
+            return
+        self.summary.files_processed += files
+        self.summary.batches += 1
+        self._quarantine(decoded.rejected, tag)
+        clock.lap(TRADES_QUARANTINE)
+        good = decoded.trades
+        if good.num_rows:
+            runs = self._trades_raw(first_per_trade(good), good.num_rows, tag)
+            clock.lap(TRADES_RAW)
+            if runs:
+                self._analytics(runs, tag)
+                clock.lap(TRADES_ANALYTICS)
+                self._alerts(runs, tag)
+                clock.lap(PRICE_ALERTS)
+        if self.maintenance is not None and self.maintenance.due(batch_id):
+            self.sink.maintain(self.maintenance.retention_hours)
+            clock.lap("maintenance")
+        rows = good.num_rows + decoded.rejected.num_rows
+        logger.info(
+            "batch %s: %s files, %s trades, %s rejected lines, %s, %.0f rows/s",
+            batch_id,
+            files,
+            good.num_rows,
+            decoded.rejected.num_rows,
+            clock,
+            rows / max(clock.total, 1e-9),
+        )
+
+    def _step_done(self, table: str, batch_id: int) -> None:
+        if self.on_step is not None:
+            self.on_step(table, batch_id)
+
+    def _quarantine(self, bad: pa.Table, tag: BatchTag) -> None:
+        self.summary.bad_rows += bad.num_rows
+        if bad.num_rows == 0 or self.sink.applied(TRADES_QUARANTINE, tag):
+            return
+        reasons = pc.value_counts(bad["reason"]).to_pylist()
+        common = max(reasons, key=lambda r: r["counts"])
+        logger.warning(
+            "batch %s: %s landing lines quarantined in %s (most often: %s)",
+            tag.batch_id,
+            bad.num_rows,
+            TRADES_QUARANTINE,
+            common["values"],
+        )
+        self.sink.append_quarantine(bad, tag)
+        self.summary.rows_written[TRADES_QUARANTINE] += bad.num_rows
+        self._step_done(TRADES_QUARANTINE, tag.batch_id)
+
+    def _watermark_input(self, tag: BatchTag) -> int | None:
+        """Latest trade time before this batch: as its first attempt recorded it, else now."""
+        found, max_before = self.sink.recorded_max_trade_time(tag)
+        return max_before if found else self.sink.max_trade_time()
+
+    def _trades_raw(self, good: pa.Table, landed: int, tag: BatchTag) -> list[Run]:
+        """Merge the batch's unique good trades (of `landed` good rows) into trades_raw.
+
+        Returns the runs of open windows (not yet past the watermark) the batch touched.
+        """
+        max_before = self._watermark_input(tag)
+        starts = window_starts(good["trade_time"], self.window_ms)
+        late = pa.array([False] * good.num_rows, pa.bool_())
+        if max_before is not None:
+            closed_until = max_before - self.watermark_ms
+            late = pc.less_equal(pc.add(starts, self.window_ms), closed_until)
+        late_count = pc.sum(late).as_py() or 0
+        if self.sink.applied(TRADES_RAW, tag):
+            self.summary.late_rows += late_count
+            logger.info("batch %s: trades_raw already holds this batch (replay)", tag.batch_id)
+        else:
+            late_keys = good.filter(late).select(["symbol", "trade_id"])
+            if late_keys.num_rows:  # late and new, or late and a duplicate of a known trade?
+                known = self.sink.existing_trades(
+                    id_runs(late_keys["symbol"], late_keys["trade_id"], 1000)
+                )
+                new = late_keys.join(known, ["symbol", "trade_id"], join_type="left anti")
+                self.summary.late_rows += new.num_rows
+            inserted = self.sink.merge_trades_raw(good, tag, max_before)
+            self.summary.rows_written[TRADES_RAW] += inserted
+            self.summary.duplicates_skipped += landed - inserted
+            self._step_done(TRADES_RAW, tag.batch_id)
+        if late_count:
+            logger.warning(
+                "batch %s: %s trades arrived after the watermark; kept in %s only",
+                tag.batch_id,
+                late_count,
+                TRADES_RAW,
+            )
+        open_rows = pc.invert(late)
+        lookback = self.rules.volume_spike_lookback
+        return runs_of(
+            good["symbol"].filter(open_rows), starts.filter(open_rows), self.window_ms, lookback
+        )
+
+    def _analytics(self, runs: list[Run], tag: BatchTag) -> None:
+        if self.sink.applied(TRADES_ANALYTICS, tag):
+            return
+        pieces = list(chunks(runs))
+        for index, piece in enumerate(pieces):
+            trades = self.sink.read_trades(piece, self.window_ms)
+            metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
+            last = index == len(pieces) - 1
+            written = self.sink.merge_analytics(metrics, tag if last else None)
+            self.summary.rows_written[TRADES_ANALYTICS] += written
+        self._step_done(TRADES_ANALYTICS, tag.batch_id)
+
+    def _alerts(self, runs: list[Run], tag: BatchTag) -> None:
+        if self.sink.applied(PRICE_ALERTS, tag):
+            return
+        # A window's volume baseline covers the `lookback` slots before it, so a touched window
+        # changes the alerts of the next `lookback` windows too. A late trade can also open a
+        # symbol's new first window, which moves where its history starts: the old first window
+        # was then at most a watermark and a window later, so the alerts up to that far past the
+        # reach are recomputed too.
+        reach = self.rules.volume_spike_lookback * self.window_ms
+        moved_start = -(-self.watermark_ms // self.window_ms) * self.window_ms + self.window_ms
+        pieces = list(chunks(widened(runs, after=reach + moved_start)))
+        for index, affected in enumerate(pieces):
+            inputs = self.sink.read_analytics(widened(affected, before=reach))
+            alerts = PRICE_ALERTS_SCHEMA.empty_table()
+            if inputs.num_rows:
+                found = price_alerts(
+                    self.spark.createDataFrame(inputs),
+                    window_seconds=self.window_ms / 1000,
+                    price_change_threshold_pct=self.rules.price_change_threshold_pct,
+                    volume_spike_min_trades=self.rules.volume_spike_min_trades,
+                    volume_spike_factor=self.rules.volume_spike_factor,
+                    volume_spike_lookback=self.rules.volume_spike_lookback,
+                    volume_spike_min_history=self.rules.volume_spike_min_history,
+                )
+                alerts = within(found.toArrow(), affected)
+            last = index == len(pieces) - 1
+            written = self.sink.replace_alerts(alerts, affected, tag if last else None)
+            self.summary.rows_written[PRICE_ALERTS] += written
+        self._step_done(PRICE_ALERTS, tag.batch_id)
