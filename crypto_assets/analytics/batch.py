@@ -34,6 +34,7 @@ from crypto_assets.analytics.schema import (
 )
 from crypto_assets.analytics.transforms import price_alerts, window_metrics
 from crypto_assets.analytics.window_runs import (
+    MAX_RUNS_PER_QUERY,
     Run,
     chunks,
     id_runs,
@@ -49,7 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Called after each committed step of a batch with (table, batch_id): progress hooks, fault tests.
+# Called after each commit of a batch with (step, batch_id); the step is the table name for the
+# commit that completes it, ``<table>:<n>`` for the n-th earlier piece. Progress hooks, fault tests.
 StepHook = Callable[[str, int], None]
 
 
@@ -84,15 +86,17 @@ class TableSink(Protocol):
         """(symbol, trade_id) of trades_raw inside runs of trade ids."""
         ...
 
-    def merge_trades_raw(self, rows: pa.Table, tag: BatchTag, max_before: int | None) -> int:
-        """Insert unseen trades; rows inserted."""
+    def merge_trades_raw(
+        self, rows: pa.Table, tag: BatchTag, max_before: int | None, *, final: bool
+    ) -> int:
+        """Insert unseen trades of at most `MAX_RUNS_PER_QUERY` dates; rows inserted."""
         ...
 
     def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
         """trades_raw trades in the windows of `runs`, as a Spark DataFrame."""
         ...
 
-    def merge_analytics(self, rows: pa.Table, tag: BatchTag | None) -> int:
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
         """Upsert window rows."""
         ...
 
@@ -100,7 +104,9 @@ class TableSink(Protocol):
         """Window rows inside `runs`, plus each symbol's first window."""
         ...
 
-    def replace_alerts(self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag | None) -> int:
+    def replace_alerts(
+        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+    ) -> int:
         """Make price_alerts hold exactly `rows` inside `runs`."""
         ...
 
@@ -171,6 +177,19 @@ def first_per_trade(rows: pa.Table) -> pa.Table:
     return ordered.take(pc.take(rows_kept, pc.sort_indices(rows_kept))).drop_columns(["_row"])
 
 
+def by_date(trades: pa.Table) -> list[pa.Table]:
+    """`trades` in pieces of at most `MAX_RUNS_PER_QUERY` trade dates (one MERGE each)."""
+    dates = sorted(pc.unique(trades["trade_date"]).to_pylist())
+    if len(dates) <= MAX_RUNS_PER_QUERY:
+        return [trades]
+    return [
+        trades.filter(pc.is_in(trades["trade_date"], pa.array(piece, pa.string())))
+        for piece in (
+            dates[i : i + MAX_RUNS_PER_QUERY] for i in range(0, len(dates), MAX_RUNS_PER_QUERY)
+        )
+    ]
+
+
 def within(rows: pa.Table, runs: Sequence[Run]) -> pa.Table:
     """Rows whose (symbol, window_start) lies inside one of `runs`."""
     keep = pa.array([False] * rows.num_rows, pa.bool_())
@@ -233,9 +252,18 @@ class BatchProcessor:
         self.maintenance = maintenance
         self.on_step = on_step
         self.summary = AnalyticsSummary()
+        self.failure: tuple[int, Exception] | None = None
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         """Process one micro-batch; every step is skipped or idempotent when the batch replays."""
+        try:
+            self._process(batch_df, batch_id)
+        except Exception as exc:
+            # Spark reports it wrapped in a Java stack trace; the caller wants the Python error.
+            self.failure = (batch_id, exc)
+            raise
+
+    def _process(self, batch_df: DataFrame, batch_id: int) -> None:
         clock = StepClock()
         tag = BatchTag(self._app_id(), batch_id)
         decoded, files = self.reader.decode(batch_df, dt.datetime.now(dt.UTC))
@@ -318,10 +346,14 @@ class BatchProcessor:
                 )
                 new = late_keys.join(known, ["symbol", "trade_id"], join_type="left anti")
                 self.summary.late_rows += new.num_rows
-            inserted = self.sink.merge_trades_raw(good, tag, max_before)
+            inserted = 0
+            pieces = by_date(good)
+            for index, piece in enumerate(pieces):
+                final = index == len(pieces) - 1
+                inserted += self.sink.merge_trades_raw(piece, tag, max_before, final=final)
+                self._step_done(TRADES_RAW if final else f"{TRADES_RAW}:{index}", tag.batch_id)
             self.summary.rows_written[TRADES_RAW] += inserted
             self.summary.duplicates_skipped += landed - inserted
-            self._step_done(TRADES_RAW, tag.batch_id)
         if late_count:
             logger.warning(
                 "batch %s: %s trades arrived after the watermark; kept in %s only",
@@ -342,10 +374,12 @@ class BatchProcessor:
         for index, piece in enumerate(pieces):
             trades = self.sink.read_trades(piece, self.window_ms)
             metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
-            last = index == len(pieces) - 1
-            written = self.sink.merge_analytics(metrics, tag if last else None)
+            final = index == len(pieces) - 1
+            written = self.sink.merge_analytics(metrics, tag, final=final)
             self.summary.rows_written[TRADES_ANALYTICS] += written
-        self._step_done(TRADES_ANALYTICS, tag.batch_id)
+            self._step_done(
+                TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}", tag.batch_id
+            )
 
     def _alerts(self, runs: list[Run], tag: BatchTag) -> None:
         if self.sink.applied(PRICE_ALERTS, tag):
@@ -372,7 +406,7 @@ class BatchProcessor:
                     volume_spike_min_history=self.rules.volume_spike_min_history,
                 )
                 alerts = within(found.toArrow(), affected)
-            last = index == len(pieces) - 1
-            written = self.sink.replace_alerts(alerts, affected, tag if last else None)
+            final = index == len(pieces) - 1
+            written = self.sink.replace_alerts(alerts, affected, tag, final=final)
             self.summary.rows_written[PRICE_ALERTS] += written
-        self._step_done(PRICE_ALERTS, tag.batch_id)
+            self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)

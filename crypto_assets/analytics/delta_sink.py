@@ -1,6 +1,6 @@
 """Delta tables of the local deployment, written with delta-rs: idempotent per streaming batch.
 
-A step's last commit carries a Delta app transaction ``(query id, batch id)``; a batch replayed
+A step's final commit carries a Delta app transaction ``(query id, batch id)``; a batch replayed
 after a crash sees it through `applied` and skips the step, and every write is a MERGE keyed on
 the table's natural key, so a replay that does write again changes nothing. Every predicate is
 built from at most `MAX_RUNS_PER_QUERY` runs or dates: its size follows the data, not its span.
@@ -171,14 +171,17 @@ class DeltaSink:
         return False, None
 
     def merge_trades_raw(
-        self, rows: pa.Table, tag: BatchTag, max_trade_time_before: int | None
+        self, rows: pa.Table, tag: BatchTag, max_trade_time_before: int | None, *, final: bool
     ) -> int:
         """Insert the trades not yet in trades_raw (key symbol, trade_id); returns rows inserted.
 
-        One MERGE per `MAX_RUNS_PER_QUERY` trade dates, each pruned to its partitions; every
-        commit records the watermark input, and only the last one marks the batch applied.
+        `rows` hold at most `MAX_RUNS_PER_QUERY` trade dates, the partitions the MERGE reads.
+        The commit records the batch and its watermark input; a `final` one marks it applied.
         """
         rows = self._conform(rows, TRADES_RAW)
+        dates = sorted(pc.unique(rows["trade_date"]).to_pylist())
+        if len(dates) > MAX_RUNS_PER_QUERY:
+            raise ValueError(f"{len(dates)} trade dates in one MERGE; split the rows by date")
         metadata = {
             META_APP_ID: tag.app_id,
             META_BATCH_ID: str(tag.batch_id),
@@ -186,32 +189,23 @@ class DeltaSink:
             if max_trade_time_before is None
             else str(max_trade_time_before),
         }
-        dates = sorted(pc.unique(rows["trade_date"]).to_pylist())
-        pieces = [
-            dates[i : i + MAX_RUNS_PER_QUERY] for i in range(0, len(dates), MAX_RUNS_PER_QUERY)
-        ]
-        inserted = 0
-        for index, piece in enumerate(pieces):
-            part = rows.filter(pc.is_in(rows["trade_date"], pa.array(piece, pa.string())))
-            predicate = (
-                "t.trade_date = s.trade_date AND t.symbol = s.symbol AND t.trade_id = s.trade_id "
-                f"AND t.trade_date IN ({', '.join(map(sql_string, piece))})"
+        predicate = (
+            "t.trade_date = s.trade_date AND t.symbol = s.symbol AND t.trade_id = s.trade_id "
+            f"AND t.trade_date IN ({', '.join(map(sql_string, dates))})"
+        )
+        metrics = (
+            self.table(TRADES_RAW)
+            .merge(
+                rows,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=self._commit(tag if final else None, metadata),
             )
-            last = index == len(pieces) - 1
-            metrics = (
-                self.table(TRADES_RAW)
-                .merge(
-                    part,
-                    predicate,
-                    source_alias="s",
-                    target_alias="t",
-                    commit_properties=self._commit(tag if last else None, metadata),
-                )
-                .when_not_matched_insert_all()
-                .execute()
-            )
-            inserted += int(metrics["num_target_rows_inserted"])
-        return inserted
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return int(metrics["num_target_rows_inserted"])
 
     def query(self, name: str, sql: str) -> pa.Table:
         """Run DataFusion `sql` against table `name` (files pruned by partition and statistics)."""
@@ -259,9 +253,9 @@ class DeltaSink:
             wanted = wanted | ((F.col("symbol") == run.symbol) & in_run)
         return self.spark.read.schema(TRADE_INPUTS).parquet(*files).where(wanted)
 
-    def merge_analytics(self, rows: pa.Table, tag: BatchTag | None) -> int:
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
         """Upsert window rows on (symbol, window_start); returns rows inserted or replaced."""
-        if rows.num_rows == 0 and tag is None:
+        if rows.num_rows == 0 and not final:
             return 0
         rows = self._conform(rows, TRADES_ANALYTICS)
         first = pc.min(rows["window_start"]).value // 1000 if rows.num_rows else 0
@@ -276,7 +270,7 @@ class DeltaSink:
                 predicate,
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag),
+                commit_properties=self._commit(tag if final else None),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()
@@ -301,7 +295,9 @@ class DeltaSink:
             TRADES_ANALYTICS, f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE {wanted}"
         )
 
-    def replace_alerts(self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag | None) -> int:
+    def replace_alerts(
+        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+    ) -> int:
         """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
         rows = self._conform(rows, PRICE_ALERTS)
         scope = _any_of([_window_clause(r, "t.") for r in runs])
@@ -313,7 +309,7 @@ class DeltaSink:
                 "AND t.alert_type = s.alert_type",
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag),
+                commit_properties=self._commit(tag if final else None),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()

@@ -52,6 +52,12 @@ def query_app_id(checkpoint_dir: Path) -> str:
     return f"{QUERY_NAME}:{metadata['id']}"
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def stop_gracefully(query: StreamingQuery, wait_seconds: float = 120.0) -> None:
     """Stop `query` between batches, so a running batch finishes its writes first."""
     deadline = time.monotonic() + wait_seconds
@@ -120,8 +126,13 @@ def run_analytics(
             while not stop.is_set() and not query.awaitTermination(0.5):
                 pass
     except StreamingQueryException as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise AnalyticsError(f"analytics query failed: {first_line}") from exc
+        if processor.failure is not None:
+            batch_id, cause = processor.failure
+            raise AnalyticsError(
+                f"analytics batch {batch_id} failed: {type(cause).__name__}: {first_line(cause)}"
+                " (the next run re-runs it)"
+            ) from cause
+        raise AnalyticsError(f"analytics query failed: {first_line(exc)}") from exc
     finally:
         stop_gracefully(query)
     summary = processor.summary

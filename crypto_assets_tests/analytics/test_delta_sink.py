@@ -82,15 +82,16 @@ def test_replace_alerts_touches_only_its_range(tmp_path: Path) -> None:
         pa.concat_tables([alerts(1, 2, 3, 8), alerts(2, symbol="ETHUSDT")]),
         everything,
         BatchTag("q", 0),
+        final=True,
     )
     # BTCUSDT minutes 2..5 recomputed with only minute 4 alerting: 2 and 3 go, 4 comes;
     # minutes 1 and 8 (outside the range) and ETHUSDT stay.
     part = [Run("BTCUSDT", T0 + 2 * MINUTE, T0 + 5 * MINUTE)]
-    sink.replace_alerts(alerts(4), part, BatchTag("q", 1))
+    sink.replace_alerts(alerts(4), part, BatchTag("q", 1), final=True)
     left = pa.table(DeltaTable(sink.path(PRICE_ALERTS)).to_pyarrow_table()).to_pylist()
     found = sorted((r["symbol"], r["window_start"].minute) for r in left)
     assert found == [("BTCUSDT", 1), ("BTCUSDT", 4), ("BTCUSDT", 8), ("ETHUSDT", 2)]
     assert sink.applied(PRICE_ALERTS, BatchTag("q", 1))
-    # A commit without a tag (an earlier piece of a step) does not mark the batch applied.
-    sink.replace_alerts(alerts(4), part, None)
+    # An earlier piece of a step (not final) does not mark its batch applied.
+    sink.replace_alerts(alerts(4), part, BatchTag("q", 2), final=False)
     assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))

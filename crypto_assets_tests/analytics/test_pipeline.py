@@ -80,7 +80,10 @@ def test_crash_after_trades_raw_commit_then_restart_gives_identical_tables(
         if table == TRADES_RAW:
             raise InjectedCrashError(f"killed after the {table} commit of batch {batch_id}")
 
-    with pytest.raises(AnalyticsError, match="analytics query failed"):
+    with pytest.raises(
+        AnalyticsError,
+        match=r"analytics batch \d+ failed: InjectedCrashError: killed after the trades_raw",
+    ):
         run_once(spark, tmp_path, on_step=crash_after_raw)
     # The raw commit landed, the windows did not, and Spark did not commit the batch.
     assert len(rows(tmp_path, TRADES_RAW)) == len(landing_records)
