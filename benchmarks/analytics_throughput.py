@@ -3,7 +3,14 @@
 The real recording (34,419 trades) is looped with shifted trade ids and times into landing files
 of 1,000 trades (the producer's default batch), processed once with availableNow, then DuckDB
 computes the same window metrics from the same files. Prints trades/s with and without Spark's
-start-up and the ratio to DuckDB. Usage: .venv/bin/python benchmarks/analytics_throughput.py
+start-up and the ratio to DuckDB.
+
+Then the backlog case: 1,000,000 trades in 100 files of 10,000, processed by one
+`crypto-assets analytics --once` process, as a user would run it after a long outage. Prints its
+whole-process trades/s (JVM start-up included), the batches it took, and the peak resident
+memory of the Python process and of its Java child, sampled every 0.1 s from /proc.
+
+Usage: .venv/bin/python benchmarks/analytics_throughput.py [--skip-steady] [--skip-backlog]
 """
 
 from __future__ import annotations
@@ -14,7 +21,10 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -134,19 +144,98 @@ def run_pipeline(spark: object, data_dir: Path, landing: Path) -> float:
     return seconds
 
 
+def _rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _is_java(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "java"
+    except OSError:
+        return False
+
+
+def run_backlog(data_dir: Path, trades: int, per_file: int) -> None:
+    """One `crypto-assets analytics --once` process over a backlog; prints rate, batches, RSS."""
+    landing = data_dir / "landing" / "trades"
+    written = write_landing(landing, trades, per_file)
+    files = len(list(landing.glob("trades_*.json")))
+    command = [sys.executable, "-m", "crypto_assets.cli", "analytics", "--once"]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    peak_python = peak_java = 0
+    while process.poll() is None:
+        peak_python = max(peak_python, _rss_kib(process.pid))
+        java = sum(_rss_kib(p) for p in _descendants(process.pid) if _is_java(p))
+        peak_java = max(peak_java, java)
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"backlog run failed ({process.returncode}): {err[-2000:]}")
+    summary = out.strip().splitlines()[-1]
+    batches = re.search(r"in (\d+) batches", summary)
+    print(f"backlog: {written:,} trades in {files} files of {per_file:,}, one --once process")
+    print(f"  {summary}")
+    print(
+        f"  whole process: {seconds:.1f} s, {written / seconds:,.0f} trades/s, "
+        f"{batches.group(1) if batches else '?'} batches"
+    )
+    print(f"  peak RSS: python {peak_python / 1024:,.0f} MiB, java {peak_java / 1024:,.0f} MiB")
+
+
 def main() -> None:
     """Generate, run Spark + delta-rs, run DuckDB, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trades", type=int, default=1_000_000)
     parser.add_argument("--trades-per-file", type=int, default=1000)
+    parser.add_argument("--backlog-trades", type=int, default=1_000_000)
+    parser.add_argument("--backlog-trades-per-file", type=int, default=10_000)
+    parser.add_argument("--skip-steady", action="store_true", help="only the backlog case")
+    parser.add_argument("--skip-backlog", action="store_true", help="only the steady case")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    if not args.skip_steady:
+        steady_case(args.trades, args.trades_per_file)
+    if not args.skip_backlog:
+        with tempfile.TemporaryDirectory(prefix="analytics_backlog_") as tmp:
+            run_backlog(Path(tmp), args.backlog_trades, args.backlog_trades_per_file)
+
+
+def steady_case(trades_wanted: int, per_file: int) -> None:
+    """Cold and warm in-process runs over `trades_wanted` trades, then DuckDB on the same files."""
     with tempfile.TemporaryDirectory(prefix="analytics_bench_") as tmp:
         data_dir = Path(tmp)
         landing = data_dir / "generated"
         started = time.perf_counter()
-        trades = write_landing(landing, args.trades, args.trades_per_file)
+        trades = write_landing(landing, trades_wanted, per_file)
         files = len(list(landing.glob("trades_*.json")))
         print(
             f"landing: {trades:,} trades in {files:,} files ({time.perf_counter() - started:.1f} s)"

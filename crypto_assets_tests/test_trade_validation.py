@@ -10,20 +10,8 @@ from crypto_assets.trade_validation import (
     landing_row_problem,
     time_problem,
 )
-
-NOW_MS = 1_723_161_600_000  # 2024-08-09T00:00:00Z
-GOOD = {
-    "event_type": "trade",
-    "event_time": 1_723_161_255_343,
-    "symbol": "BTCUSDT",
-    "trade_id": 3_735_683_259,
-    "price": 61837.63,
-    "quantity": 0.02,
-    "trade_value_usdt": 1236.7526,
-    "trade_time": 1_723_161_255_342,
-    "is_buyer_maker": True,
-    "ingestion_time": 1_723_161_255_400,
-}
+from crypto_assets_tests.sample_rows import GOOD_ROW as GOOD
+from crypto_assets_tests.sample_rows import NOW_MS
 
 
 def test_a_real_landing_row_is_good() -> None:

@@ -34,3 +34,14 @@ def analytics_settings(data_dir: Path) -> Settings:
         volume_spike_lookback=RULES.volume_spike_lookback,
         volume_spike_min_history=RULES.volume_spike_min_history,
     )
+
+
+def rules_env() -> dict[str, str]:
+    """The RULES as the environment variables a `crypto-assets analytics` process reads."""
+    return {
+        "PRICE_CHANGE_THRESHOLD_PCT": str(RULES.price_change_threshold_pct),
+        "VOLUME_SPIKE_MIN_TRADES": str(RULES.volume_spike_min_trades),
+        "VOLUME_SPIKE_FACTOR": str(RULES.volume_spike_factor),
+        "VOLUME_SPIKE_LOOKBACK": str(RULES.volume_spike_lookback),
+        "VOLUME_SPIKE_MIN_HISTORY": str(RULES.volume_spike_min_history),
+    }

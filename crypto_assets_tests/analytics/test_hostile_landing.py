@@ -25,7 +25,7 @@ from crypto_assets_tests.analytics.landing_files import (
     write_bytes,
     write_landing_files,
 )
-from crypto_assets_tests.analytics.settings_for_tests import RULES, analytics_settings
+from crypto_assets_tests.analytics.settings_for_tests import analytics_settings, rules_env
 from crypto_assets_tests.analytics.tables import rows
 
 pytestmark = pytest.mark.spark
@@ -109,14 +109,7 @@ def hostile_dir(tmp_path: Path, landing_records: list[dict]) -> tuple[Path, list
 
 
 def run_cli(data_dir: Path) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PRICE_CHANGE_THRESHOLD_PCT": str(RULES.price_change_threshold_pct),
-        "VOLUME_SPIKE_MIN_TRADES": str(RULES.volume_spike_min_trades),
-        "VOLUME_SPIKE_FACTOR": str(RULES.volume_spike_factor),
-        "VOLUME_SPIKE_LOOKBACK": str(RULES.volume_spike_lookback),
-        "VOLUME_SPIKE_MIN_HISTORY": str(RULES.volume_spike_min_history),
-    }
+    env = {**os.environ, **rules_env()}
     command = [sys.executable, "-m", "crypto_assets.cli", "analytics", "--once"]
     return subprocess.run(
         [*command, "--data-dir", str(data_dir)],

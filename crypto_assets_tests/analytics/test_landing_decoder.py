@@ -7,20 +7,9 @@ import json
 
 from crypto_assets.analytics.landing_decoder import MAX_RAW_LINE_CHARS, decode_landing_files
 from crypto_assets.analytics.schema import TRADES_QUARANTINE_SCHEMA, TRADES_RAW_SCHEMA
+from crypto_assets_tests.sample_rows import GOOD_ROW as GOOD
 
 PROCESSED = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
-GOOD = {
-    "event_type": "trade",
-    "event_time": 1_723_161_255_343,
-    "symbol": "BTCUSDT",
-    "trade_id": 3_735_683_259,
-    "price": 61837.63,
-    "quantity": 0.02,
-    "trade_value_usdt": 1236.7526,
-    "trade_time": 1_723_161_255_342,
-    "is_buyer_maker": True,
-    "ingestion_time": 1_723_161_255_400,
-}
 
 
 def encoded(**changes: object) -> bytes:

@@ -23,7 +23,11 @@ from crypto_assets_tests.analytics.landing_files import (
     write_landing_file,
     write_landing_files,
 )
-from crypto_assets_tests.analytics.settings_for_tests import RULES, WINDOW_MS, analytics_settings
+from crypto_assets_tests.analytics.settings_for_tests import (
+    WINDOW_MS,
+    analytics_settings,
+    rules_env,
+)
 from crypto_assets_tests.analytics.tables import rows, snapshot
 
 pytestmark = pytest.mark.spark
@@ -167,14 +171,7 @@ def test_process_killed_mid_batch_then_restarted_gives_identical_tables(
     spark, tmp_path: Path, landing_records, full_run
 ) -> None:
     write_landing_files(tmp_path / "landing" / "trades", landing_records, 12)
-    env = {
-        **os.environ,
-        "PRICE_CHANGE_THRESHOLD_PCT": str(RULES.price_change_threshold_pct),
-        "VOLUME_SPIKE_MIN_TRADES": str(RULES.volume_spike_min_trades),
-        "VOLUME_SPIKE_FACTOR": str(RULES.volume_spike_factor),
-        "VOLUME_SPIKE_LOOKBACK": str(RULES.volume_spike_lookback),
-        "VOLUME_SPIKE_MIN_HISTORY": str(RULES.volume_spike_min_history),
-    }
+    env = {**os.environ, **rules_env()}
     command = [sys.executable, "-m", "crypto_assets.cli", "analytics", "--once"]
     process = subprocess.Popen(
         [*command, "--data-dir", str(tmp_path)],
