@@ -69,7 +69,6 @@ def recording_records() -> list[dict]:
 def write_landing(landing: Path, trades: int, per_file: int) -> int:
     """Loop the recording into landing files until `trades` trades; returns the trades written."""
     base = recording_records()
-    id_span = {s: 1 + max(r["trade_id"] for r in base if r["symbol"] == s) for s in ("BTCUSDT",)}
     id_span = {
         s: max(r["trade_id"] for r in base if r["symbol"] == s)
         - min(r["trade_id"] for r in base if r["symbol"] == s)
@@ -82,7 +81,7 @@ def write_landing(landing: Path, trades: int, per_file: int) -> int:
     written = files = 0
     for loop in range(loops):
         shift = loop * LOOP_SHIFT_MS
-        for r in base:
+        for r in base[: trades - written]:
             shifted = {
                 **r,
                 "trade_id": r["trade_id"] + loop * id_span[r["symbol"]],

@@ -75,6 +75,42 @@ _JSON_KINDS = {
 
 def landing_row_problem(row: Any, now_ms: int) -> str | None:
     """Why a decoded landing line (`row`, any JSON value) is not a usable trade, or None."""
+    if type(row) is dict and looks_good(row, now_ms + FUTURE_SLACK_MS):
+        return None
+    return _row_problem(row, now_ms)
+
+
+def looks_good(row: dict, latest_ms: int) -> bool:
+    """A quick test that accepts only rows `_row_problem` accepts (the common, all-float case).
+
+    One expression and no calls, for the analytics' hot path (about half the cost of the full
+    rule); a row it refuses gets the full rule, which says why or accepts it after all.
+    """
+    get = row.get
+    trade_id, price, quantity = get("trade_id"), get("price"), get("quantity")
+    trade_time, event_time, symbol = get("trade_time"), get("event_time"), get("symbol")
+    ingestion_time = get("ingestion_time")
+    return (
+        type(trade_id) is int
+        and 0 <= trade_id <= MAX_TRADE_ID
+        and type(price) is float
+        and type(quantity) is float
+        and 0.0 < price < _INF
+        and 0.0 < quantity < _INF
+        and 0.0 < price * quantity < _INF
+        and type(trade_time) is int
+        and EARLIEST_TIME_MS <= trade_time <= latest_ms
+        and type(event_time) is int
+        and EARLIEST_TIME_MS <= event_time <= latest_ms
+        and type(get("is_buyer_maker")) is bool
+        and type(symbol) is str
+        and SYMBOL_PATTERN.fullmatch(symbol) is not None
+        and type(get("event_type", "")) is str
+        and (ingestion_time is None or type(ingestion_time) is int)
+    )
+
+
+def _row_problem(row: Any, now_ms: int) -> str | None:
     if type(row) is not dict:
         return f"line is {_JSON_KINDS.get(type(row), 'not')}, not a JSON object"
     missing = [name for name in REQUIRED_FIELDS if row.get(name) is None]

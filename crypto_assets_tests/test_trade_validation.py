@@ -6,8 +6,10 @@ import pytest
 
 from crypto_assets.trade_validation import (
     EARLIEST_TIME_MS,
+    FUTURE_SLACK_MS,
     amount_problem,
     landing_row_problem,
+    looks_good,
     time_problem,
 )
 from crypto_assets_tests.sample_rows import GOOD_ROW as GOOD
@@ -15,6 +17,7 @@ from crypto_assets_tests.sample_rows import NOW_MS
 
 
 def test_a_real_landing_row_is_good() -> None:
+    assert looks_good(GOOD, NOW_MS + FUTURE_SLACK_MS)
     assert landing_row_problem(GOOD, NOW_MS) is None
     assert landing_row_problem({**GOOD, "extra": [1, 2]}, NOW_MS) is None  # extra fields are fine
     assert landing_row_problem({**GOOD, "price": 61837}, NOW_MS) is None  # an integer price
@@ -60,6 +63,8 @@ def test_a_real_landing_row_is_good() -> None:
     ],
 )
 def test_bad_rows_say_why(row: object, words: str) -> None:
+    if type(row) is dict:  # the quick test never accepts what the full rule refuses
+        assert not looks_good(row, NOW_MS + FUTURE_SLACK_MS)
     problem = landing_row_problem(row, NOW_MS)
     assert problem is not None
     assert words in problem
