@@ -319,7 +319,7 @@ class BatchProcessor:
         self._step_done(TRADES_QUARANTINE, tag.batch_id)
 
     def _watermark_input(self, tag: BatchTag) -> int | None:
-        """Latest trade time before this batch: as its first attempt recorded it, else now."""
+        """Latest trade time before this batch: as its first attempt recorded, else the table's."""
         found, max_before = self.sink.recorded_max_trade_time(tag)
         return max_before if found else self.sink.max_trade_time()
 
