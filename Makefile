@@ -26,10 +26,11 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
-# A local instance for the demo: no telemetry (this machine may have no network at all).
+# A local instance for the demo: no telemetry (this machine may have no network at all), and no
+# "join the community" dialog over the UI's first page (nux).
 $(DAGSTER_HOME)/dagster.yaml:
 	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\n' > $@
+	@printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
 
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py
