@@ -31,7 +31,7 @@ _CONFIG_TYPES: dict[Any, Any] = {tuple[str, ...]: list[str], Path: str}
 
 
 class CryptoSettings(dg.ConfigurableResource):
-    """The project's settings (DESIGN.md names) as a resource the launchpad can override.
+    """The project's settings (the README's environment variables) as a resource runs can override.
 
     Its fields are `Settings`' own, derived by `from_settings` with the deployment's values as
     their defaults (so an override of one field keeps the others); `to_settings` validates the
