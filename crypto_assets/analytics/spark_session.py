@@ -7,6 +7,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark import SparkContext
@@ -19,14 +21,20 @@ logger = logging.getLogger(__name__)
 MIN_JAVA = 17
 DEFAULT_MASTER = "local[2]"
 _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+# Loaded by the JVM before Spark's first log line: WARN and up, no default-profile banner, no
+# native-hadoop notice. Shipped as package data beside this module.
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+LOOPBACK = "127.0.0.1"
 
 # Settings for a 2-core machine: few shuffle partitions, no UI, no Hive, Arrow for the Delta
 # hand-off, and streaming checkpoints that keep only a short tail of batch logs.
 SESSION_CONF = {
     "spark.ui.enabled": "false",
     # A local session talks to itself only: bind the driver to loopback, not the machine's LAN.
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.driver.host": LOOPBACK,
+    "spark.driver.bindAddress": LOOPBACK,
+    # A file: URI, so a checkout path with spaces survives the launcher's option splitting.
+    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
@@ -92,6 +100,22 @@ def check_java() -> None:
         )
 
 
+@contextmanager
+def _loopback_local_ip() -> Iterator[None]:
+    """Set ``SPARK_LOCAL_IP=127.0.0.1`` (unless set) while the JVM is launched, then restore."""
+    # Spark picks its local address from this variable alone, before any session setting is read;
+    # unset, it warns that the hostname resolves to loopback and picks the LAN address. PySpark
+    # copies os.environ into the JVM's environment, so it is set only around the launch.
+    if "SPARK_LOCAL_IP" in os.environ:
+        yield
+        return
+    os.environ["SPARK_LOCAL_IP"] = LOOPBACK
+    try:
+        yield
+    finally:
+        os.environ.pop("SPARK_LOCAL_IP", None)
+
+
 def get_spark_session(
     app_name: str = "crypto_assets", master: str = DEFAULT_MASTER
 ) -> SparkSession:
@@ -102,7 +126,7 @@ def get_spark_session(
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    with _loopback_local_ip():
+        spark = builder.getOrCreate()
     logger.info("Spark %s session %s on %s", spark.version, app_name, master)
     return spark

@@ -83,3 +83,58 @@ def test_shared_session_settings(spark) -> None:
     assert conf.get("spark.ui.enabled") == "false"
     assert 2 <= int(conf.get("spark.sql.shuffle.partitions")) <= 4
     assert conf.get("spark.sql.catalogImplementation") == "in-memory"
+
+
+# A fresh interpreter starts the session, logs one probe warning and one probe info line through
+# the JVM's log4j, and reports where the driver is bound.
+_QUIET_START = """
+import os
+from crypto_assets.analytics.spark_session import get_spark_session
+spark = get_spark_session(app_name="quiet_start")
+assert spark.range(5).count() == 5
+jvm_log = spark._jvm.org.apache.logging.log4j.LogManager.getLogger("crypto_assets.probe")
+jvm_log.warn("probe warning from the JVM")
+jvm_log.info("probe info from the JVM")
+print("driver.host=" + spark.sparkContext.getConf().get("spark.driver.host"))
+print("SPARK_LOCAL_IP after start=" + os.environ.get("SPARK_LOCAL_IP", "<unset>"))
+spark.stop()
+"""
+
+# What stock Spark 4 prints on every start (seen on this project's machines before the fix).
+_START_NOISE = (
+    "resolves to a loopback address",
+    "Set SPARK_LOCAL_IP",
+    "Using Spark's default log4j profile",
+    "Setting default log level",
+    "To adjust logging level",
+    "NativeCodeLoader",
+    "native-hadoop",
+)
+# Printed by the JVM itself for the module Spark's launcher always adds; no option turns it off.
+_INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector"
+
+
+@pytest.mark.spark
+def test_session_starts_without_spark_start_up_noise(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "SPARK_LOCAL_IP"}
+    result = subprocess.run(
+        [sys.executable, "-c", _QUIET_START],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for noise in _START_NOISE:
+        assert noise not in result.stderr, result.stderr
+    stderr_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    # Warnings still reach the console (at WARN, in Spark's usual layout); info does not.
+    probe = [line for line in stderr_lines if "probe" in line]
+    assert len(probe) == 1, result.stderr
+    assert probe[0].endswith(" WARN probe: probe warning from the JVM")
+    assert set(stderr_lines) - set(probe) <= {_INCUBATOR_WARNING}, result.stderr
+    assert "driver.host=127.0.0.1" in result.stdout.splitlines()
+    # The variable is set only while the JVM launches, not left in the caller's environment.
+    assert "SPARK_LOCAL_IP after start=<unset>" in result.stdout.splitlines()
