@@ -3,6 +3,8 @@
 The evaluators are plain functions over Arrow tables and file listings, so tests call them on
 tiny tables; the analytics asset attaches their results to its materializations (`check_specs`).
 Freshness is not a check here: Dagster's freshness policies (`freshness.py`) judge it on their own.
+Numeric metadata is what Dagster plots over evaluations, so only counts that can move are numbers;
+constants and per-column details are text.
 """
 
 from collections.abc import Sequence
@@ -83,7 +85,6 @@ def check_unique_trade_ids(table: pa.Table | None) -> dg.AssetCheckResult:
         passed=repeated.num_rows == 0,
         metadata={
             "rows": table.num_rows,
-            "distinct_trades": counts.num_rows,
             "duplicate_rows": extra,
             "duplicated_ids_sample": ", ".join(sample) or "none",
         },
@@ -133,14 +134,16 @@ def check_key_columns_not_null(table: pa.Table | None) -> dg.AssetCheckResult:
         )
     missing = [c for c in ANALYTICS_KEY_COLUMNS if c not in table.column_names]
     nulls = {c: table[c].null_count for c in ANALYTICS_KEY_COLUMNS if c not in missing}
+    with_nulls = [f"{column} {count}" for column, count in nulls.items() if count]
     return dg.AssetCheckResult(
         check_name=CHECK_KEY_COLUMNS_NOT_NULL,
         asset_key=TRADES_ANALYTICS,
-        passed=not missing and not any(nulls.values()),
+        passed=not missing and not with_nulls,
         metadata={
             "windows": table.num_rows,
+            "null_values": sum(nulls.values()),
+            "nulls_by_column": ", ".join(with_nulls) or "none",
             "missing_columns": ", ".join(missing) or "none",
-            **{f"nulls_{column}": count for column, count in nulls.items()},
         },
     )
 
@@ -165,6 +168,6 @@ def check_landing_to_table_lag(
             "files_in_table": len(done),
             "files_waiting": len(waiting),
             "oldest_waiting_seconds": round(oldest, 1),
-            "max_lag_seconds": max_lag_seconds,
+            "max_lag": f"{max_lag_seconds:g} s",
         },
     )

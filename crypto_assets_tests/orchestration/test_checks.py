@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import dagster as dg
 import pyarrow as pa
 
 from crypto_assets.orchestration.checks import (
@@ -58,11 +59,25 @@ def test_vwap_within_low_high():
     assert "BTCUSDT" in result.metadata["sample"].value
 
 
+def _numeric(result: dg.AssetCheckResult) -> set[str]:
+    """The metadata entries Dagster would plot: numbers."""
+    return {
+        key
+        for key, value in result.metadata.items()
+        if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue))
+    }
+
+
 def test_key_columns_not_null():
-    assert check_key_columns_not_null(_windows()).passed
-    result = check_key_columns_not_null(_windows(vwap=[None, 2500.0]))
+    good = check_key_columns_not_null(_windows())
+    assert good.passed
+    assert good.metadata["nulls_by_column"].value == "none"
+    # One plot of the null total, not one flat plot per column.
+    assert _numeric(good) == {"windows", "null_values"}
+    result = check_key_columns_not_null(_windows(vwap=[None, 2500.0], low=[None, None]))
     assert not result.passed
-    assert result.metadata["nulls_vwap"].value == 1
+    assert result.metadata["null_values"].value == 3
+    assert result.metadata["nulls_by_column"].value == "vwap 1, low 2"
     missing = check_key_columns_not_null(_windows().drop_columns(["low"]))
     assert not missing.passed
     assert missing.metadata["missing_columns"].value == "low"
@@ -80,6 +95,9 @@ def test_landing_to_table_lag():
     assert not late.passed
     assert late.metadata["files_waiting"].value == 2
     assert late.metadata["oldest_waiting_seconds"].value == 400
+    # The allowed lag is a setting, not a measurement: text, so it draws no flat plot.
+    assert late.metadata["max_lag"].value == "300 s"
+    assert "max_lag" not in _numeric(late)
     # Spark records full paths; the check matches on file names.
     paths = [f"file:///data/landing/trades/{f.name}" for f in landing[:2]]
     on_time = check_landing_to_table_lag(landing, paths, now, max_lag_seconds=300)
