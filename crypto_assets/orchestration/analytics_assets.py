@@ -7,8 +7,13 @@ locally, the Databricks step launcher when the deployment runs Spark on a cluste
 `once` (the default) processes every new landing file (Spark's availableNow trigger) and stops;
 `continuous` keeps the query running with a processing-time trigger until the run is terminated,
 for the lowest latency, and reports materializations as batches complete.
+
+A run materializes only the tables it changed (the specs are skippable), each with its own
+numbers; a run that found no new files records an observation of trades_raw instead, so the latest
+materializations keep describing the latest data. The checks are evaluated on every run.
 """
 
+import datetime as dt
 import queue
 import threading
 import time
@@ -18,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
     ANALYTICS_CHECK_SPECS,
@@ -27,6 +33,7 @@ from crypto_assets.orchestration.checks import (
     check_unique_trade_ids,
     check_vwap_within_low_high,
 )
+from crypto_assets.orchestration.code_versions import ANALYTICS_CODE_VERSION
 from crypto_assets.orchestration.lakehouse import (
     PRICE_ALERTS,
     TABLES,
@@ -37,8 +44,9 @@ from crypto_assets.orchestration.lakehouse import (
 from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
-    run_metadata,
+    column_schema,
     table_metadata,
+    trades_raw_metadata,
 )
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
@@ -46,6 +54,7 @@ from crypto_assets.orchestration.resources import (
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
 )
+from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.settings import Settings
 
@@ -56,77 +65,103 @@ if TYPE_CHECKING:
 
 ANALYTICS_JOB = "streaming_analytics_job"
 
-TABLE_SPECS = (
-    dg.AssetSpec(
+_TABLE_DEFINITIONS = (
+    (
         TRADES_RAW,
-        deps=[LANDING_TRADES],
-        description="Every landed trade exactly once, with its source file and ingest lag.",
-        group_name="analytics",
-        kinds={"spark", "delta"},
+        LANDING_TRADES,
+        "Every landed trade exactly once, with its source file and ingest lag.",
+        "bronze",
     ),
-    dg.AssetSpec(
+    (
         TRADES_ANALYTICS,
-        deps=[TRADES_RAW],
-        description="Per symbol and tumbling window: VWAP, OHLC, volume, buy/sell ratio.",
-        group_name="analytics",
-        kinds={"spark", "delta"},
+        TRADES_RAW,
+        "Per symbol and tumbling window: VWAP, OHLC, volume, buy/sell ratio.",
+        "gold",
     ),
-    dg.AssetSpec(
+    (
         PRICE_ALERTS,
-        deps=[TRADES_ANALYTICS],
-        description="PRICE_MOVE and VOLUME_SPIKE alerts per symbol and window.",
+        TRADES_ANALYTICS,
+        "PRICE_MOVE and VOLUME_SPIKE alerts per symbol and window.",
+        "gold",
+    ),
+)
+# Skippable: a run that changed nothing in a table reports no materialization of it, so the
+# latest materialization keeps describing the table's latest change.
+TABLE_SPECS = tuple(
+    dg.AssetSpec(
+        table,
+        deps=[upstream],
+        description=description,
         group_name="analytics",
         kinds={"spark", "delta"},
-    ),
+        tags={"layer": layer, "source": "binance"},
+        code_version=ANALYTICS_CODE_VERSION,
+        metadata={"dagster/column_schema": column_schema(TABLE_SCHEMAS[table])},
+        skippable=True,
+    )
+    for table, upstream, description, layer in _TABLE_DEFINITIONS
 )
 
 
-class StreamingAnalyticsConfig(dg.Config):
+class StreamingAnalyticsConfig(CheckedConfig):
     """Run config of the analytics: once (availableNow) or a continuous query."""
 
     mode: Literal["once", "continuous"] = Field(
         "once", description="once: all new files then stop; continuous: until terminated"
     )
-    trigger_seconds: float = Field(10.0, gt=0, description="Continuous mode's trigger interval")
+    trigger_seconds: float = Field(
+        10.0, gt=0, le=3600, description="Continuous mode's trigger interval"
+    )
     report_interval_seconds: float = Field(
-        60.0, gt=0, description="Continuous mode: how often materializations are reported"
+        60.0, gt=0, le=3600, description="Continuous mode: how often materializations are reported"
     )
     max_lag_seconds: float = Field(
-        300.0, gt=0, description="check_landing_to_table_lag: how long a file may wait"
+        300.0, gt=0, le=86400, description="check_landing_to_table_lag: how long a file may wait"
     )
-
-
-def _table_metadata(lakehouse: LakehouseResource, summary: "AnalyticsSummary | None") -> dict:
-    """Per table: row count, rows written this run (when known) and location."""
-    return {
-        table: table_metadata(
-            lakehouse.count_rows(table),
-            None if summary is None else summary.rows_written.get(table, 0),
-            lakehouse.table_location(table),
-        )
-        for table in TABLES
-    }
 
 
 def table_views(
-    lakehouse: LakehouseResource, summary: "AnalyticsSummary | None"
+    lakehouse: LakehouseResource,
+    summary: "AnalyticsSummary | None",
+    written_since: dt.datetime | None,
 ) -> dict[str, dict[str, Any]]:
-    """The metadata of each of the three tables, read from the tables themselves."""
-    tables = _table_metadata(lakehouse, summary)
-    shared = {} if summary is None else run_metadata(summary)
+    """Each table's own metadata, read from the tables (and `summary`'s counts when known)."""
+
+    def written(table: str) -> int | None:
+        return None if summary is None else summary.rows_written.get(table, 0)
+
+    raw = table_metadata(lakehouse.count_rows(TRADES_RAW))
+    analytics = table_metadata(lakehouse.count_rows(TRADES_ANALYTICS), written(TRADES_ANALYTICS))
+    if summary is not None:
+        raw.update(trades_raw_metadata(summary))
+        # Late trades are in trades_raw but in no window: a trades_analytics number.
+        analytics["late_rows"] = summary.late_rows
     return {
-        TRADES_RAW: {**tables[TRADES_RAW], **shared},
+        TRADES_RAW: raw,
         TRADES_ANALYTICS: {
-            **tables[TRADES_ANALYTICS],
-            **shared,
-            **analytics_metadata(lakehouse.read_table(TRADES_ANALYTICS)),
+            **analytics,
+            **analytics_metadata(lakehouse.read_table(TRADES_ANALYTICS), written_since),
         },
         PRICE_ALERTS: {
-            **tables[PRICE_ALERTS],
-            **shared,
+            **table_metadata(lakehouse.count_rows(PRICE_ALERTS), written(PRICE_ALERTS)),
             **alerts_metadata(lakehouse.read_table(PRICE_ALERTS)),
         },
     }
+
+
+def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
+    """The tables a run changed, so the ones it materializes.
+
+    trades_raw when the run read files (even when every trade was a duplicate, the table is
+    then up to date with landing); trades_analytics and price_alerts when it wrote windows, since
+    alerts are recomputed exactly for the windows written.
+    """
+    changed = []
+    if summary.files_processed:
+        changed.append(TRADES_RAW)
+    if summary.rows_written.get(TRADES_ANALYTICS, 0):
+        changed.extend([TRADES_ANALYTICS, PRICE_ALERTS])
+    return tuple(changed)
 
 
 def check_results(lakehouse: LakehouseResource, max_lag_seconds: float) -> dict[str, list]:
@@ -198,7 +233,7 @@ def run_continuous(
 )
 def streaming_analytics(
     context: dg.AssetExecutionContext, config: StreamingAnalyticsConfig
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Landing files → trades_raw → trades_analytics → price_alerts, in one streaming query."""
     from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
 
@@ -206,8 +241,12 @@ def streaming_analytics(
     lakehouse: LakehouseResource = context.resources.lakehouse
     spark = context.resources.spark.get_session()
 
+    last_report = dt.datetime.now(dt.UTC)
+
     def report(batch_id: int) -> None:
-        for table, metadata in table_views(lakehouse, None).items():
+        nonlocal last_report
+        now = dt.datetime.now(dt.UTC)
+        for table, metadata in table_views(lakehouse, None, last_report).items():
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=table,
@@ -215,6 +254,7 @@ def streaming_analytics(
                     metadata={**metadata, "batch_id": batch_id},
                 )
             )
+        last_report = now
 
     context.log.info("analytics (%s) over %s", config.mode, settings.landing_dir)
     try:
@@ -226,12 +266,26 @@ def streaming_analytics(
         # One actionable line in the UI instead of a traceback.
         raise dg.Failure(description=str(exc)) from exc
     context.log.info("%s", summary.summary_line())
-    views = table_views(lakehouse, summary)
+    changed = changed_tables(summary)
+    views = table_views(lakehouse, summary, last_report) if changed else {}
     checks = check_results(lakehouse, config.max_lag_seconds)
-    for table in (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS):
-        yield dg.MaterializeResult(
-            asset_key=table, metadata=views[table], check_results=checks[table]
+    if not changed:
+        context.log.info("no new landing files: no table changed, nothing materialized")
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=TRADES_RAW,
+                description="An analytics run found no new landing files; no table changed.",
+                metadata={"processing_seconds": round(summary.seconds, 2)},
+            )
         )
+    for table in TABLES:
+        if table in changed:
+            yield dg.MaterializeResult(
+                asset_key=table, metadata=views[table], check_results=checks[table]
+            )
+        else:
+            # The checks still judge the table as it is; only its materialization is skipped.
+            yield from checks[table]
 
 
 streaming_analytics_job = dg.define_asset_job(

@@ -6,17 +6,20 @@ it raises in the op's thread; the `finally` stops the producer, which lands the 
 """
 
 import contextlib
+import copy
 import queue
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, create_model, field_validator
 
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import LANDING_TRADES
-from crypto_assets.orchestration.metadata import producer_metadata
+from crypto_assets.orchestration.code_versions import PRODUCER_CODE_VERSION
+from crypto_assets.orchestration.metadata import LANDING_SCHEMA, column_schema, producer_metadata
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
+from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.producer.producer import (
     Producer,
@@ -33,23 +36,64 @@ PRODUCER_OP = "produce_trades"
 
 landing_trades = dg.AssetSpec(
     LANDING_TRADES,
-    description="Binance trades landed as NDJSON files, one trade per line, by the producer op.",
+    description=(
+        "Binance trades landed as NDJSON files, one trade per line. Written by the "
+        f"`{PRODUCER_OP}` op of `{PRODUCER_JOB}`: launch the job, or turn on "
+        "`binance_producer_sensor`, which starts it and keeps one run going. Each "
+        "materialization reports what landed since the previous one."
+    ),
     group_name="ingestion",
-    kinds={"json"},
-    metadata={"file_pattern": "landing/trades/trades_<YYYYmmdd>_<HHMMSS>_<hex>.json"},
+    kinds={"python", "websocket", "json"},
+    tags={"layer": "landing", "source": "binance"},
+    code_version=PRODUCER_CODE_VERSION,
+    metadata={
+        "file_pattern": "landing/trades/trades_<YYYYmmdd>_<HHMMSS>_<hex>.json",
+        "dagster/column_schema": column_schema(LANDING_SCHEMA),
+    },
 )
 
 
-class ProduceTradesConfig(dg.Config):
-    """Run config of the producer op; unset values come from the deployment's settings."""
+# Binance allows 1024 streams per connection; the producer subscribes one per pair.
+MAX_PAIRS = 1024
+_DEFAULTS = Settings()
 
-    pairs: list[str] | None = Field(None, description="Symbols; default TRADING_PAIRS")
-    batch_interval_seconds: float | None = Field(None, gt=0, description="Default from settings")
-    max_trades_per_batch: int | None = Field(None, gt=0, description="Default from settings")
-    duration_seconds: float | None = Field(
-        None, gt=0, description="How long to produce; default RUN_DURATION_MINUTES"
+
+class ProduceTradesConfig(CheckedConfig):
+    """Run config of the producer op; its defaults are the deployment's settings.
+
+    `ProduceTradesConfig.for_settings` derives the class the job uses, whose defaults (what the
+    Launchpad pre-fills) are the deployment's TRADING_PAIRS, BATCH_INTERVAL_SECONDS,
+    MAX_TRADES_PER_BATCH and RUN_DURATION_MINUTES.
+    """
+
+    pairs: list[str] = Field(
+        list(_DEFAULTS.trading_pairs),
+        description="Binance symbols to subscribe to (TRADING_PAIRS), e.g. btcusdt",
     )
-    continuous: bool = Field(False, description="Produce until the run is terminated")
+    batch_interval_seconds: float = Field(
+        _DEFAULTS.batch_interval_seconds,
+        gt=0,
+        le=3600,
+        description="A landing file at least this often (BATCH_INTERVAL_SECONDS)",
+    )
+    max_trades_per_batch: int = Field(
+        _DEFAULTS.max_trades_per_batch,
+        ge=1,
+        le=1_000_000,
+        description="A landing file sooner when it holds this many (MAX_TRADES_PER_BATCH)",
+    )
+    duration_minutes: float = Field(
+        _DEFAULTS.run_duration_minutes or 3.0,
+        gt=0,
+        le=10080,
+        description="How long to produce (RUN_DURATION_MINUTES); ignored when continuous",
+    )
+    duration_seconds: float | None = Field(
+        None, gt=0, le=604800, description="How long to produce, in seconds: overrides minutes"
+    )
+    continuous: bool = Field(
+        False, description="Produce until the run is terminated (RUN_DURATION_MINUTES=none)"
+    )
     source: Literal["default", "auto", "live", "replay"] = Field(
         "default", description="auto, live or replay; 'default' takes CRYPTO_SOURCE"
     )
@@ -58,20 +102,63 @@ class ProduceTradesConfig(dg.Config):
     )
     rest_url: str | None = Field(None, description="REST base for gap filling; default derived")
     report_interval_seconds: float = Field(
-        30.0, gt=0, description="How often landing_trades materializations are reported"
+        30.0, gt=0, le=3600, description="How often landing_trades materializations are reported"
     )
     progress_interval_seconds: float = Field(
-        10.0, gt=0, description="How often the producer logs a progress line"
+        10.0, gt=0, le=3600, description="How often the producer logs a progress line"
+    )
+    quiet_pair_seconds: float = Field(
+        120.0, gt=0, le=86400, description="A pair without a trade this long is reported quiet"
     )
 
-    def duration(self, settings: Settings) -> float | None:
+    @field_validator("pairs")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        pairs = list(parse_pairs(",".join(value), "pairs"))
+        if len(pairs) > MAX_PAIRS:
+            raise ValueError(
+                f"{len(pairs)} pairs: allowed 1 to {MAX_PAIRS} (streams per connection)"
+            )
+        return pairs
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("expected a URL starting with ws:// or wss://")
+        return value
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected a URL starting with http:// or https://")
+        return value
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "type[ProduceTradesConfig]":
+        """This config class with the deployment's producer settings as its defaults."""
+        defaults = {
+            "pairs": list(settings.trading_pairs),
+            "batch_interval_seconds": settings.batch_interval_seconds,
+            "max_trades_per_batch": settings.max_trades_per_batch,
+            "duration_minutes": settings.run_duration_minutes or _DEFAULTS.run_duration_minutes,
+            "continuous": settings.run_duration_minutes is None,
+        }
+        fields: dict[str, Any] = {}
+        for name, default in defaults.items():
+            field = copy.copy(cls.model_fields[name])
+            field.default = default
+            fields[name] = (field.annotation, field)
+        return create_model(cls.__name__, __base__=cls, __module__=__name__, **fields)
+
+    def duration(self) -> float | None:
         """Seconds to produce, or None to produce until stopped."""
         if self.continuous:
             return None
         if self.duration_seconds is not None:
             return self.duration_seconds
-        minutes = settings.run_duration_minutes
-        return None if minutes is None else minutes * 60
+        return self.duration_minutes * 60
 
 
 @contextlib.contextmanager
@@ -83,7 +170,8 @@ def trade_source(config: ProduceTradesConfig, settings: Settings) -> Iterator[Tr
         yield TradeSource(kind, config.ws_url.rstrip("/"), rest)
         return
     source = settings.source if config.source == "default" else config.source
-    chosen = settings.replace(source=source)
+    # The live probe subscribes to the run's own pairs.
+    chosen = settings.replace(source=source, trading_pairs=tuple(config.pairs))
     with open_source(chosen) as source:
         yield source
 
@@ -92,15 +180,14 @@ def producer_config(
     config: ProduceTradesConfig, settings: Settings, source: TradeSource
 ) -> ProducerConfig:
     """The producer's configuration for this run."""
-    pairs = parse_pairs(",".join(config.pairs), "pairs") if config.pairs else settings.trading_pairs
     return ProducerConfig(
         ws_url=source.ws_url,
         rest_url=source.rest_url,
-        pairs=pairs,
+        pairs=tuple(config.pairs),
         landing_dir=settings.landing_dir,
-        batch_interval_seconds=config.batch_interval_seconds or settings.batch_interval_seconds,
-        max_trades_per_batch=config.max_trades_per_batch or settings.max_trades_per_batch,
-        duration_seconds=config.duration(settings),
+        batch_interval_seconds=config.batch_interval_seconds,
+        max_trades_per_batch=config.max_trades_per_batch,
+        duration_seconds=config.duration(),
         # Each report needs fresh progress; the reports themselves are spaced by run_reporting.
         progress_interval_seconds=min(
             config.progress_interval_seconds, config.report_interval_seconds
@@ -118,9 +205,10 @@ def run_reporting(
 ) -> ProducerSummary:
     """Run `producer` in a worker thread and `report` its progress from this thread.
 
-    Whatever interrupts this thread (Dagster's termination included) stops the producer, which
-    lands its current batch, before the exception propagates; what it landed last is reported
-    in any case.
+    Dagster's termination (`DagsterExecutionInterruptedError` in this thread) is a stop request:
+    the producer lands its current batch and its summary (`stopped=True`) is returned. Anything
+    else that interrupts this thread stops the producer the same way, then propagates. What it
+    landed last is reported in any case.
     """
     summary: ProducerSummary | None = None
     try:
@@ -131,6 +219,7 @@ def run_reporting(
             report,
             name="binance-producer",
             min_interval_seconds=min_interval_seconds,
+            stop_on=(dg.DagsterExecutionInterruptedError,),
         )
         return summary
     finally:
@@ -180,12 +269,7 @@ def _produce(
         return run_reporting(producer, progress, reporter, config.report_interval_seconds)
 
 
-@dg.op(
-    name=PRODUCER_OP,
-    description="Stream Binance trades into landing files; report landing_trades periodically.",
-    tags={"kind": "websocket"},
-)
-def produce_trades(
+def _produce_trades(
     context: dg.OpExecutionContext, config: ProduceTradesConfig, settings: CryptoSettings
 ) -> None:
     """Run the producer for the configured duration (or until terminated), reporting progress."""
@@ -194,6 +278,8 @@ def produce_trades(
     except CryptoAssetsError as exc:
         # One actionable line in the UI instead of a traceback.
         raise dg.Failure(description=str(exc)) from exc
+    how = "stopped on request (run terminated)" if summary.stopped else "finished"
+    context.log.info("%s: landed %s trades in %s files", how, summary.trades_landed, summary.files)
     context.log.info("%s", summary.summary_line())
 
 
@@ -202,7 +288,20 @@ def build_producer_job(settings: CryptoSettings) -> dg.JobDefinition:
 
     Bound on the job, not by `Definitions`: Dagster 1.13 re-creates a sensor whose op job gets
     its resources from `Definitions` and warns (BetaWarning about `owners`) while doing so.
+    The op's config defaults are the deployment's producer settings (see `ProduceTradesConfig`).
     """
+    config_cls = ProduceTradesConfig.for_settings(settings.to_settings())
+
+    @dg.op(
+        name=PRODUCER_OP,
+        description="Stream Binance trades into landing files; report landing_trades periodically.",
+        tags={"kind": "websocket"},
+    )
+    def produce_trades(
+        context: dg.OpExecutionContext, config: config_cls, settings: CryptoSettings
+    ) -> None:
+        """Run the producer for its duration (or until terminated), reporting progress."""
+        _produce_trades(context, config, settings)
 
     @dg.job(
         name=PRODUCER_JOB,

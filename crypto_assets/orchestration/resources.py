@@ -24,8 +24,12 @@ SPARK_KEY = "spark"
 LAKEHOUSE_KEY = "lakehouse"
 
 # Settings of the process, not of a run: the deployment is chosen when the definitions are built,
-# and DAGSTER_HOME is the instance's own.
-_NOT_IN_RUN_CONFIG = frozenset({"deployment", "dagster_home"})
+# and DAGSTER_HOME is the instance's own. The producer's own settings are the producer op's
+# config (`ProduceTradesConfig`, with these as its defaults): one place in the Launchpad each.
+PRODUCER_SETTINGS = frozenset(
+    {"trading_pairs", "batch_interval_seconds", "run_duration_minutes", "max_trades_per_batch"}
+)
+_NOT_IN_RUN_CONFIG = frozenset({"deployment", "dagster_home"}) | PRODUCER_SETTINGS
 # Dagster run config has no tuple and no Path: such a field is overridden as a list or a string.
 _CONFIG_TYPES: dict[Any, Any] = {tuple[str, ...]: list[str], Path: str}
 

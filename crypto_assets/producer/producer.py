@@ -160,6 +160,9 @@ class ProducerSummary(ProducerStats):
     """The result of a finished run, with the kind of source it read (live or replay)."""
 
     source: str = "live"
+    # Whether the run ended on a stop request (`stop()`, a stop event, a Dagster termination)
+    # rather than at the end of its duration.
+    stopped: bool = False
 
     def summary_line(self) -> str:
         """The run in one line, for the CLI and logs."""
@@ -181,6 +184,7 @@ class Producer:
         self.config = config
         self.on_progress = on_progress
         self._stop = threading.Event()
+        self._stop_requested = False
         self._symbols = frozenset(p.upper() for p in config.pairs)
         self._per_symbol: dict[str, int] = {}
         self._started = time.monotonic()
@@ -247,8 +251,14 @@ class Producer:
             if self.config.fill_tail_on_stop:
                 self.gap_filler.fill_tail(stopped_ms, time.monotonic())
             self.writer.flush()
+            if self.state is not None:
+                self.state.close()  # the landing folder's lock: another producer may start now
         self.client.raise_if_failed()
-        summary = ProducerSummary(**self._counts(), source=self.config.source or self.config.ws_url)
+        summary = ProducerSummary(
+            **self._counts(),
+            source=self.config.source or self.config.ws_url,
+            stopped=self._stop_requested,
+        )
         logger.info("%s", summary.summary_line())
         return summary
 
@@ -288,6 +298,7 @@ class Producer:
             now = time.monotonic()
             if self._stop.is_set() or (stop_event is not None and stop_event.is_set()):
                 logger.info("stop requested")
+                self._stop_requested = True
                 return
             if deadline is not None and now >= deadline:
                 logger.info("duration of %s s reached", self.config.duration_seconds)

@@ -7,6 +7,7 @@ import queue
 import dagster as dg
 import pytest
 
+from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.orchestration.ingestion import (
     PRODUCER_JOB,
     PRODUCER_OP,
@@ -83,14 +84,26 @@ def test_interrupting_the_op_lands_the_current_batch(settings, replay_server_fac
         conf = producer_config(config, settings, source)
         assert conf.duration_seconds is None
         progress: queue.Queue[ProducerStats] = queue.Queue()
-        with pytest.raises(dg.DagsterExecutionInterruptedError):
-            run_reporting(Producer(conf, on_progress=progress.put), progress, report)
+        # A termination is a stop request: no exception, the summary of what was landed.
+        summary = run_reporting(Producer(conf, on_progress=progress.put), progress, report)
 
+    assert summary.stopped
     assert reported[0].files == 0
     assert reported[0].trades > 0
     final = reported[-1]
     assert final.files >= 1
     assert sum(landed_trades(settings.landing_dir).values()) == final.trades >= reported[0].trades
+    assert (summary.trades_landed, summary.files) == (final.trades, final.files)
+
+
+def test_a_producer_that_ends_by_its_duration_is_not_stopped(settings, replay_server_factory):
+    server = replay_server_factory(speed=None)
+    config = ProduceTradesConfig(ws_url=server.url, pairs=["btcusdt"], duration_seconds=1.0)
+    with trade_source(config, settings) as source:
+        conf = producer_config(config, settings, source)
+        progress: queue.Queue[ProducerStats] = queue.Queue()
+        summary = run_reporting(Producer(conf, on_progress=progress.put), progress, lambda _: None)
+    assert not summary.stopped
 
 
 def test_bad_op_config_fails_the_run_with_one_line(defs):
@@ -104,3 +117,75 @@ def test_bad_op_config_fails_the_run_with_one_line(defs):
     assert failure is not None
     assert "pairs='BTC-USD'" in failure.user_failure_data.description
     assert "\n" not in failure.user_failure_data.description
+
+
+def _op_failure(defs, op_config: dict) -> str:
+    job = defs.resolve_job_def(PRODUCER_JOB)
+    result = job.execute_in_process(
+        run_config={"ops": {PRODUCER_OP: {"config": op_config}}}, raise_on_error=False
+    )
+    assert not result.success
+    failure = result.failure_data_for_node(PRODUCER_OP)
+    assert failure is not None
+    assert failure.user_failure_data is not None
+    return failure.user_failure_data.description
+
+
+@pytest.mark.parametrize(
+    ("op_config", "message"),
+    [
+        ({"batch_interval_seconds": -2.0}, "batch_interval_seconds=-2.0: allowed > 0 and ≤ 3600"),
+        ({"batch_interval_seconds": 7200.0}, "batch_interval_seconds=7200.0: allowed > 0 and"),
+        ({"max_trades_per_batch": 0}, "max_trades_per_batch=0: allowed ≥ 1 and ≤ 1e+06"),
+        ({"duration_minutes": 0.0}, "duration_minutes=0.0: allowed > 0 and ≤ 10080"),
+        ({"duration_seconds": -1.0}, "duration_seconds=-1.0: allowed > 0"),
+        ({"report_interval_seconds": 0.0}, "report_interval_seconds=0.0: allowed > 0"),
+        ({"quiet_pair_seconds": -5.0}, "quiet_pair_seconds=-5.0: allowed > 0"),
+        ({"pairs": ["notapair!"]}, "pairs='notapair!': expected comma-separated"),
+        ({"ws_url": "http://127.0.0.1:1"}, "ws_url='http://127.0.0.1:1': expected a URL"),
+    ],
+)
+def test_an_out_of_range_value_fails_in_one_line_before_any_work(
+    defs, settings, op_config, message
+):
+    description = _op_failure(defs, {"source": "live", **op_config})
+    assert message in description
+    assert description.startswith("ProduceTradesConfig: ")
+    assert "\n" not in description
+    # Failed before the producer started: not even the landing folder exists.
+    assert not settings.landing_dir.exists()
+
+
+def test_mistyped_op_config_is_refused_by_the_config_schema_at_launch(defs):
+    job = defs.resolve_job_def(PRODUCER_JOB)
+    for bad, field in (({"source": "file"}, "source"), ({"continuous": "yes"}, "continuous")):
+        with pytest.raises(dg.DagsterInvalidConfigError, match=field):
+            dg.validate_run_config(job, {"ops": {PRODUCER_OP: {"config": bad}}})
+
+
+def test_the_op_config_defaults_are_the_deployments_producer_settings(settings):
+    deployed = settings.replace(
+        trading_pairs=("solusdt",),
+        batch_interval_seconds=2.0,
+        max_trades_per_batch=50,
+        run_duration_minutes=7.5,
+    )
+    job = build_definitions(deployed).resolve_job_def(PRODUCER_JOB)
+    config = dg.validate_run_config(job, {})["ops"][PRODUCER_OP]["config"]
+    assert config["pairs"] == ["solusdt"]
+    assert config["batch_interval_seconds"] == 2.0
+    assert config["max_trades_per_batch"] == 50
+    assert (config["duration_minutes"], config["continuous"]) == (7.5, False)
+    continuous = settings.replace(run_duration_minutes=None)
+    job = build_definitions(continuous).resolve_job_def(PRODUCER_JOB)
+    assert dg.validate_run_config(job, {})["ops"][PRODUCER_OP]["config"]["continuous"] is True
+
+
+def test_a_partial_override_keeps_the_other_defaults(defs, settings, replay_server_factory):
+    server = replay_server_factory(speed=None)
+    job = defs.resolve_job_def(PRODUCER_JOB)
+    op_config = {"ws_url": server.url, "duration_seconds": 2.0, "pairs": ["ethusdt"]}
+    result = job.execute_in_process(run_config={"ops": {PRODUCER_OP: {"config": op_config}}})
+    assert result.success
+    landed = landed_trades(settings.landing_dir)
+    assert set(landed) == {"ETHUSDT"}

@@ -10,12 +10,9 @@ import pytest
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
 from crypto_assets.settings import Settings, SettingsError
 
-# Every setting a run may override: all but the deployment and DAGSTER_HOME (the process's own).
+# Every setting a run may override here: all but the deployment and DAGSTER_HOME (the process's
+# own) and the producer's four, which are the producer op's config.
 RUN_CONFIG_FIELDS = {
-    "trading_pairs",
-    "batch_interval_seconds",
-    "run_duration_minutes",
-    "max_trades_per_batch",
     "price_change_threshold_pct",
     "volume_spike_min_trades",
     "volume_spike_factor",
@@ -71,10 +68,12 @@ def test_run_config_fields_are_the_settings_with_the_deployed_values_as_defaults
     resource = CryptoSettings.from_settings(DEPLOYED)
     fields = resource.get_resource_definition().config_schema.config_type.fields
     assert set(fields) == RUN_CONFIG_FIELDS
-    assert fields["trading_pairs"].default_value == ["solusdt", "btcusdt"]
+    assert fields["analytics_window"].default_value == "5 minutes"
     assert fields["data_dir"].default_value == "/srv/crypto"
-    assert fields["run_duration_minutes"].default_value is None
-    assert "TRADING_PAIRS" in fields["trading_pairs"].description
+    assert fields["source"].default_value == "replay"
+    assert "ANALYTICS_WINDOW" in fields["analytics_window"].description
+    # Every field has a default: a run config that names none of them is complete.
+    assert all(not field.is_required for field in fields.values())
 
 
 def test_a_run_without_overrides_gets_the_deployed_settings():
@@ -84,9 +83,9 @@ def test_a_run_without_overrides_gets_the_deployed_settings():
 
 
 def test_an_override_changes_that_setting_only():
-    result, seen = run_with({"batch_interval_seconds": 2.0, "trading_pairs": ["ETHUSDT"]})
+    result, seen = run_with({"volume_spike_factor": 2.0, "catalog": "other_catalog"})
     assert result.success
-    assert seen == [DEPLOYED.replace(batch_interval_seconds=2.0, trading_pairs=("ethusdt",))]
+    assert seen == [DEPLOYED.replace(volume_spike_factor=2.0, catalog="other_catalog")]
     # What the run did not override is the deployment's, not DESIGN.md's default.
     assert (seen[0].data_dir, seen[0].deployment) == (Path("/srv/crypto"), "databricks")
 
@@ -94,12 +93,10 @@ def test_an_override_changes_that_setting_only():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        (
-            {"batch_interval_seconds": -2.0},
-            "batch_interval_seconds=-2.0: must be greater than zero",
-        ),
+        ({"volume_spike_factor": -2.0}, "volume_spike_factor=-2.0: must be greater than zero"),
         ({"volume_spike_min_history": 0}, "volume_spike_min_history=0: must be greater than zero"),
-        ({"trading_pairs": ["BTC-USD"]}, "trading_pairs=['BTC-USD']: expected comma-separated"),
+        ({"volume_spike_min_history": 20}, "VOLUME_SPIKE_MIN_HISTORY=20 is more than"),
+        ({"catalog": "my-catalog"}, "catalog='my-catalog': expected a Unity Catalog name"),
         ({"analytics_window": "soon"}, "analytics_window='soon': expected '<number> seconds"),
         ({"binance_ws_url": "http://x"}, "binance_ws_url='http://x': expected a URL starting"),
     ],
@@ -115,11 +112,16 @@ def test_malformed_override_fails_the_run_before_the_op_runs(override, message):
     error = failures[0].event_specific_data.error
     causes = [error, *([error.cause] if error.cause else [])]
     assert any(message in cause.message for cause in causes)
+    # The headline is one line naming the setting, not pydantic's multi-line error.
+    assert "\n" not in error.message.strip()
 
 
 def test_mistyped_override_is_rejected_by_the_config_schema():
-    with pytest.raises(dg.DagsterInvalidConfigError, match="batch_interval_seconds"):
-        run_with({"batch_interval_seconds": "fast"})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="volume_spike_factor"):
+        run_with({"volume_spike_factor": "fast"})
+    # The producer's settings are the producer op's config, not this resource's.
+    with pytest.raises(dg.DagsterInvalidConfigError, match="trading_pairs"):
+        run_with({"trading_pairs": ["btcusdt"]})
     with pytest.raises(dg.DagsterInvalidConfigError, match="source"):
         run_with({"source": "file"})
     with pytest.raises(dg.DagsterInvalidConfigError, match="deployment"):
@@ -127,6 +129,6 @@ def test_mistyped_override_is_rejected_by_the_config_schema():
 
 
 def test_malformed_resource_built_in_code_is_a_settings_error():
-    bad = CryptoSettings.from_settings(DEPLOYED).model_copy(update={"max_trades_per_batch": 0})
-    with pytest.raises(SettingsError, match="max_trades_per_batch=0"):
+    bad = CryptoSettings.from_settings(DEPLOYED).model_copy(update={"volume_spike_lookback": 0})
+    with pytest.raises(SettingsError, match="volume_spike_lookback=0"):
         bad.to_settings()

@@ -1,0 +1,65 @@
+"""Op config that fails in one line: a value out of range names its field and the allowed range.
+
+Dagster's config schema checks types, enums and required fields at launch (the Launchpad shows
+those); ranges it cannot express. They are pydantic constraints on the fields, checked when the
+op's config is built, before the op's body runs: a bad value raises `dg.Failure` whose
+description (the UI's headline) is one line, instead of pydantic's multi-line error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import annotated_types
+import dagster as dg
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", "≥"),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "≤"),
+)
+
+
+def allowed_range(field: FieldInfo) -> str | None:
+    """The field's numeric bounds in words, e.g. ``> 0 and ≤ 3600``; None when it has none."""
+    parts = [
+        f"{symbol} {getattr(bound, attribute):g}"
+        for bound in field.metadata
+        for kind, attribute, symbol in _BOUNDS
+        if isinstance(bound, kind)
+    ]
+    return " and ".join(parts) or None
+
+
+def config_error_line(config_cls: type[dg.Config], error: ValidationError) -> str:
+    """All problems of one validation in one line: ``field=value: allowed range or reason``."""
+    problems = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"])
+        field = config_cls.model_fields.get(str(problem["loc"][0])) if problem["loc"] else None
+        bounds = allowed_range(field) if field is not None else None
+        if problem["type"] == "value_error":
+            reason = str(problem["ctx"]["error"])
+            if reason.startswith(f"{name}="):  # a message that names the value already
+                problems.append(reason)
+                continue
+        elif bounds is not None:
+            reason = f"allowed {bounds}"
+        else:
+            reason = problem["msg"]
+        problems.append(f"{name}={problem['input']!r}: {reason}" if name else reason)
+    return f"{config_cls.__name__}: " + "; ".join(problems)
+
+
+class CheckedConfig(dg.Config):
+    """A `dg.Config` whose validation error is a `dg.Failure` with a one-line description."""
+
+    def __init__(self, **values: Any) -> None:
+        """Validate `values`; a bad one raises `dg.Failure` naming it and what it accepts."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise dg.Failure(description=config_error_line(type(self), exc)) from None
