@@ -8,6 +8,11 @@ save is covered by reading, at load, the landing files not older than the state 
     {"version": 1, "symbols": {"BTCUSDT": {"landed_high": 3735690000, "missing": [[a, b]]}}}
 
 ``missing`` are id ranges at or below ``landed_high`` not landed yet (gaps still open at the save).
+
+A producer owns its landing folder: loading the state takes an OS lock on the sibling
+``producer_state.lock`` (see `crypto_assets.folder_lock`), kept until `close` or the process ends,
+so a second producer on the same folder stops before it reads or streams anything. Readers (the
+replay server's continuation) open the file `read_only` and take no lock.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from crypto_assets.folder_lock import FolderLock
 from crypto_assets.landing_files import is_landing_file
 from crypto_assets.producer.landing_writer import LandingWriteError, write_atomically
 from crypto_assets.producer.trade_sequencer import SymbolProgress
@@ -42,22 +48,34 @@ def landed_highs(path: Path, landing_dir: Path, symbols: Iterable[str]) -> dict[
     A missing or unreadable state file (or landing dir) means nothing landed: ``{}``.
     """
     try:
-        progress = ProducerStateFile(path).load(Path(landing_dir), symbols)
+        progress = ProducerStateFile(path, read_only=True).load(Path(landing_dir), symbols)
     except OSError as exc:
         logger.warning("cannot read the producer state under %s (%s)", path, exc)
         return {}
     return {symbol: p.high for symbol, p in progress.items()}
 
 
-class ProducerStateFile:
-    """Loads and saves the landed progress per symbol; symbols not in use are kept unchanged."""
+def lock_path_of(state_path: Path) -> Path:
+    """The lock file a producer holds beside its state file: ``producer_state.lock``."""
+    return Path(state_path).with_suffix(".lock")
 
-    def __init__(self, path: Path) -> None:
+
+class ProducerStateFile:
+    """Loads and saves the landed progress per symbol; symbols not in use are kept unchanged.
+
+    Unless `read_only`, loading or saving makes this object the owner of the landing folder until
+    `close` (see the module doc); `FolderInUseError` when another process owns it.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only
         self._kept: dict[str, SymbolProgress] = {}
+        self._lock: FolderLock | None = None
 
     def load(self, landing_dir: Path, symbols: Iterable[str]) -> dict[str, SymbolProgress]:
         """The progress of `symbols`, including landing files written after the last save."""
+        self._own(Path(landing_dir))
         mtime_ns = self._mtime_ns()
         progress = self._read() if mtime_ns is not None else None
         if progress is None:
@@ -72,6 +90,9 @@ class ProducerStateFile:
 
     def save(self, progress: Mapping[str, SymbolProgress]) -> None:
         """Write `progress` (plus the symbols kept from the loaded file) atomically."""
+        if self.read_only:
+            raise ValueError(f"{self.path} was opened read-only")
+        self._own(self.path.parent)
         merged = {**self._kept, **progress}
         document = {
             "version": STATE_VERSION,
@@ -86,6 +107,26 @@ class ProducerStateFile:
         except OSError as exc:
             raise LandingWriteError(
                 f"cannot write the producer state file {self.path}: {exc.strerror or exc} "
+                "(fix the permissions or choose another --state-file)"
+            ) from exc
+
+    def close(self) -> None:
+        """Release the landing folder's lock (another producer may start); saving re-takes it."""
+        if self._lock is not None:
+            self._lock.release()
+
+    def _own(self, landing_dir: Path) -> None:
+        """Hold the landing folder's lock (a no-op once held, or when read-only)."""
+        if self.read_only:
+            return
+        if self._lock is None:
+            self._lock = _producer_lock(self.path, landing_dir)
+        try:
+            self._lock.acquire()
+        except OSError as exc:
+            raise LandingWriteError(
+                f"cannot write the producer state file {self.path} (its lock "
+                f"{self._lock.lock_path}): {exc.strerror or exc} "
                 "(fix the permissions or choose another --state-file)"
             ) from exc
 
@@ -105,6 +146,16 @@ class ProducerStateFile:
                 "producer state file %s is unreadable (%s): starting afresh", self.path, exc
             )
             return None
+
+
+def _producer_lock(state_path: Path, landing_dir: Path) -> FolderLock:
+    return FolderLock(
+        lock_path_of(state_path),
+        landing_dir,
+        kind="landing folder",
+        owner="another producer",
+        advice="stop that producer first, or give this one another landing folder",
+    )
 
 
 def _parse(document: dict) -> dict[str, SymbolProgress]:
