@@ -1,4 +1,4 @@
-"""Binance spot REST: ``GET /api/v3/historicalTrades``, to fill trade-id gaps after reconnects."""
+"""Binance spot REST: ``historicalTrades`` fills trade-id gaps, ``exchangeInfo`` checks pairs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from crypto_assets.errors import CryptoAssetsError
 logger = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000
+INVALID_SYMBOL = -1121  # Binance's code for a symbol it does not list
 
 
 class RestError(CryptoAssetsError):
@@ -41,6 +42,17 @@ class BinanceRestClient:
         if not isinstance(rows, list):
             raise RestError(f"historicalTrades for {symbol.upper()} returned {type(rows).__name__}")
         return rows
+
+    def exchange_info(self, symbols: tuple[str, ...] | list[str]) -> dict[str, dict]:
+        """Binance's description of each of `symbols` (status, baseAsset, …) by upper-case name.
+
+        One symbol Binance does not list fails the whole call: `RestError` with code -1121.
+        """
+        names = json.dumps([s.upper() for s in symbols], separators=(",", ":"))
+        body = self._get(f"/api/v3/exchangeInfo?{urlencode({'symbols': names})}")
+        if not isinstance(body, dict) or not isinstance(body.get("symbols"), list):
+            raise RestError(f"exchangeInfo from {self.base_url} has no list of symbols")
+        return {str(info.get("symbol")): info for info in body["symbols"]}
 
     def _get(self, path_and_query: str) -> Any:
         url = self.base_url + path_and_query

@@ -28,7 +28,8 @@ from crypto_assets.producer.producer import (
     ProducerSummary,
     default_rest_url,
 )
-from crypto_assets.producer.source import REPLAY_WARNING, TradeSource, open_source
+from crypto_assets.producer.quiet_pairs import QuietPairs
+from crypto_assets.producer.source import REPLAY_WARNING, TradeSource, check_pairs, open_source
 from crypto_assets.settings import Settings, parse_pairs
 
 PRODUCER_JOB = "binance_producer_job"
@@ -227,22 +228,45 @@ def run_reporting(
 
 
 class LandingReporter:
-    """Turns producer progress into `landing_trades` materializations, only when files landed."""
+    """Turns producer progress into `landing_trades` materializations, only when files landed.
 
-    def __init__(self, context: dg.OpExecutionContext, source: TradeSource) -> None:
+    It also logs a pair that went quiet (no trade for `quiet_pair_seconds`) or traded again,
+    and lists the quiet pairs in each materialization.
+    """
+
+    def __init__(
+        self, context: dg.OpExecutionContext, source: TradeSource, quiet: QuietPairs
+    ) -> None:
         self.context = context
         self.source = source
+        self.quiet = quiet
         self.last: ProducerStats | None = None
 
     def __call__(self, stats: ProducerStats) -> None:
         """Report what landed since the previous report, if anything did."""
+        went_quiet, woke = self.quiet.update(stats)
+        for symbol in sorted(went_quiet):
+            self.context.log.warning(
+                "%s: no trade for %.0f s (quiet_pair_seconds=%g)",
+                symbol.lower(),
+                self.quiet.silent_seconds(symbol, stats.seconds),
+                self.quiet.quiet_seconds,
+            )
+        for symbol in sorted(woke):
+            self.context.log.info("%s: trading again", symbol.lower())
         if stats.files == (self.last.files if self.last else 0):
             return
+        quiet = sorted(symbol.lower() for symbol in self.quiet.quiet)
+        metadata = producer_metadata(stats, self.last, self.source.kind, self.source.ws_url)
         self.context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDING_TRADES,
                 description=f"{stats.trades} trades in {stats.files} files so far this run",
-                metadata=producer_metadata(stats, self.last, self.source.kind, self.source.ws_url),
+                metadata={
+                    **metadata,
+                    "quiet_pairs": dg.MetadataValue.text(", ".join(quiet) or "none"),
+                    "quiet_pair_count": len(quiet),
+                },
             )
         )
         self.last = stats
@@ -255,6 +279,8 @@ def _produce(
         if source.kind == "replay":
             context.log.warning(REPLAY_WARNING)
         conf = producer_config(config, settings, source)
+        for warning in check_pairs(source, conf.pairs):
+            context.log.warning(warning)
         context.log.info(
             "producing %s from %s (%s) into %s for %s s",
             ",".join(conf.pairs),
@@ -265,7 +291,9 @@ def _produce(
         )
         progress: queue.Queue[ProducerStats] = queue.Queue()
         producer = Producer(conf, on_progress=progress.put)
-        reporter = LandingReporter(context, source)
+        reporter = LandingReporter(
+            context, source, QuietPairs(conf.pairs, config.quiet_pair_seconds)
+        )
         return run_reporting(producer, progress, reporter, config.report_interval_seconds)
 
 

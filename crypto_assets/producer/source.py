@@ -15,12 +15,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
+from crypto_assets.binance.rest_client import INVALID_SYMBOL, BinanceRestClient, RestError
 from crypto_assets.binance.stream_client import (
     UNREACHABLE_ADVICE,
     StreamUnavailableError,
     combined_stream_url,
     connect,
 )
+from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.producer.producer import default_rest_url
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.settings import Settings
@@ -64,6 +66,62 @@ class TradeSource:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class UnknownPairsError(CryptoAssetsError):
+    """Binance does not list some of the pairs asked for; the message names them."""
+
+
+def _listed(client: BinanceRestClient, pairs: tuple[str, ...]) -> tuple[dict[str, dict], list[str]]:
+    """What `exchangeInfo` says of each pair, and the pairs it does not list."""
+    try:
+        return client.exchange_info(pairs), []
+    except RestError as exc:
+        if exc.code != INVALID_SYMBOL:
+            raise
+    # One unknown symbol fails the whole call: ask pair by pair which ones it is.
+    infos: dict[str, dict] = {}
+    unknown: list[str] = []
+    for pair in pairs:
+        try:
+            infos.update(client.exchange_info((pair,)))
+        except RestError as exc:
+            if exc.code != INVALID_SYMBOL:
+                raise
+            unknown.append(pair)
+    return infos, unknown
+
+
+def check_pairs(source: TradeSource, pairs: tuple[str, ...], timeout: float = 5.0) -> list[str]:
+    """Check `pairs` against the source's ``GET /api/v3/exchangeInfo``; warnings to log.
+
+    Live: a pair Binance does not list raises `UnknownPairsError` (its stream would stay silent
+    forever). Replay: the pairs the recording does not carry are a warning, as are pairs whose
+    status is not TRADING and a REST endpoint that does not answer.
+    """
+    client = BinanceRestClient(source.rest_url, timeout=timeout)
+    try:
+        infos, unknown = _listed(client, pairs)
+    except RestError as exc:
+        return [f"pairs not checked: exchangeInfo failed ({exc})"]
+    warnings = [
+        f"{pair} is {infos[pair.upper()].get('status')} on {source.kind}, not TRADING: "
+        "expect no trades"
+        for pair in pairs
+        if pair.upper() in infos and infos[pair.upper()].get("status") != "TRADING"
+    ]
+    if unknown and source.kind == "live":
+        raise UnknownPairsError(
+            f"pairs: Binance does not list {', '.join(unknown)} (exchangeInfo: -1121 Invalid "
+            "symbol); spell a pair as Binance does, e.g. btcusdt"
+        )
+    if unknown:
+        carried = ", ".join(pair for pair in pairs if pair.upper() in infos) or "none of them"
+        warnings.append(
+            f"the replay does not carry {', '.join(unknown)}: no trades will arrive for "
+            f"{'it' if len(unknown) == 1 else 'them'} (of these pairs it carries {carried})"
+        )
+    return warnings
 
 
 def probe_live(ws_url: str, pairs: tuple[str, ...], timeout: float = PROBE_TIMEOUT_SECONDS) -> None:

@@ -39,3 +39,13 @@ def test_unreachable_rest_is_a_typed_error(unused_port_url: str) -> None:
     rest = BinanceRestClient(unused_port_url.replace("ws://", "http://"), timeout=2.0)
     with pytest.raises(RestError, match=r"cannot reach http://127\.0\.0\.1"):
         rest.historical_trades("BTCUSDT", 1, 10)
+
+
+def test_exchange_info_describes_each_symbol_asked_for(published_server: object) -> None:
+    rest = BinanceRestClient(published_server.rest_url)  # type: ignore[attr-defined]
+    infos = rest.exchange_info(("ethusdt", "btcusdt"))
+    assert set(infos) == {"BTCUSDT", "ETHUSDT"}
+    assert (infos["ETHUSDT"]["baseAsset"], infos["ETHUSDT"]["quoteAsset"]) == ("ETH", "USDT")
+    with pytest.raises(RestError) as caught:
+        rest.exchange_info(("btcusdt", "dogeusdt"))
+    assert (caught.value.status, caught.value.code) == (400, -1121)

@@ -189,3 +189,45 @@ def test_a_partial_override_keeps_the_other_defaults(defs, settings, replay_serv
     assert result.success
     landed = landed_trades(settings.landing_dir)
     assert set(landed) == {"ETHUSDT"}
+
+
+def _run_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.user_message for entry in instance.all_logs(run_id)]
+
+
+def test_a_pair_live_binance_does_not_list_fails_in_one_line_before_producing(
+    defs, settings, replay_server_factory
+):
+    server = replay_server_factory(speed=None)
+    # An explicit ws_url is live unless source says replay: the server answers as Binance would.
+    description = _op_failure(defs, {"ws_url": server.url, "pairs": ["btcusdt", "notapair"]})
+    assert description.startswith("pairs: Binance does not list notapair (exchangeInfo: -1121")
+    assert "\n" not in description
+    assert not list(settings.landing_dir.glob("trades_*.json"))
+
+
+def test_a_replay_names_the_pairs_it_lacks_and_reports_them_quiet(
+    defs, instance, replay_server_factory
+):
+    server = replay_server_factory(speed=None)
+    op_config = {
+        "ws_url": server.url,
+        "source": "replay",
+        "pairs": ["btcusdt", "ethusdt", "bnbusdt"],
+        "duration_seconds": 4.0,
+        "batch_interval_seconds": 0.5,
+        "report_interval_seconds": 0.5,
+        "progress_interval_seconds": 0.5,
+        "quiet_pair_seconds": 1.0,
+    }
+    result = defs.resolve_job_def(PRODUCER_JOB).execute_in_process(
+        run_config={"ops": {PRODUCER_OP: {"config": op_config}}}, instance=instance
+    )
+    assert result.success
+    messages = _run_messages(instance, result.run_id)
+    assert any(m.startswith("the replay does not carry bnbusdt: no trades") for m in messages)
+    assert any(m.startswith("bnbusdt: no trade for ") for m in messages)
+    last = _materializations(result)[-1]
+    assert "bnbusdt" in last["quiet_pairs"].split(", ")
+    assert last["quiet_pair_count"] >= 1
+    assert any(m.startswith("finished: landed ") for m in messages)

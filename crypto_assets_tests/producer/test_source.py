@@ -12,7 +12,13 @@ import pytest
 import websocket
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
-from crypto_assets.producer.source import REPLAY_WARNING, open_source
+from crypto_assets.producer.source import (
+    REPLAY_WARNING,
+    TradeSource,
+    UnknownPairsError,
+    check_pairs,
+    open_source,
+)
 from crypto_assets.settings import Settings
 from crypto_assets_tests.producer.landing_reader import read_landing
 from crypto_assets_tests.recorded_trades import recorded_landing_rows
@@ -133,3 +139,35 @@ def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
     assert second.gaps_unfilled == 0
     assert second.per_symbol == {s: len(ids) for s, ids in second_ids.items()}
     assert "replay continues at lap 1" in caplog.text
+
+
+def _server_source(server: object, kind: str) -> TradeSource:
+    return TradeSource(kind, server.url, server.rest_url)  # type: ignore[attr-defined, arg-type]
+
+
+def test_pairs_the_source_lists_pass_without_a_word(replay_server_factory) -> None:
+    source = _server_source(replay_server_factory(), "live")
+    assert check_pairs(source, ("btcusdt", "ethusdt")) == []
+
+
+def test_a_pair_live_binance_does_not_list_is_an_error_naming_it(replay_server_factory) -> None:
+    source = _server_source(replay_server_factory(), "live")
+    with pytest.raises(UnknownPairsError) as caught:
+        check_pairs(source, ("btcusdt", "notapair", "ethusdt", "dogeusdt"))
+    message = str(caught.value)
+    assert message.startswith("pairs: Binance does not list notapair, dogeusdt ")
+    assert "ethusdt" not in message  # a listed pair is not named
+    assert "\n" not in message
+
+
+def test_pairs_a_replay_does_not_carry_are_a_warning_naming_them(replay_server_factory) -> None:
+    source = _server_source(replay_server_factory(), "replay")
+    (warning,) = check_pairs(source, ("btcusdt", "ethusdt", "bnbusdt", "solusdt"))
+    assert warning.startswith("the replay does not carry bnbusdt, solusdt: no trades")
+    assert "it carries btcusdt, ethusdt" in warning
+
+
+def test_an_unreachable_rest_endpoint_is_a_warning(unused_port: int) -> None:
+    source = TradeSource("live", f"ws://127.0.0.1:{unused_port}", f"http://127.0.0.1:{unused_port}")
+    (warning,) = check_pairs(source, ("btcusdt",), timeout=1.0)
+    assert warning.startswith("pairs not checked: exchangeInfo failed (cannot reach")

@@ -222,3 +222,46 @@ def test_rest_serves_only_the_laps_a_first_lap_server_published(
     assert from_lap_1 == rows[:5]  # lap 1 was never published: served from lap 2's start
     assert from_lap_2 == rows[10:15]
     assert latest == rows[-5:]
+
+
+def test_exchange_info_lists_the_symbols_the_recording_carries(
+    replay_server_factory, recorded_trades
+) -> None:
+    server = replay_server_factory()
+    carried = sorted({trade["s"] for trade in recorded_trades})
+    status, body = get(f"{server.rest_url}/api/v3/exchangeInfo")
+    assert status == 200
+    assert body["timezone"] == "UTC"
+    assert abs(body["serverTime"] - time.time() * 1000) < 60_000
+    assert [s["symbol"] for s in body["symbols"]] == carried == ["BTCUSDT", "ETHUSDT"]
+    btc = body["symbols"][0]
+    assert (btc["status"], btc["baseAsset"], btc["quoteAsset"]) == ("TRADING", "BTC", "USDT")
+
+
+def test_exchange_info_for_named_symbols(replay_server_factory) -> None:
+    server = replay_server_factory()
+    # Binance's own form: a JSON array, here URL-encoded and (curl -g style) plain.
+    for query in ("symbols=%5B%22ETHUSDT%22%5D", 'symbols=["ETHUSDT"]', "symbol=ETHUSDT"):
+        status, body = get(f"{server.rest_url}/api/v3/exchangeInfo?{query}")
+        assert status == 200, query
+        assert [s["symbol"] for s in body["symbols"]] == ["ETHUSDT"]
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "message"),
+    [
+        ('symbols=["BTCUSDT","BNBUSDT"]', -1121, "Invalid symbol."),
+        ("symbol=XRPUSDT", -1121, "Invalid symbol."),
+        ("symbols=BTCUSDT", -1100, "Illegal characters found in parameter 'symbols'"),
+        ("symbols=[]", -1100, "Illegal characters found in parameter 'symbols'"),
+        ('symbol=BTCUSDT&symbols=["BTCUSDT"]', -1128, "Combination of optional parameters"),
+        ("symbol=btc-usdt!", -1100, "Illegal characters found in parameter 'symbol'"),
+    ],
+)
+def test_exchange_info_errors_are_binance_errors(replay_server_factory, query, code, message):
+    server = replay_server_factory()
+    encoded = query.replace('"', "%22")
+    status, body = get(f"{server.rest_url}/api/v3/exchangeInfo?{encoded}")
+    assert status == 400
+    assert body["code"] == code
+    assert body["msg"].startswith(message)
