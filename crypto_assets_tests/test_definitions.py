@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.definitions import defs
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.orchestration.code_versions import source_version
+from crypto_assets.orchestration.deployments import data_locations
 from crypto_assets.orchestration.resources import STEP_LAUNCHER_KEY
+from crypto_assets.settings import Settings
+from crypto_assets_tests.recorded_trades import LANDING_FIELDS
 
 ASSETS = ("landing_trades", "trades_raw", "trades_analytics", "price_alerts")
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +50,86 @@ def test_four_assets_with_lineage(loaded):
     checks = {key.name for key in graph.asset_check_keys}
     assert all(name.startswith("check_") for name in checks)
     assert len(checks) == 4
+
+
+def _node(loaded: dg.Definitions, key: str):
+    return loaded.resolve_asset_graph().get(dg.AssetKey(key))
+
+
+def _columns(node) -> list[tuple[str, str, bool]]:
+    value = node.metadata["dagster/column_schema"]
+    schema = getattr(value, "schema", value)  # a TableSchema, maybe wrapped in a metadata value
+    return [(c.name, c.type, c.constraints.nullable) for c in schema.columns]
+
+
+def test_every_asset_has_its_column_schema_from_the_arrow_schemas(loaded):
+    for table, arrow in TABLE_SCHEMAS.items():
+        if table == "trades_quarantine":
+            continue  # a table of the query, not an asset
+        expected = [(f.name, str(f.type), f.nullable) for f in arrow]
+        assert _columns(_node(loaded, table)) == expected
+    # Landing files hold DESIGN.md's ten landing fields, the first ten columns of trades_raw.
+    landing = [name for name, _, _ in _columns(_node(loaded, "landing_trades"))]
+    assert tuple(landing) == LANDING_FIELDS
+
+
+def test_assets_say_where_their_data_lives(loaded, tmp_path):
+    data = tmp_path / "data"
+    landing = _node(loaded, "landing_trades").metadata["landing_location"]
+    assert Path(landing.path) == data / "landing" / "trades"
+    for table in ("trades_raw", "trades_analytics", "price_alerts"):
+        location = _node(loaded, table).metadata["table_location"]
+        assert Path(location.path) == data / "delta" / table
+
+
+def test_on_databricks_tables_are_named_catalog_schema_table():
+    settings = Settings(deployment="databricks", catalog="cat", schema_name="sch")
+    locations = data_locations(settings)
+    assert locations["trades_raw"] == {"dagster/table_name": "cat.sch.trades_raw"}
+    assert locations["price_alerts"] == {"dagster/table_name": "cat.sch.price_alerts"}
+    volume = locations["landing_trades"]["landing_location"].path
+    assert volume == "/Volumes/cat/sch/crypto_landing/trades/"
+
+
+def test_code_versions_kinds_and_tags(loaded):
+    versions = {key: _node(loaded, key).code_version for key in ASSETS}
+    assert all(re.fullmatch(r"[0-9a-f]{12}", v or "") for v in versions.values()), versions
+    # One query writes the three tables: one version; the producer's code has its own.
+    assert len({versions[t] for t in ASSETS[1:]}) == 1
+    assert versions["landing_trades"] != versions["trades_raw"]
+    assert _node(loaded, "landing_trades").kinds == {"python", "websocket", "json"}
+    layers = {key: _node(loaded, key).tags["layer"] for key in ASSETS}
+    assert layers == {
+        "landing_trades": "landing",
+        "trades_raw": "bronze",
+        "trades_analytics": "gold",
+        "price_alerts": "gold",
+    }
+    for table in ASSETS[1:]:
+        assert _node(loaded, table).kinds == {"spark", "delta"}
+
+
+def test_a_code_version_is_a_digest_of_the_sources_it_names():
+    first = source_version(("analytics/batch.py",))
+    assert first == source_version(("analytics/batch.py",))
+    assert first != source_version(("analytics/transforms.py",))
+
+
+def test_landing_trades_names_the_job_and_sensor_that_produce_it(loaded):
+    description = _node(loaded, "landing_trades").description
+    assert "binance_producer_job" in description
+    assert "binance_producer_sensor" in description
+    assert loaded.resolve_sensor_def("binance_producer_sensor").job_name == "binance_producer_job"
+
+
+def test_no_ui_text_points_outside_the_repository(loaded):
+    graph = loaded.resolve_asset_graph()
+    texts = [graph.get(key).description or "" for key in graph.get_all_asset_keys()]
+    repository = loaded.get_repository_def()
+    texts += [r.description or "" for r in repository.get_top_level_resources().values()]
+    texts += [job.description or "" for job in repository.get_all_jobs()]
+    texts += [sensor.description or "" for sensor in repository.sensor_defs]
+    assert not [text for text in texts if "DESIGN.md" in text or "../shared" in text]
 
 
 def test_spark_assets_require_the_step_launcher_which_is_nothing_locally(loaded):

@@ -1,6 +1,9 @@
-"""The one place a deployment picks its resources; everything else is the same on both."""
+"""The one place a deployment picks its resources and says where its data lives."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
 
@@ -9,13 +12,14 @@ from crypto_assets.orchestration.analytics_assets import (
     streaming_analytics,
     streaming_analytics_job,
 )
+from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.freshness import (
     DEFAULT_FRESHNESS,
     FreshnessWindows,
     with_freshness,
 )
 from crypto_assets.orchestration.ingestion import build_producer_job, landing_trades
-from crypto_assets.orchestration.lakehouse import LocalLakehouse
+from crypto_assets.orchestration.lakehouse import TABLES, LocalLakehouse
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
     SETTINGS_KEY,
@@ -49,14 +53,52 @@ def resources_for(settings: Settings) -> dict[str, object]:
     )
 
 
+def data_locations(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Definition metadata per asset: where its data lives on `settings.deployment`.
+
+    Locally a path (the landing folder, each Delta table's folder); on Databricks the landing
+    Volume and each table's Unity Catalog name `catalog.schema.table` (`dagster/table_name`).
+    """
+    if settings.deployment == "databricks":
+        volume = f"/Volumes/{settings.catalog}/{settings.schema_name}/crypto_landing/trades/"
+        return {
+            LANDING_TRADES: {"landing_location": dg.MetadataValue.path(volume)},
+            **{
+                table: {"dagster/table_name": f"{settings.catalog}.{settings.schema_name}.{table}"}
+                for table in TABLES
+            },
+        }
+    lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
+    return {
+        LANDING_TRADES: {"landing_location": dg.MetadataValue.path(str(settings.landing_dir))},
+        **{
+            table: {"table_location": dg.MetadataValue.path(lakehouse.table_location(table))}
+            for table in TABLES
+        },
+    }
+
+
+def with_locations(
+    assets: Sequence[dg.AssetSpec | dg.AssetsDefinition], settings: Settings
+) -> list[dg.AssetSpec | dg.AssetsDefinition]:
+    """`assets` with their data location (`data_locations`) added to their metadata."""
+    locations = data_locations(settings)
+
+    def locate(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.merge_attributes(metadata=locations.get(spec.key.to_user_string(), {}))
+
+    return list(dg.map_asset_specs(locate, assets))
+
+
 def build_definitions(
     settings: Settings, freshness: FreshnessWindows = DEFAULT_FRESHNESS
 ) -> dg.Definitions:
-    """All assets (with their freshness policies), checks, jobs, sensors and the schedule."""
+    """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
     resources = resources_for(settings)
     producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
+    assets = with_locations([landing_trades, streaming_analytics], settings)
     return dg.Definitions(
-        assets=with_freshness([landing_trades, streaming_analytics], freshness),
+        assets=with_freshness(assets, freshness),
         jobs=[producer_job, streaming_analytics_job],
         sensors=[build_producer_sensor(producer_job), landing_files_sensor],
         schedules=[streaming_analytics_schedule],

@@ -1,24 +1,32 @@
-"""Materialization metadata: what the UI shows for each asset, built from plain values.
+"""Asset metadata: what the UI shows for each asset, built from plain values.
 
-Numbers stay numeric (never formatted into strings) so Dagster plots them over time, e.g.
-`vwap_btcusdt` for the price of BTCUSDT or `trades_per_second` for the producer's throughput.
+Each asset gets its own numbers. Numbers stay numeric so Dagster plots them over materializations
+(`trades_per_second` for the producer's throughput, `dagster/row_count` per table); prices are
+rounded to the symbol's precision. VWAP and volume over time are a chart drawn from the windows
+themselves (`price_chart.py`), since a plot of per-run values misses the windows between runs.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from crypto_assets.analytics.schema import PRICE_MOVE, TRADES_RAW, TRADES_RAW_SCHEMA, VOLUME_SPIKE
 from crypto_assets.analytics.show import latest_windows
+from crypto_assets.orchestration.price_chart import svg_image_markdown, vwap_volume_svg
 
 if TYPE_CHECKING:
     from crypto_assets.analytics.pipeline import AnalyticsSummary
     from crypto_assets.producer.producer import ProducerStats
 
 ALERTS_SHOWN = 10
+_ONE_US = dt.timedelta(microseconds=1)
 
 
 def producer_metadata(
@@ -49,20 +57,72 @@ def producer_metadata(
     }
 
 
+# Binance quotes prices with at most 8 decimals (tick sizes down to 1e-8).
+MAX_PRICE_DECIMALS = 8
+# A double holds about 16 significant digits; differences below this share of a value are noise.
+_FLOAT_NOISE = 1e-12
+# What the chart covers, and how many written windows are listed at most.
+CHART_SPAN = dt.timedelta(hours=1)
+WINDOWS_LISTED = 120
+_PRICE_COLUMNS = ("open", "high", "low", "close")
+# The landing record fields (DESIGN.md "Landing records") are trades_raw's first columns.
+LANDING_SCHEMA = pa.schema(
+    list(TRADES_RAW_SCHEMA)[: TRADES_RAW_SCHEMA.get_field_index("ingestion_time") + 1]
+)
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    """Dagster's column schema of an Arrow schema: every field's name, type and nullability."""
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=field.name,
+                type=str(field.type),
+                constraints=dg.TableColumnConstraints(nullable=field.nullable),
+            )
+            for field in schema
+        ]
+    )
+
+
+def decimals_of(value: float) -> int:
+    """Decimal places of `value`, float noise ignored (60000.01 -> 2, 2500.0 -> 0, 0.1+0.2 -> 1)."""
+    for places in range(MAX_PRICE_DECIMALS):
+        if abs(round(value, places) - value) <= abs(value) * _FLOAT_NOISE:
+            return places
+    return MAX_PRICE_DECIMALS
+
+
+def price_decimals(windows: pa.Table) -> dict[str, int]:
+    """Per symbol, the most decimal places among its windows' trade prices (open/high/low/close).
+
+    Trade prices are multiples of the symbol's tick size, so over enough windows this is the
+    tick's precision (2 for BTCUSDT and ETHUSDT).
+    """
+    found: dict[str, int] = {}
+    columns = [c for c in _PRICE_COLUMNS if c in windows.column_names]
+    for row in windows.select(["symbol", *columns]).to_pylist():
+        prices = [row[c] for c in columns if row[c] is not None and math.isfinite(row[c])]
+        places = max((decimals_of(p) for p in prices), default=0)
+        found[row["symbol"]] = max(found.get(row["symbol"], 0), places)
+    return found
+
+
 def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def latest_windows_markdown(latest: pa.Table | None) -> str:
+def latest_windows_markdown(latest: pa.Table | None, decimals: Mapping[str, int]) -> str:
     """A Markdown table: per symbol, its newest window's VWAP, change %, buy/sell ratio."""
     lines = [
         "| symbol | window (UTC) | trades | VWAP | change % | buy/sell |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in [] if latest is None else latest.to_pylist():
+        places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
         lines.append(
             f"| {row['symbol']} | {row['window_start']:%Y-%m-%d %H:%M} | {row['trade_count']} "
-            f"| {_number(row['vwap'], 4)} | {_number(row['price_change_pct'], 3)} "
+            f"| {_number(row['vwap'], places)} | {_number(row['price_change_pct'], 3)} "
             f"| {_number(row['buy_sell_ratio'], 3)} |"
         )
     if len(lines) == 2:
@@ -70,15 +130,65 @@ def latest_windows_markdown(latest: pa.Table | None) -> str:
     return "\n".join(lines)
 
 
-def vwap_by_symbol(latest: pa.Table | None) -> dict[str, float]:
-    """Numeric `vwap_<symbol>` entries from the newest windows, for Dagster's plots."""
+def vwap_by_symbol(latest: pa.Table | None, decimals: Mapping[str, int]) -> dict[str, float]:
+    """Numeric `vwap_<symbol>` of each symbol's newest window, rounded to its price precision."""
     if latest is None:
         return {}
     return {
-        f"vwap_{row['symbol'].lower()}": float(row["vwap"])
+        f"vwap_{row['symbol'].lower()}": round(
+            float(row["vwap"]), decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
+        )
         for row in latest.select(["symbol", "vwap"]).to_pylist()
         if row["vwap"] is not None
     }
+
+
+def last_hour(analytics: pa.Table) -> pa.Table:
+    """Each symbol's windows that start within `CHART_SPAN` of its newest, oldest first."""
+    newest = analytics.group_by("symbol").aggregate([("window_start", "max")])
+    joined = analytics.join(newest, "symbol")
+    cutoff = pc.subtract(joined["window_start_max"], pa.scalar(CHART_SPAN - _ONE_US))
+    recent = joined.filter(pc.greater_equal(joined["window_start"], cutoff))
+    return recent.drop_columns(["window_start_max"]).sort_by(
+        [("symbol", "ascending"), ("window_start", "ascending")]
+    )
+
+
+def vwap_volume_chart_markdown(recent: pa.Table, decimals: Mapping[str, int]) -> str:
+    """One SVG chart per symbol of VWAP and volume over its last hour of windows."""
+    if recent.num_rows == 0:
+        return "(no windows yet)"
+    parts = []
+    for symbol in sorted(set(recent["symbol"].to_pylist())):
+        rows = recent.filter(pc.equal(recent["symbol"], symbol)).to_pylist()
+        window = rows[0]["window_end"] - rows[0]["window_start"]
+        places = decimals.get(symbol, MAX_PRICE_DECIMALS)
+        svg = vwap_volume_svg(symbol, rows, places, window)
+        parts.append(svg_image_markdown(f"{symbol} VWAP and volume, last hour", svg))
+    return "\n\n".join(parts)
+
+
+def written_windows_markdown(
+    written: pa.Table, decimals: Mapping[str, int], limit: int = WINDOWS_LISTED
+) -> str:
+    """A Markdown table of the windows a run wrote (symbol, then time), at most `limit` rows."""
+    lines = [
+        "| symbol | window (UTC) | trades | VWAP | volume | change % |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    ordered = written.sort_by([("symbol", "ascending"), ("window_start", "ascending")])
+    for row in ordered.slice(0, limit).to_pylist():
+        places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
+        lines.append(
+            f"| {row['symbol']} | {row['window_start']:%Y-%m-%d %H:%M:%S} | {row['trade_count']} "
+            f"| {_number(row['vwap'], places)} | {_number(row['volume'], MAX_PRICE_DECIMALS)} "
+            f"| {_number(row['price_change_pct'], 3)} |"
+        )
+    if written.num_rows > limit:
+        lines.append(f"| … and {written.num_rows - limit} more | | | | | |")
+    if written.num_rows == 0:
+        lines.append("| (no windows written) | | | | | |")
+    return "\n".join(lines)
 
 
 def newest_alerts_markdown(alerts: pa.Table | None, limit: int = ALERTS_SHOWN) -> str:
@@ -97,35 +207,71 @@ def newest_alerts_markdown(alerts: pa.Table | None, limit: int = ALERTS_SHOWN) -
     return "\n".join(lines)
 
 
-def run_metadata(summary: AnalyticsSummary) -> dict[str, Any]:
-    """What one analytics run did, shared by the three tables' materializations."""
+def trades_raw_metadata(summary: AnalyticsSummary) -> dict[str, Any]:
+    """What a run did to trades_raw: the files it read, and the rows it kept out or dropped."""
     return {
+        "rows_written": summary.rows_written.get(TRADES_RAW, 0),
         "files_processed": summary.files_processed,
         "batches": summary.batches,
-        "late_rows": summary.late_rows,
-        "bad_rows": summary.bad_rows,
         "duplicates_skipped": summary.duplicates_skipped,
+        "bad_rows_quarantined": summary.bad_rows,
         "processing_seconds": round(summary.seconds, 2),
     }
 
 
-def table_metadata(rows_total: int, rows_written: int | None, location: str) -> dict[str, Any]:
-    """Row counts and location of one Delta table (`rows_written` None when unknown)."""
-    metadata: dict[str, Any] = {"dagster/row_count": rows_total, "table_location": location}
+def table_metadata(rows_total: int, rows_written: int | None = None) -> dict[str, Any]:
+    """Row count of one Delta table, and the rows a run wrote (when known)."""
+    metadata: dict[str, Any] = {"dagster/row_count": rows_total}
     if rows_written is not None:
         metadata["rows_written"] = rows_written
     return metadata
 
 
-def analytics_metadata(analytics: pa.Table | None) -> dict[str, Any]:
-    """trades_analytics for the UI: the newest windows as Markdown and VWAP per symbol."""
-    latest = None if analytics is None else latest_windows(analytics)
-    return {
-        "latest_windows": dg.MetadataValue.md(latest_windows_markdown(latest)),
-        **vwap_by_symbol(latest),
+def analytics_metadata(
+    analytics: pa.Table | None, written_since: dt.datetime | None = None
+) -> dict[str, Any]:
+    """trades_analytics for the UI: newest windows, the last hour as a chart, windows written.
+
+    `written_since` picks the windows written (`updated_time`) at or after that moment: those of
+    this report, including every window that closed since the previous one.
+    """
+    if analytics is None or analytics.num_rows == 0:
+        return {
+            "latest_windows": dg.MetadataValue.md(latest_windows_markdown(None, {})),
+            "vwap_volume_last_hour": dg.MetadataValue.md("(no windows yet)"),
+        }
+    recent = last_hour(analytics)
+    written = analytics.slice(0, 0)
+    if written_since is not None:
+        written = analytics.filter(pc.greater_equal(analytics["updated_time"], written_since))
+    decimals = price_decimals(
+        pa.concat_tables(
+            [
+                recent.select(["symbol", *_PRICE_COLUMNS]),
+                written.select(["symbol", *_PRICE_COLUMNS]),
+            ]
+        )
+    )
+    latest = latest_windows(analytics)
+    metadata: dict[str, Any] = {
+        "latest_windows": dg.MetadataValue.md(latest_windows_markdown(latest, decimals)),
+        "vwap_volume_last_hour": dg.MetadataValue.md(vwap_volume_chart_markdown(recent, decimals)),
+        **vwap_by_symbol(latest, decimals),
     }
+    if written_since is not None:
+        metadata["windows_written"] = dg.MetadataValue.md(
+            written_windows_markdown(written, decimals)
+        )
+    return metadata
 
 
 def alerts_metadata(alerts: pa.Table | None) -> dict[str, Any]:
-    """price_alerts for the UI: the newest alerts as Markdown."""
-    return {"newest_alerts": dg.MetadataValue.md(newest_alerts_markdown(alerts))}
+    """price_alerts for the UI: the newest alerts as Markdown, and the count of each type."""
+    counts = {PRICE_MOVE: 0, VOLUME_SPIKE: 0}
+    if alerts is not None and alerts.num_rows:
+        for entry in pc.value_counts(alerts["alert_type"]).to_pylist():
+            counts[entry["values"]] = entry["counts"]
+    return {
+        "newest_alerts": dg.MetadataValue.md(newest_alerts_markdown(alerts)),
+        **{f"alerts_{kind.lower()}": count for kind, count in counts.items()},
+    }

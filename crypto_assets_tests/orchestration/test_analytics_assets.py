@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
+from decimal import Decimal
 
 import dagster as dg
 import pytest
@@ -23,32 +25,44 @@ FILES = 4
 WINDOW_MS = 60_000
 
 
-def _land(settings, recording) -> list[dict]:
-    records = landing_records(recording, TRADES)
+def _land(settings, records: list[dict], files: range) -> None:
+    """Write `records` as FILES landing files; only those of `files` (by index)."""
     size = len(records) // FILES
-    for index in range(FILES):
+    for index in files:
         part = records[index * size : (index + 1) * size if index < FILES - 1 else None]
         lines = [json.dumps(r) for r in part]
         write_landing_file(
             settings.landing_dir, f"trades_20240808_2354{index:02d}_{index:06x}.json", lines
         )
-    return records
+
+
+def _windows(records: list[dict]) -> dict[tuple[str, dt.datetime], list[dict]]:
+    """The records of each (symbol, window start), grouped here from the raw records."""
+    windows: dict[tuple[str, dt.datetime], list[dict]] = defaultdict(list)
+    for r in records:
+        start_ms = r["trade_time"] - r["trade_time"] % WINDOW_MS
+        windows[(r["symbol"], dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC))].append(r)
+    return windows
+
+
+def _vwap(trades: list[dict]) -> float:
+    return sum(t["price"] * t["quantity"] for t in trades) / sum(t["quantity"] for t in trades)
 
 
 def _expected_latest_vwap(records: list[dict]) -> dict[str, float]:
     """VWAP of each symbol's newest window, computed here from the raw records."""
-    windows: dict[tuple[str, int], list[dict]] = defaultdict(list)
+    windows = _windows(records)
+    newest = {symbol: max(s for sym, s in windows if sym == symbol) for symbol, _ in windows}
+    return {symbol: _vwap(windows[(symbol, start)]) for symbol, start in newest.items()}
+
+
+def _decimals(records: list[dict]) -> dict[str, int]:
+    """Per symbol, the most decimals any of its recorded prices is written with."""
+    places: dict[str, int] = {}
     for r in records:
-        windows[(r["symbol"], r["trade_time"] - r["trade_time"] % WINDOW_MS)].append(r)
-    newest: dict[str, int] = {}
-    for symbol, start in windows:
-        newest[symbol] = max(newest.get(symbol, start), start)
-    out = {}
-    for symbol, start in newest.items():
-        trades = windows[(symbol, start)]
-        quote = sum(t["price"] * t["quantity"] for t in trades)
-        out[symbol] = quote / sum(t["quantity"] for t in trades)
-    return out
+        written = -Decimal(str(r["price"])).normalize().as_tuple().exponent
+        places[r["symbol"]] = max(places.get(r["symbol"], 0), written)
+    return places
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
@@ -66,44 +80,87 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     }
 
 
-def test_analytics_job_materializes_the_tables_with_metadata_and_checks(
+def _written_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
+    """The windows_written table's rows: (symbol, window) -> [trades, VWAP, volume, change]."""
+    rows = {}
+    for line in markdown.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[(cells[0], cells[1])] = cells[2:]
+    return rows
+
+
+ALL_CHECKS = {
+    "check_trades_raw_unique_trade_ids": True,
+    "check_landing_to_table_lag": True,
+    "check_vwap_within_low_high": True,
+    "check_trades_analytics_key_columns_not_null": True,
+}
+
+
+def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
     defs, settings, instance, recording, spark
 ):
-    records = _land(settings, recording)
+    records = landing_records(recording, TRADES)
+    half = len(records) // FILES * 2
     job = defs.resolve_job_def(ANALYTICS_JOB)
-    result = job.execute_in_process(instance=instance)
-    assert result.success
+    _land(settings, records, range(2))
+    first = job.execute_in_process(instance=instance)
+    assert first.success
+    assert _metadata(first)["trades_raw"]["rows_written"] == half
 
-    meta = _metadata(result)
+    # Files that landed between the runs: the second run reports the windows they closed.
+    _land(settings, records, range(2, FILES))
+    second = job.execute_in_process(instance=instance)
+    assert second.success
+    meta = _metadata(second)
     assert set(meta) == {"trades_raw", "trades_analytics", "price_alerts"}
     raw = meta["trades_raw"]
-    assert raw["dagster/row_count"] == raw["rows_written"] == len(records)
-    assert raw["files_processed"] == FILES
-    assert raw["bad_rows"] == 0
+    assert raw["dagster/row_count"] == len(records)
+    assert raw["rows_written"] == len(records) - half
+    assert raw["files_processed"] == FILES - 2
+    assert raw["bad_rows_quarantined"] == 0
     assert raw["processing_seconds"] > 0
-    analytics = meta["trades_analytics"]
-    symbols = sorted({r["symbol"] for r in records})
+    # Run-level numbers belong to trades_raw only.
+    analytics, alerts = meta["trades_analytics"], meta["price_alerts"]
+    for run_level in ("files_processed", "batches", "bad_rows_quarantined", "processing_seconds"):
+        assert run_level not in analytics
+        assert run_level not in alerts
+    windows = _windows(records)
+    assert analytics["dagster/row_count"] == len(windows)
+    assert analytics["late_rows"] == 0
+
+    # VWAP rounded to the recorded prices' precision (2 decimals for both symbols).
+    decimals = _decimals(records)
+    assert decimals == {"BTCUSDT": 2, "ETHUSDT": 2}
     for symbol, vwap in _expected_latest_vwap(records).items():
-        assert analytics[f"vwap_{symbol.lower()}"] == pytest.approx(vwap, rel=1e-9)
-    table = analytics["latest_windows"]
-    assert [line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]] == symbols
-    assert "newest_alerts" in meta["price_alerts"]
+        assert analytics[f"vwap_{symbol.lower()}"] == round(vwap, decimals[symbol])
 
-    checks = _checks(result)
-    assert checks == {
-        "check_trades_raw_unique_trade_ids": True,
-        "check_landing_to_table_lag": True,
-        "check_vwap_within_low_high": True,
-        "check_trades_analytics_key_columns_not_null": True,
-    }
+    # The windows the second run wrote are those its trades fall in, each with its VWAP.
+    written = _written_rows(analytics["windows_written"])
+    touched = {(r["symbol"], r["trade_time"] - r["trade_time"] % WINDOW_MS) for r in records[half:]}
+    expected = {}
+    for symbol, start_ms in touched:
+        start = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
+        trades = windows[(symbol, start)]
+        vwap = f"{round(_vwap(trades), decimals[symbol]):,.{decimals[symbol]}f}"
+        expected[(symbol, f"{start:%Y-%m-%d %H:%M:%S}")] = [str(len(trades)), vwap]
+    assert {key: cells[:2] for key, cells in written.items()} == expected
+    chart = analytics["vwap_volume_last_hour"]
+    assert chart.count("data:image/svg+xml;base64,") == len(decimals)
+    assert _checks(second) == ALL_CHECKS
 
-    # A second run finds nothing new: nothing written, nothing counted twice.
-    again = job.execute_in_process(instance=instance)
-    assert again.success
-    raw_again = _metadata(again)["trades_raw"]
-    assert raw_again["files_processed"] == 0
-    assert raw_again["rows_written"] == 0
-    assert raw_again["dagster/row_count"] == len(records)
+    # A third run finds nothing new: no materialization replaces the second run's.
+    third = job.execute_in_process(instance=instance)
+    assert third.success
+    assert third.asset_materializations_for_node("streaming_analytics") == []
+    observed = third.asset_observations_for_node("streaming_analytics")
+    assert [o.asset_key.to_user_string() for o in observed] == ["trades_raw"]
+    assert _checks(third) == ALL_CHECKS  # the checks still judge the tables
+    for table, values in meta.items():
+        latest = instance.get_latest_materialization_event(dg.AssetKey(table))
+        assert latest.run_id == second.run_id
+        stored = latest.asset_materialization.metadata
+        assert {k: v.value for k, v in stored.items()} == values
     history = instance.fetch_materializations(dg.AssetKey("trades_raw"), limit=10).records
     assert len(history) == 2
 
@@ -118,7 +175,8 @@ def test_analytics_without_landing_fails_with_one_line(defs, instance, spark):
 
 
 def test_continuous_mode_reports_batches_and_stops_when_terminated(settings, recording, spark):
-    records = _land(settings, recording)
+    records = landing_records(recording, TRADES)
+    _land(settings, records, range(FILES))
     config = StreamingAnalyticsConfig(
         mode="continuous", trigger_seconds=1.0, report_interval_seconds=0.5
     )

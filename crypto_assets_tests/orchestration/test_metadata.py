@@ -1,16 +1,23 @@
-"""Metadata builders: the producer's report and the analytics' views of the tables."""
+"""Metadata builders: the producer's report, the tables' views, the chart, the column schema."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import re
+import xml.etree.ElementTree as ET
 
 import pyarrow as pa
 
+from crypto_assets.analytics.schema import TRADES_ANALYTICS_SCHEMA
 from crypto_assets.analytics.show import latest_windows
 from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
+    column_schema,
+    decimals_of,
     newest_alerts_markdown,
+    price_decimals,
     producer_metadata,
 )
 from crypto_assets.producer.producer import ProducerStats
@@ -53,15 +60,30 @@ def _analytics() -> pa.Table:
         {
             "symbol": ["ETHUSDT", "BTCUSDT", "BTCUSDT", "ETHUSDT"],
             "window_start": [T0, T0, T0 + MINUTE, T0 + MINUTE],
+            "window_end": [T0 + MINUTE, T0 + MINUTE, T0 + 2 * MINUTE, T0 + 2 * MINUTE],
             "trade_count": [5, 7, 9, 4],
-            "vwap": [2500.5, 60000.25, 60100.75, 2501.0],
+            "volume": [1.0, 2.0, 3.0, 4.0],
+            "vwap": [2500.5, 60000.25, 60100.7512345, 2501.004999],
+            # BTCUSDT's prices carry 2 decimals somewhere, ETHUSDT's only 1.
+            "open": [2500.5, 60000.0, 60100.0, 2501.0],
+            "high": [2501.0, 60000.5, 60101.25, 2501.5],
+            "low": [2500.0, 60000.0, 60100.0, 2500.5],
+            "close": [2501.0, 60000.5, 60101.0, 2501.0],
             "price_change_pct": [0.1, -0.2, 0.31234, None],
             "buy_sell_ratio": [1.0, 2.0, 0.5, None],
+            "updated_time": [T0 + 2 * MINUTE, T0 + 2 * MINUTE, T0 + 3 * MINUTE, T0 + 3 * MINUTE],
         }
     )
 
 
-def test_latest_window_per_symbol_and_vwap_values():
+def test_decimals_are_those_of_the_shortest_written_form():
+    assert [decimals_of(v) for v in (60000.01, 2500.5, 2500.0, 3e-05)] == [2, 1, 0, 5]
+    assert decimals_of(0.1 + 0.2) == 1  # 0.30000000000000004 is 0.3 written as a double
+    assert decimals_of(1.123456789) == 8  # capped at Binance's 8
+    assert price_decimals(_analytics()) == {"BTCUSDT": 2, "ETHUSDT": 1}
+
+
+def test_latest_window_per_symbol_and_vwap_rounded_to_the_price_precision():
     latest = latest_windows(_analytics())
     assert latest["symbol"].to_pylist() == ["BTCUSDT", "ETHUSDT"]
     assert latest["window_start"].to_pylist() == [T0 + MINUTE, T0 + MINUTE]
@@ -69,14 +91,95 @@ def test_latest_window_per_symbol_and_vwap_values():
     assert meta["vwap_btcusdt"] == 60100.75
     assert meta["vwap_ethusdt"] == 2501.0
     table = meta["latest_windows"].value
-    assert "| BTCUSDT | 2024-08-09 00:01 | 9 | 60,100.7500 | 0.312 | 0.500 |" in table
-    assert "| ETHUSDT | 2024-08-09 00:01 | 4 | 2,501.0000 | n/a | n/a |" in table
+    assert "| BTCUSDT | 2024-08-09 00:01 | 9 | 60,100.75 | 0.312 | 0.500 |" in table
+    assert "| ETHUSDT | 2024-08-09 00:01 | 4 | 2,501.0 | n/a | n/a |" in table
     assert "2500.5" not in table
+
+
+def _svg_charts(markdown: str) -> dict[str, ET.Element]:
+    """The SVG images embedded in `markdown`, by their alt text's first word (the symbol)."""
+    found = re.findall(
+        r"!\[(\w+)[^\]]*\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", markdown
+    )
+    return {symbol: ET.fromstring(base64.b64decode(data)) for symbol, data in found}
+
+
+def _hours_of_windows(hours: float) -> pa.Table:
+    """Windows of two symbols, one a minute for `hours`, BTCUSDT's VWAP rising a cent a minute."""
+    count = round(hours * 60)
+    starts = [T0 + i * MINUTE for i in range(count)]
+    columns: dict[str, list] = {name: [] for name in _analytics().column_names}
+    for symbol, base in (("BTCUSDT", 60000.0), ("ETHUSDT", 2500.0)):
+        for i, start in enumerate(starts):
+            row = {
+                "symbol": symbol,
+                "window_start": start,
+                "window_end": start + MINUTE,
+                "trade_count": 10,
+                "volume": 1.0 + i,
+                "vwap": base + i / 100 + 0.001,
+                "open": base + 0.01,
+                "high": base + i / 100 + 0.02,
+                "low": base,
+                "close": base,
+                "price_change_pct": 0.0,
+                "buy_sell_ratio": 1.0,
+                "updated_time": start + 2 * MINUTE,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+    return pa.table(columns)
+
+
+def test_the_chart_shows_every_window_of_each_symbols_last_hour():
+    windows = _hours_of_windows(1.5)  # 90 windows a symbol: the chart takes the newest 60
+    charts = _svg_charts(analytics_metadata(windows)["vwap_volume_last_hour"].value)
+    assert set(charts) == {"BTCUSDT", "ETHUSDT"}
+    svg = "{http://www.w3.org/2000/svg}"
+    btc = charts["BTCUSDT"]
+    points = btc.find(f"{svg}polyline").get("points").split()
+    bars = [r for r in btc.iter(f"{svg}rect") if r.get("fill") != "white"]
+    assert len(points) == len(bars) == 60
+    labels = [t.text for t in btc.iter(f"{svg}text")]
+    # VWAPs of minutes 30..89: 60000.301 .. 60000.891, printed with BTCUSDT's 2 decimals.
+    assert "60,000.89" in labels
+    assert "60,000.30" in labels
+    assert "2024-08-09 00:30 UTC" in labels
+    assert "01:29 UTC" in labels
+    # Higher VWAP is drawn higher (smaller y), and the first bar is the shortest.
+    ys = [float(p.split(",")[1]) for p in points]
+    assert ys[0] > ys[-1]
+    heights = [float(r.get("height")) for r in bars]
+    assert heights[0] == min(heights)
+
+
+def test_windows_written_since_the_previous_report_are_listed():
+    windows = _hours_of_windows(0.5)  # updated two minutes after each window starts
+    since = T0 + 20 * MINUTE  # windows 18..29 were written since
+    meta = analytics_metadata(windows, since)
+    rows = [line for line in meta["windows_written"].value.splitlines() if "USDT |" in line]
+    assert len(rows) == 2 * 12
+    assert rows[0].startswith("| BTCUSDT | 2024-08-09 00:18:00 | 10 | 60,000.18 |")
+    assert "windows_written" not in analytics_metadata(windows)  # no report to compare with
+
+
+def test_column_schema_holds_every_arrow_field():
+    schema = column_schema(TRADES_ANALYTICS_SCHEMA)
+    assert [(c.name, c.type) for c in schema.columns] == [
+        (field.name, str(field.type)) for field in TRADES_ANALYTICS_SCHEMA
+    ]
+    assert all(c.constraints.nullable for c in schema.columns)
+    required = column_schema(pa.schema([pa.field("id", pa.int64(), nullable=False)]))
+    assert required.columns[0].type == "int64"
+    assert not required.columns[0].constraints.nullable
 
 
 def test_empty_tables_say_so():
     assert "no windows yet" in analytics_metadata(None)["latest_windows"].value
-    assert "no alerts yet" in alerts_metadata(None)["newest_alerts"].value
+    assert "no windows yet" in analytics_metadata(None)["vwap_volume_last_hour"].value
+    alerts = alerts_metadata(None)
+    assert "no alerts yet" in alerts["newest_alerts"].value
+    assert (alerts["alerts_price_move"], alerts["alerts_volume_spike"]) == (0, 0)
 
 
 def test_newest_alerts_first_and_limited():
@@ -93,3 +196,5 @@ def test_newest_alerts_first_and_limited():
     rows = [line for line in markdown.splitlines() if line.startswith("| 2024")]
     assert [r.split(" | ")[2] for r in rows] == ["VOLUME_SPIKE", "PRICE_MOVE"]
     assert "BTCUSDT" not in markdown  # the oldest alert is beyond the limit
+    counts = alerts_metadata(alerts)
+    assert (counts["alerts_price_move"], counts["alerts_volume_spike"]) == (2, 1)
