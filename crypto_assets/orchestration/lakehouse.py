@@ -7,6 +7,7 @@ the Unity Catalog tables and the landing Volume instead.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,6 +26,40 @@ class LandingFile(NamedTuple):
 
     name: str
     modified: float
+
+
+class LandingTotals(NamedTuple):
+    """What a landing folder holds: complete files and the trade lines in them."""
+
+    files: int
+    rows: int
+
+
+class LandingCounter:
+    """Counts a landing folder's complete files and their non-blank lines, for `landing_trades`.
+
+    A landing file never changes once renamed into place, so each one is read once per counter:
+    a report costs a directory listing plus the files that are new since the previous one.
+    """
+
+    def __init__(self, landing_dir: Path) -> None:
+        self.landing_dir = Path(landing_dir)
+        self._rows: dict[str, int] = {}
+
+    def totals(self) -> LandingTotals:
+        """The folder's files and rows now."""
+        names = set()
+        if self.landing_dir.is_dir():
+            names = {e.name for e in os.scandir(self.landing_dir) if is_landing_file(e.name)}
+        for name in names - self._rows.keys():
+            try:
+                data = (self.landing_dir / name).read_bytes()
+            except FileNotFoundError:  # removed between listing and reading
+                continue
+            self._rows[name] = sum(1 for line in data.split(b"\n") if line.strip())
+        for name in self._rows.keys() - names:
+            del self._rows[name]
+        return LandingTotals(len(self._rows), sum(self._rows.values()))
 
 
 class LakehouseResource(dg.ConfigurableResource):

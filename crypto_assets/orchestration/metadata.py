@@ -23,6 +23,7 @@ from crypto_assets.orchestration.price_chart import svg_image_markdown, vwap_vol
 
 if TYPE_CHECKING:
     from crypto_assets.analytics.pipeline import AnalyticsSummary
+    from crypto_assets.orchestration.lakehouse import LandingTotals
     from crypto_assets.producer.producer import ProducerStats
 
 ALERTS_SHOWN = 10
@@ -30,13 +31,26 @@ _ONE_US = dt.timedelta(microseconds=1)
 
 
 def producer_metadata(
-    stats: ProducerStats, previous: ProducerStats | None, source: str, ws_url: str
+    stats: ProducerStats,
+    previous: ProducerStats | None,
+    source: str,
+    ws_url: str,
+    landing: LandingTotals | None = None,
 ) -> dict[str, Any]:
-    """One landing_trades report: what was landed since `previous` (the whole run if None)."""
+    """One landing_trades report: what was landed since `previous` (the whole run if None).
+
+    With `landing`, also what the whole landing folder holds (rows and files, any run's).
+    """
     before_symbols: Mapping[str, int] = previous.per_symbol if previous else {}
     trades = stats.trades - (previous.trades if previous else 0)
     seconds = max(stats.seconds - (previous.seconds if previous else 0.0), 1e-9)
+    folder = (
+        {}
+        if landing is None
+        else {"dagster/row_count": landing.rows, "landing_files": landing.files}
+    )
     return {
+        **folder,
         "trades": trades,
         "files": stats.files - (previous.files if previous else 0),
         "trades_per_second": round(trades / seconds, 2),

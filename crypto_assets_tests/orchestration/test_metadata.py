@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from crypto_assets.analytics.schema import TRADES_ANALYTICS_SCHEMA
 from crypto_assets.analytics.show import latest_windows
+from crypto_assets.orchestration.lakehouse import LandingTotals
 from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
@@ -53,6 +54,10 @@ def test_producer_report_counts_what_landed_since_the_previous_one():
     assert (meta["source"], meta["reconnects"], meta["gaps_filled"]) == ("replay", 1, 2)
     whole = producer_metadata(first, None, "live", "wss://stream.binance.com:9443")
     assert (whole["trades"], whole["files"], whole["trades_per_second"]) == (150, 3, 15.0)
+    assert "dagster/row_count" not in whole  # the folder was not counted
+    # The whole folder (earlier runs' files too), as the landing counter found it.
+    folder = producer_metadata(second, first, "replay", "ws://x", LandingTotals(files=9, rows=700))
+    assert (folder["dagster/row_count"], folder["landing_files"]) == (700, 9)
 
 
 def _analytics() -> pa.Table:
