@@ -26,11 +26,13 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 ui: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
-# A local instance for the demo: no telemetry (this machine may have no network at all), and no
-# "join the community" dialog over the UI's first page (nux).
-$(DAGSTER_HOME)/dagster.yaml:
-	@mkdir -p $(DAGSTER_HOME)
-	@printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $@
+# A local instance for the demo, rendered by crypto_assets/orchestration/instance_config.py (the
+# end-to-end tests use the same): no telemetry (this machine may have no network at all), no
+# "join the community" dialog over the UI's first page (nux), and one producer run and one
+# analytics run at a time (a second one waits QUEUED). Re-rendered when that module changes; a
+# dagster.yaml of your own is left alone, with a warning naming what to add.
+$(DAGSTER_HOME)/dagster.yaml: crypto_assets/orchestration/instance_config.py | $(STAMP)
+	@$(BIN)/python -c 'import sys; from crypto_assets.orchestration.instance_config import write_instance_yaml; write_instance_yaml(sys.argv[1])' $@
 
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py

@@ -23,6 +23,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from crypto_assets.orchestration.instance_config import instance_yaml
 from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 pytestmark = [
@@ -167,6 +168,14 @@ class Dagster:
             out.append({"run_id": event["runId"], **values})
         return out
 
+    def run_times(self, run_id: str) -> tuple[float | None, float | None]:
+        """When the run started and ended (epoch seconds; None until then)."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { startTime endTime } } }",
+            {"id": run_id},
+        )
+        return data["runOrError"]["startTime"], data["runOrError"]["endTime"]
+
     def latest_checks(self, asset: str) -> dict[str, str]:
         """Status of each check of `asset` for its latest materialization."""
         data = self.graphql(
@@ -187,7 +196,8 @@ def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
     root = tmp_path_factory.mktemp("e2e")
     home = root / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # The instance `make ui` runs on: its run queue limits are part of what is tested here.
+    (home / "dagster.yaml").write_text(instance_yaml())
     server = Dagster(home, root / "data", root)
     try:
         server.start()
@@ -307,3 +317,50 @@ def test_terminating_a_producer_run_lands_its_current_batch(
     reports = [r for r in dagster.materializations("landing_trades", 100) if r["run_id"] == run_id]
     assert reports
     assert reports[0]["run_trades"] == landed > 0
+
+
+def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
+    dagster: Dagster, replay_server_factory
+):
+    # Laps no earlier test replayed, so the first run has trades to land (the second: duplicates).
+    replay = replay_server_factory(speed=None, first_lap=2)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+    config = {
+        "ws_url": replay.url,
+        "source": "replay",
+        "duration_seconds": 20.0,
+        "batch_interval_seconds": 1.0,
+    }
+
+    def submit() -> str:
+        return client.submit_job_execution(
+            "binance_producer_job",
+            repository_location_name=LOCATION,
+            repository_name=REPOSITORY,
+            run_config={"ops": {"produce_trades": {"config": config}}},
+        )
+
+    first = submit()
+    deadline = time.monotonic() + RUN_SECONDS
+    while client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, f"run {first} never started; see {dagster.log_dir}"
+        time.sleep(1)
+    second = submit()
+    # While the first runs, the daemon's queue (several dequeue passes) holds the second back.
+    checks = 0
+    while True:
+        second_status = client.get_run_status(second)
+        if client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
+            break
+        assert second_status == dg.DagsterRunStatus.QUEUED, second_status
+        checks += 1
+        time.sleep(1)
+    assert checks >= 5, "the first run ended before the queue was observed"
+
+    assert _wait_for_run(client, first, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+    assert _wait_for_run(client, second, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+    _, first_ended = dagster.run_times(first)
+    second_started, _ = dagster.run_times(second)
+    assert first_ended is not None
+    assert second_started is not None
+    assert second_started >= first_ended
