@@ -1,0 +1,376 @@
+"""Files-landed -> trades_raw latency of the UI demo, per analytics mode, on a real Dagster.
+
+Starts `dagster-webserver` and `dagster-daemon` on loopback with a temporary DAGSTER_HOME and
+CRYPTO_DATA_DIR (as `make ui` runs them), a replay server at real-time speed, and launches
+`binance_producer_job` through GraphQL. Two modes, each on a fresh instance:
+
+- `sensor`: the demo's default. `landing_files_sensor` (every 30 s) launches one
+  `streaming_analytics_job` run per burst of files; each run is a new process and a new JVM.
+- `continuous`: the sensor is off and one `streaming_analytics_job` run is launched with
+  `mode: continuous, trigger_seconds: 5` before the producer starts; it is terminated at the end.
+
+A file's landing time is its mtime (the producer writes, fsyncs, then renames it into place). Its
+trades are visible when the trades_raw commit that first holds rows with its `source_file` is
+written (the commit's timestamp in the Delta log). Prints p50, p95 and max per mode.
+
+Usage: .venv/bin/python benchmarks/landing_latency.py [--mode sensor|continuous|both]
+       [--produce-seconds S] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from deltalake import DeltaTable
+
+from crypto_assets.recording import bundled_recording
+from crypto_assets.replay.server import ReplayOptions, ReplayServer
+
+logger = logging.getLogger("landing_latency")
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LOCATION = "crypto_assets"
+REPOSITORY = "__repository__"
+STARTUP_SECONDS = 180
+# After the producer stops, how long the last files may take to reach the table.
+DRAIN_SECONDS = 180
+POLL_SECONDS = 0.25
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DagsterProcesses:
+    """A webserver and a daemon on loopback for one temporary instance, and GraphQL calls."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "dagster_home"
+        self.data_dir = root / "data"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        """Start both processes in their own process groups; wait until the code location loads."""
+        self.home.mkdir(parents=True)
+        (self.home / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
+        )
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(self.home),
+            "CRYPTO_DATA_DIR": str(self.data_dir),
+            "TRADING_PAIRS": "btcusdt,ethusdt",
+        }
+        workspace = str(REPO / "workspace.yaml")
+        commands = {
+            "webserver": [
+                str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
+                "-w", workspace,
+            ],
+            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+        }  # fmt: skip
+        for name, command in commands.items():
+            log = (self.root / f"{name}.log").open("w")
+            self.processes.append(
+                subprocess.Popen(
+                    command,
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                data = self.graphql(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { "
+                    "locationOrLoadError { __typename } } } } }"
+                )
+                entries = data["workspaceOrError"]["locationEntries"]
+                if entries and entries[0]["locationOrLoadError"]["__typename"] == (
+                    "RepositoryLocation"
+                ):
+                    return
+            except (urllib.error.URLError, ConnectionError, KeyError, TypeError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"the Dagster webserver did not come up; see {self.root}")
+
+    def stop(self) -> None:
+        """SIGTERM each process group started here, SIGKILL it if it does not end in 60 s."""
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """POST one GraphQL query and return its `data`; GraphQL errors raise."""
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            payload = json.loads(response.read())
+        if payload.get("errors"):
+            raise RuntimeError(payload["errors"])
+        return payload["data"]
+
+    def launch(self, job: str, run_config: dict) -> str:
+        """Launch `job` with `run_config` as the Launchpad does; the run id."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "jobName": job,
+        }
+        data = self.graphql(
+            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename "
+            "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } "
+            "... on RunConfigValidationInvalid { errors { message } } } }",
+            {"p": {"selector": selector, "runConfigData": run_config}},
+        )
+        result = data["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launching {job} failed: {result}")
+        return result["run"]["runId"]
+
+    def terminate(self, run_id: str) -> None:
+        """Terminate a run, as the UI's Terminate button does."""
+        self.graphql(
+            "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id}
+        )
+
+    def runs(self, job: str) -> list[dict]:
+        """Runs of `job`: id, status, start and end (epoch seconds)."""
+        data = self.graphql(
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { "
+            "runId status startTime endTime } } } }",
+            {"f": {"pipelineName": job}},
+        )
+        return data["runsOrError"]["results"]
+
+    def status(self, run_id: str) -> str:
+        """A run's status name (QUEUED, STARTED, SUCCESS …)."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )
+        return data["runOrError"]["status"]
+
+    def wait_for(self, run_id: str, statuses: set[str], timeout: float) -> str:
+        """Poll a run until its status is one of `statuses`; the status (or the last seen)."""
+        deadline = time.monotonic() + timeout
+        status = self.status(run_id)
+        while status not in statuses and time.monotonic() < deadline:
+            time.sleep(1)
+            status = self.status(run_id)
+        return status
+
+    def stop_sensor(self, name: str) -> None:
+        """Turn a sensor off, as the UI's toggle does."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": name,
+        }
+        found = self.graphql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
+            "... on Sensor { sensorState { id } } } }",
+            {"s": selector},
+        )
+        self.graphql(
+            "mutation($id: String!) { stopSensor(id: $id) { __typename } }",
+            {"id": found["sensorOrError"]["sensorState"]["id"]},
+        )
+
+
+class LatencyWatcher:
+    """Polls the landing folder and trades_raw's commits; per file, landed and visible times."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.landing_dir = data_dir / "landing" / "trades"
+        self.table_dir = data_dir / "delta" / "trades_raw"
+        self.landed: dict[str, float] = {}  # file name -> mtime (epoch s)
+        self.visible: dict[str, float] = {}  # file name -> commit timestamp (epoch s)
+        self._version = -1
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latency-watcher", daemon=True)
+
+    def start(self) -> None:
+        """Start polling in a thread."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling (after one last look)."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.poll()
+
+    def pending(self) -> int:
+        """Landed files whose trades are not in trades_raw yet."""
+        return len(set(self.landed) - set(self.visible))
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.poll()
+
+    def poll(self) -> None:
+        """Record new landing files and the files each new trades_raw commit made visible."""
+        if self.landing_dir.is_dir():
+            for path in self.landing_dir.glob("trades_*.json"):
+                if path.name not in self.landed:
+                    self.landed[path.name] = path.stat().st_mtime
+        if not (self.table_dir / "_delta_log").is_dir():
+            return
+        table = DeltaTable(str(self.table_dir))
+        latest = table.version()
+        if latest == self._version:
+            return
+        history = table.history(latest - self._version)
+        stamps = {commit["version"]: commit["timestamp"] / 1000 for commit in history}
+        for version in range(self._version + 1, latest + 1):
+            files = DeltaTable(str(self.table_dir), version=version).to_pyarrow_table(
+                columns=["source_file"]
+            )
+            for source in set(files.column("source_file").to_pylist()):
+                name = Path(source).name
+                self.visible.setdefault(name, stamps[version])
+        self._version = latest
+
+    def latencies(self, landed_after: float = 0.0) -> list[float]:
+        """Seconds from landing to visibility, for files landed after `landed_after`."""
+        return sorted(
+            self.visible[name] - landed
+            for name, landed in self.landed.items()
+            if name in self.visible and landed >= landed_after
+        )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted `values`, by linear interpolation."""
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+
+
+def summarize(label: str, values: list[float]) -> str:
+    """One line: count, p50, p95 and max in seconds."""
+    if not values:
+        return f"{label}: no file reached trades_raw"
+    return (
+        f"{label}: {len(values)} files, p50 {percentile(values, 0.5):.1f} s, "
+        f"p95 {percentile(values, 0.95):.1f} s, max {values[-1]:.1f} s"
+    )
+
+
+def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
+    """Measure one mode on a fresh instance; the report lines."""
+    dagster = DagsterProcesses(root)
+    replay = ReplayServer(
+        ReplayOptions(recordings=(bundled_recording(),), speed=1.0, rebase_time=True)
+    )
+    watcher = LatencyWatcher(dagster.data_dir)
+    lines = []
+    analytics_run = None
+    try:
+        dagster.start()
+        replay.start()
+        watcher.start()
+        if mode == "continuous":
+            dagster.stop_sensor("landing_files_sensor")
+            config = {"mode": "continuous", "trigger_seconds": 5.0}
+            analytics_run = dagster.launch(
+                "streaming_analytics_job", {"ops": {"streaming_analytics": {"config": config}}}
+            )
+            started = dagster.wait_for(analytics_run, {"STARTED"} | FINISHED, 120)
+            logger.info("continuous analytics run %s is %s", analytics_run, started)
+        producer_config = {
+            "ws_url": replay.url,
+            "source": "replay",
+            "duration_seconds": produce_seconds,
+            "batch_interval_seconds": 5.0,
+        }
+        producer_run = dagster.launch(
+            "binance_producer_job", {"ops": {"produce_trades": {"config": producer_config}}}
+        )
+        launched = time.time()
+        status = dagster.wait_for(producer_run, FINISHED, produce_seconds + 180)
+        logger.info("producer run %s: %s", producer_run, status)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while watcher.pending() and time.monotonic() < deadline:
+            time.sleep(1)
+        watcher.stop()
+        all_files = watcher.latencies()
+        lines.append(summarize(f"{mode}: all files", all_files))
+        lines.append(f"{mode}: {watcher.pending()} landed file(s) never reached trades_raw")
+        # The first minute includes the first JVM start; the rest is what a user sees after.
+        lines.append(summarize(f"{mode}: files landed after the first minute",
+                               watcher.latencies(landed_after=launched + 60)))  # fmt: skip
+        analytics_runs = dagster.runs("streaming_analytics_job")
+        durations = sorted(
+            r["endTime"] - r["startTime"] for r in analytics_runs if r["endTime"] and r["startTime"]
+        )
+        if mode == "sensor" and durations:
+            lines.append(
+                f"{mode}: {len(analytics_runs)} analytics runs, duration p50 "
+                f"{statistics.median(durations):.1f} s, max {durations[-1]:.1f} s"
+            )
+    finally:
+        if analytics_run is not None:
+            dagster.terminate(analytics_run)
+            dagster.wait_for(analytics_run, FINISHED, 120)
+        replay.stop()
+        dagster.stop()
+    return lines
+
+
+def main() -> None:
+    """Run the chosen modes and print one summary line per measure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=("sensor", "continuous", "both"), default="both")
+    parser.add_argument("--produce-seconds", type=float, default=150.0)
+    parser.add_argument("--keep", type=Path, help="keep instances, data and logs under DIR")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    modes = ("sensor", "continuous") if args.mode == "both" else (args.mode,)
+    base = args.keep or Path(tempfile.mkdtemp(prefix="landing_latency_"))
+    report = [f"machine: {os.cpu_count()} cores; producer {args.produce_seconds:.0f} s at 1x"]
+    try:
+        for mode in modes:
+            report += run_mode(mode, base / mode, args.produce_seconds)
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
