@@ -2,7 +2,8 @@
 
 The producer runs in a worker thread while the op's own thread reports `landing_trades`
 materializations every `report_interval_seconds` (not per file). When Dagster terminates the run
-it raises in the op's thread; the `finally` stops the producer, which lands the current batch.
+it raises in the op's thread: that is the producer's stop request, so it lands the current batch,
+the op logs what it landed and returns, and the run ends SUCCESS (a stop is not an error).
 """
 
 import contextlib
@@ -17,6 +18,7 @@ from pydantic import Field, create_model, field_validator
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.code_versions import PRODUCER_CODE_VERSION
+from crypto_assets.orchestration.lakehouse import LandingCounter
 from crypto_assets.orchestration.metadata import LANDING_SCHEMA, column_schema, producer_metadata
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
 from crypto_assets.orchestration.run_config import CheckedConfig
@@ -41,7 +43,8 @@ landing_trades = dg.AssetSpec(
         "Binance trades landed as NDJSON files, one trade per line. Written by the "
         f"`{PRODUCER_OP}` op of `{PRODUCER_JOB}`: launch the job, or turn on "
         "`binance_producer_sensor`, which starts it and keeps one run going. Each "
-        "materialization reports what landed since the previous one."
+        "materialization reports what landed since the previous one, and the rows "
+        "(`dagster/row_count`) and files the landing folder holds."
     ),
     group_name="ingestion",
     kinds={"python", "websocket", "json"},
@@ -235,11 +238,16 @@ class LandingReporter:
     """
 
     def __init__(
-        self, context: dg.OpExecutionContext, source: TradeSource, quiet: QuietPairs
+        self,
+        context: dg.OpExecutionContext,
+        source: TradeSource,
+        quiet: QuietPairs,
+        landing: LandingCounter,
     ) -> None:
         self.context = context
         self.source = source
         self.quiet = quiet
+        self.landing = landing
         self.last: ProducerStats | None = None
 
     def __call__(self, stats: ProducerStats) -> None:
@@ -257,7 +265,9 @@ class LandingReporter:
         if stats.files == (self.last.files if self.last else 0):
             return
         quiet = sorted(symbol.lower() for symbol in self.quiet.quiet)
-        metadata = producer_metadata(stats, self.last, self.source.kind, self.source.ws_url)
+        metadata = producer_metadata(
+            stats, self.last, self.source.kind, self.source.ws_url, self.landing.totals()
+        )
         self.context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDING_TRADES,
@@ -292,7 +302,10 @@ def _produce(
         progress: queue.Queue[ProducerStats] = queue.Queue()
         producer = Producer(conf, on_progress=progress.put)
         reporter = LandingReporter(
-            context, source, QuietPairs(conf.pairs, config.quiet_pair_seconds)
+            context,
+            source,
+            QuietPairs(conf.pairs, config.quiet_pair_seconds),
+            LandingCounter(conf.landing_dir),
         )
         return run_reporting(producer, progress, reporter, config.report_interval_seconds)
 
@@ -334,6 +347,10 @@ def build_producer_job(settings: CryptoSettings) -> dg.JobDefinition:
     @dg.job(
         name=PRODUCER_JOB,
         resource_defs={SETTINGS_KEY: settings},
+        # One step: run it in the run's own process. Terminate then interrupts the op itself,
+        # which lands its batch and returns, and the run ends SUCCESS; the multiprocess
+        # executor would mark the run CANCELED (an ERROR event) however cleanly the step ended.
+        executor_def=dg.in_process_executor,
         description="Run the Binance producer: trades → landing NDJSON files (landing_trades).",
         tags={"crypto_assets/role": "producer"},
     )

@@ -176,6 +176,18 @@ class Dagster:
         )
         return data["runOrError"]["startTime"], data["runOrError"]["endTime"]
 
+    def run_events(self, run_id: str) -> tuple[dict[str, str], list[dict]]:
+        """Each step's status, and the run's events: type name, message and level."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { "
+            "stepStats { stepKey status } eventConnection { events { __typename "
+            "... on MessageEvent { message level } } } } } }",
+            {"id": run_id},
+        )
+        run = data["runOrError"]
+        steps = {step["stepKey"]: step["status"] for step in run["stepStats"]}
+        return steps, run["eventConnection"]["events"]
+
     def latest_checks(self, asset: str) -> dict[str, str]:
         """Status of each check of `asset` for its latest materialization."""
         data = self.graphql(
@@ -309,7 +321,8 @@ def test_terminating_a_producer_run_lands_its_current_batch(
     time.sleep(10)
     assert set(dagster.landing_dir.glob("trades_*.json")) == before
     client.terminate_run(run_id)  # what the UI's Terminate button calls
-    assert _wait_for_run(client, run_id, dagster.log_dir) == dg.DagsterRunStatus.CANCELED
+    # A stop, not a failure: the producer landed its batch and the run succeeded.
+    assert _wait_for_run(client, run_id, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
 
     new_files = set(dagster.landing_dir.glob("trades_*.json")) - before
     assert new_files
@@ -317,6 +330,18 @@ def test_terminating_a_producer_run_lands_its_current_batch(
     reports = [r for r in dagster.materializations("landing_trades", 100) if r["run_id"] == run_id]
     assert reports
     assert reports[0]["run_trades"] == landed > 0
+
+    # A clean stop: the step succeeded, said what it landed, and nothing reads as an error.
+    steps, events = dagster.run_events(run_id)
+    assert steps == {"produce_trades": "SUCCESS"}
+    kinds = {event["__typename"] for event in events}
+    assert "ExecutionStepFailureEvent" not in kinds
+    assert "ExecutionStepSuccessEvent" in kinds
+    messages = [event.get("message", "") for event in events]
+    files = len(new_files)
+    line = f"stopped on request (run terminated): landed {landed} trades in {files} files"
+    assert line in messages
+    assert not [e for e in events if e.get("level") == "ERROR"], "an error event after a stop"
 
 
 def test_a_second_producer_run_waits_queued_until_the_first_has_ended(

@@ -55,6 +55,8 @@ def test_producer_job_lands_the_recording_and_reports_periodically(
         assert sum(r.get(f"trades_{symbol.lower()}", 0) for r in reports) == count
     last = reports[-1]
     assert last["run_trades"] == sum(recorded_trades.values())
+    # The folder holds this run's files only: its totals are what landed.
+    assert (last["dagster/row_count"], last["landing_files"]) == (sum(landed.values()), files)
     assert (last["source"], last["ws_url"]) == ("replay", server.url)
     assert last["quarantined"] == 0
     assert last["gaps_unfilled"] == 0
