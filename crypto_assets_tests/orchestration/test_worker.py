@@ -79,3 +79,47 @@ def test_an_interruption_while_reporting_stops_the_work_and_waits_for_it():
         run_in_worker(work, stop.set, updates, report, name="interrupted")
     assert stop.is_set()
     assert finished == [True]  # joined before the interruption propagated
+
+
+def test_an_interruption_named_in_stop_on_is_a_stop_request_and_the_result_comes_back():
+    stopping = threading.Event()
+    updates: queue.Queue[int] = queue.Queue()
+    updates.put(1)
+
+    def work() -> str:
+        stopping.wait(timeout=30)
+        return "landed"
+
+    def report(update: int) -> None:
+        raise dg.DagsterExecutionInterruptedError("terminated from the UI")
+
+    result = run_in_worker(
+        work,
+        stopping.set,
+        updates,
+        report,
+        name="stoppable",
+        stop_on=(dg.DagsterExecutionInterruptedError,),
+    )
+    assert result == "landed"
+    assert stopping.is_set()
+
+
+def test_an_interruption_not_in_stop_on_still_propagates_after_stopping():
+    stopping = threading.Event()
+    updates: queue.Queue[int] = queue.Queue()
+    updates.put(1)
+
+    def report(update: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_in_worker(
+            lambda: stopping.wait(timeout=30),
+            stopping.set,
+            updates,
+            report,
+            name="interrupted",
+            stop_on=(dg.DagsterExecutionInterruptedError,),
+        )
+    assert stopping.is_set()
