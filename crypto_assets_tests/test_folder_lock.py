@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from crypto_assets.folder_lock import FolderInUseError, FolderLock
-
-HOLDER = textwrap.dedent(
-    """
-    import sys
-    from pathlib import Path
-    from crypto_assets.folder_lock import FolderLock
-
-    with FolderLock(Path(sys.argv[1]), Path(sys.argv[2]), "test folder", "a holder", "wait"):
-        print("held", flush=True)
-        sys.stdin.read()  # until the test closes our stdin
-    """
-)
+from crypto_assets_tests.lock_holder import lock_held_by_a_child
 
 
 def _lock(tmp_path: Path) -> FolderLock:
@@ -33,18 +20,8 @@ def _lock(tmp_path: Path) -> FolderLock:
 @pytest.fixture
 def holder(tmp_path: Path) -> Iterator[subprocess.Popen]:
     """A child process holding the lock of `tmp_path` until its stdin closes."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(tmp_path / "f.lock"), str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout.readline() == "held\n"
-    try:
+    with lock_held_by_a_child(tmp_path / "f.lock", tmp_path) as process:
         yield process
-    finally:
-        process.stdin.close()
-        process.wait(timeout=30)
 
 
 def test_a_second_process_is_refused_with_the_folder_and_the_holders_pid(

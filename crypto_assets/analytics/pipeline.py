@@ -25,6 +25,7 @@ from crypto_assets.analytics.batch import (
     BatchProcessor,
     StepHook,
 )
+from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
 from crypto_assets.analytics.delta_sink import DeltaSink
 from crypto_assets.analytics.landing_reader import (
     DEFAULT_MAX_BYTES_PER_TRIGGER,
@@ -89,9 +90,10 @@ def run_analytics(
         raise AnalyticsError(
             f"no landing directory {landing}: run the producer first or fix --data-dir"
         )
+    checkpoint = settings.data_dir / "checkpoints" / QUERY_NAME
+    lock = checkpoint_lock(checkpoint).acquire()  # FolderInUseError while another query runs
     sink = DeltaSink(settings.data_dir / "delta", spark)
     sink.ensure_tables()
-    checkpoint = settings.data_dir / "checkpoints" / QUERY_NAME
     if mode == "continuous" and maintenance is None:
         maintenance = MaintenancePolicy()
     reader = LocalLandingReader(landing, max_bytes_per_trigger, max_files_per_trigger)
@@ -135,6 +137,7 @@ def run_analytics(
         raise AnalyticsError(f"analytics query failed: {first_line(exc)}") from exc
     finally:
         stop_gracefully(query)
+        lock.release()
     summary = processor.summary
     summary.seconds = time.monotonic() - started
     summary.rows_total = {name: sink.row_count(name) for name in ALL_TABLES}
