@@ -126,6 +126,11 @@ def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _quantity(value: float | None) -> str:
+    """A quantity with Binance's 8 decimals at most, without trailing zeros (15.07702)."""
+    return "n/a" if value is None else f"{value:,.{MAX_PRICE_DECIMALS}f}".rstrip("0").rstrip(".")
+
+
 def latest_windows_markdown(latest: pa.Table | None, decimals: Mapping[str, int]) -> str:
     """A Markdown table: per symbol, its newest window's VWAP, change %, buy/sell ratio."""
     lines = [
@@ -195,7 +200,7 @@ def written_windows_markdown(
         places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
         lines.append(
             f"| {row['symbol']} | {row['window_start']:%Y-%m-%d %H:%M:%S} | {row['trade_count']} "
-            f"| {_number(row['vwap'], places)} | {_number(row['volume'], MAX_PRICE_DECIMALS)} "
+            f"| {_number(row['vwap'], places)} | {_quantity(row['volume'])} "
             f"| {_number(row['price_change_pct'], 3)} |"
         )
     if written.num_rows > limit:

@@ -40,7 +40,7 @@ def vwap_volume_svg(
     vwaps = [w["vwap"] for w in windows if w["vwap"] is not None]
     low, high = min(vwaps, default=0.0), max(vwaps, default=0.0)
     most = max((w["volume"] or 0.0 for w in windows), default=0.0)
-    price_top, volume_top = MARGIN + 14, MARGIN + 14 + PRICE_HEIGHT + 10
+    price_top, volume_top = MARGIN + 14, MARGIN + 14 + PRICE_HEIGHT + 24
     total = volume_top + VOLUME_HEIGHT + 20
 
     def x(start: dt.datetime) -> float:
