@@ -14,6 +14,7 @@ from crypto_assets.orchestration.analytics_assets import (
     ANALYTICS_JOB,
     StreamingAnalyticsConfig,
     run_continuous,
+    table_views,
 )
 from crypto_assets.orchestration.lakehouse import LocalLakehouse
 from crypto_assets_tests.orchestration.landing_for_tests import landing_records, write_landing_file
@@ -187,9 +188,21 @@ def test_continuous_mode_reports_batches_and_stops_when_terminated(settings, rec
         # What Dagster raises in the step's thread when the run is terminated.
         raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
+    started = dt.datetime.now(dt.UTC)
     with pytest.raises(dg.DagsterExecutionInterruptedError):
         run_continuous(spark, settings, config, report)
     assert reported == [0]
     assert not spark.streams.active  # the query was stopped, not left running
     lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
     assert lakehouse.count_rows("trades_raw") == len(records)
+
+    # What a continuous report shows: each table's state, no run totals (none exist yet).
+    views = table_views(lakehouse, None, started)
+    assert views["trades_raw"] == {"dagster/row_count": len(records)}
+    written = _written_rows(views["trades_analytics"]["windows_written"].value)
+    assert {symbol for symbol, _ in written} == {r["symbol"] for r in records}
+    assert len(written) == views["trades_analytics"]["dagster/row_count"] == len(_windows(records))
+    assert "late_rows" not in views["trades_analytics"]
+    # A report after this moment lists no window: none was written since.
+    later = table_views(lakehouse, None, dt.datetime.now(dt.UTC))
+    assert "(no windows written)" in later["trades_analytics"]["windows_written"].value
