@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -24,6 +24,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from crypto_assets.orchestration.instance_config import instance_yaml
+from crypto_assets_tests.lock_holder import lock_held_by_a_child
 from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 pytestmark = [
@@ -188,6 +189,16 @@ class Dagster:
         steps = {step["stepKey"]: step["status"] for step in run["stepStats"]}
         return steps, run["eventConnection"]["events"]
 
+    def step_failures(self, run_id: str) -> list[str]:
+        """The error message of each failed step of the run."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { eventConnection { events { "
+            "... on ExecutionStepFailureEvent { error { message } } } } } } }",
+            {"id": run_id},
+        )
+        events = data["runOrError"]["eventConnection"]["events"]
+        return [e["error"]["message"] for e in events if e.get("error")]
+
     def latest_checks(self, asset: str) -> dict[str, str]:
         """Status of each check of `asset` for its latest materialization."""
         data = self.graphql(
@@ -344,6 +355,36 @@ def test_terminating_a_producer_run_lands_its_current_batch(
     assert not [e for e in events if e.get("level") == "ERROR"], "an error event after a stop"
 
 
+def _assert_second_waits_for_first(
+    client: DagsterGraphQLClient, dagster: Dagster, submit: Callable[[], str]
+) -> None:
+    """Submit two runs: the second stays QUEUED while the first runs and starts after it ended."""
+    first = submit()
+    deadline = time.monotonic() + RUN_SECONDS
+    while client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, f"run {first} never started; see {dagster.log_dir}"
+        time.sleep(1)
+    second = submit()
+    # While the first runs, the daemon's queue (several dequeue passes) holds the second back.
+    checks = 0
+    while True:
+        second_status = client.get_run_status(second)
+        if client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
+            break
+        assert second_status == dg.DagsterRunStatus.QUEUED, second_status
+        checks += 1
+        time.sleep(1)
+    assert checks >= 3, "the first run ended before the queue was observed"
+
+    assert _wait_for_run(client, first, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+    assert _wait_for_run(client, second, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+    _, first_ended = dagster.run_times(first)
+    second_started, _ = dagster.run_times(second)
+    assert first_ended is not None
+    assert second_started is not None
+    assert second_started >= first_ended
+
+
 def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
     dagster: Dagster, replay_server_factory
 ):
@@ -365,27 +406,46 @@ def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
             run_config={"ops": {"produce_trades": {"config": config}}},
         )
 
-    first = submit()
-    deadline = time.monotonic() + RUN_SECONDS
-    while client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
-        assert time.monotonic() < deadline, f"run {first} never started; see {dagster.log_dir}"
-        time.sleep(1)
-    second = submit()
-    # While the first runs, the daemon's queue (several dequeue passes) holds the second back.
-    checks = 0
-    while True:
-        second_status = client.get_run_status(second)
-        if client.get_run_status(first) != dg.DagsterRunStatus.STARTED:
-            break
-        assert second_status == dg.DagsterRunStatus.QUEUED, second_status
-        checks += 1
-        time.sleep(1)
-    assert checks >= 5, "the first run ended before the queue was observed"
+    _assert_second_waits_for_first(client, dagster, submit)
 
-    assert _wait_for_run(client, first, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
-    assert _wait_for_run(client, second, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
-    _, first_ended = dagster.run_times(first)
-    second_started, _ = dagster.run_times(second)
-    assert first_ended is not None
-    assert second_started is not None
-    assert second_started >= first_ended
+
+def test_a_manual_analytics_run_waits_queued_behind_the_running_one(dagster: Dagster):
+    # Whether the running one came from the sensor, the schedule or a launch: one at a time.
+    # The sensor is turned off so that the two runs are this test's own.
+    assert dagster.stop_sensor("landing_files_sensor") == "STOPPED"
+    dagster.landing_dir.mkdir(parents=True, exist_ok=True)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+
+    def submit() -> str:
+        return client.submit_job_execution(
+            "streaming_analytics_job", repository_location_name=LOCATION, repository_name=REPOSITORY
+        )
+
+    _assert_second_waits_for_first(client, dagster, submit)
+
+
+def test_a_producer_run_on_a_folder_another_process_holds_fails_in_one_line(
+    dagster: Dagster, replay_server_factory
+):
+    # The run queue cannot see a producer started outside Dagster: the folder lock stops it.
+    replay = replay_server_factory(speed=None, first_lap=3)
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+    config = {"ws_url": replay.url, "source": "replay", "duration_seconds": 5.0}
+    lock = dagster.landing_dir.parent / "_state" / "producer_state.lock"
+    before = set(dagster.landing_dir.glob("trades_*.json"))
+    with lock_held_by_a_child(lock, dagster.landing_dir) as holder:
+        run_id = client.submit_job_execution(
+            "binance_producer_job",
+            repository_location_name=LOCATION,
+            repository_name=REPOSITORY,
+            run_config={"ops": {"produce_trades": {"config": config}}},
+        )
+        status = _wait_for_run(client, run_id, dagster.log_dir)
+    assert status == dg.DagsterRunStatus.FAILURE
+    expected = (
+        f"landing folder {dagster.landing_dir} is in use by another producer (pid {holder.pid}, "
+        f"lock {lock}): stop that producer first, or give this one another landing folder"
+    )
+    (failure,) = dagster.step_failures(run_id)
+    assert expected in failure
+    assert set(dagster.landing_dir.glob("trades_*.json")) == before
