@@ -1,7 +1,7 @@
 """Files-landed -> trades_raw latency of the UI demo, per analytics mode, on a real Dagster.
 
-Starts `dagster-webserver` and `dagster-daemon` on loopback with a temporary DAGSTER_HOME and
-CRYPTO_DATA_DIR (as `make ui` runs them), a replay server at real-time speed, and launches
+Starts `dagster-webserver` and `dagster-daemon` on loopback with a temporary DAGSTER_HOME (the
+dagster.yaml `make ui` writes) and CRYPTO_DATA_DIR, a replay server at real-time speed, and launches
 `binance_producer_job` through GraphQL. Two modes, each on a fresh instance:
 
 - `sensor`: the demo's default. `landing_files_sensor` (every 30 s) launches one
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from deltalake import DeltaTable
 
+from crypto_assets.orchestration.instance_config import write_instance_yaml
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.server import ReplayOptions, ReplayServer
 
@@ -73,11 +74,9 @@ class DagsterProcesses:
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> None:
-        """Start both processes in their own process groups; wait until the code location loads."""
-        self.home.mkdir(parents=True)
-        (self.home / "dagster.yaml").write_text(
-            "telemetry:\n  enabled: false\nnux:\n  enabled: false\n"
-        )
+        """Start both in their own process groups on `make ui`'s instance; wait for the code."""
+        # The instance `make ui` runs on: no telemetry, no nux, one analytics run at a time.
+        write_instance_yaml(self.home / "dagster.yaml")
         env = {
             **os.environ,
             "DAGSTER_HOME": str(self.home),
