@@ -63,6 +63,16 @@ class Dagster:
         self.landing_dir = data_dir / "landing" / "trades"
         self.processes: list[subprocess.Popen] = []
 
+    def _wait_for_server_info(self, deadline: float) -> None:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, f"webserver did not start; see {self.log_dir}"
+                assert self.processes[0].poll() is None, f"webserver exited; see {self.log_dir}"
+                time.sleep(0.5)
+
     def start(self) -> None:
         """Start both processes (each in its own process group) and wait for the webserver."""
         workspace = str(REPO / "workspace.yaml")
@@ -73,6 +83,7 @@ class Dagster:
             ],
             "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
         }  # fmt: skip
+        deadline = time.monotonic() + STARTUP_SECONDS
         for name, command in commands.items():
             log = (self.log_dir / f"{name}.log").open("w")
             self.processes.append(
@@ -85,7 +96,10 @@ class Dagster:
                     start_new_session=True,
                 )
             )
-        deadline = time.monotonic() + STARTUP_SECONDS
+            if name == "webserver":
+                # The webserver creates the instance's SQLite storage; a daemon started at the
+                # same moment races it to the schema ("alembic_version has more than one head").
+                self._wait_for_server_info(deadline)
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
