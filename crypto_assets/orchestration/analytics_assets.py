@@ -192,8 +192,9 @@ def run_continuous(
 ) -> "AnalyticsSummary":
     """Run the continuous query in a worker thread; `report(batch_id)` at most once per interval.
 
-    Whatever interrupts this thread (Dagster's termination included) stops the query cleanly
-    (the current batch completes) before the exception propagates.
+    Dagster's termination (`DagsterExecutionInterruptedError` in this thread) is the way a
+    continuous run ends: the query stops between batches and its summary is returned. Anything
+    else that interrupts this thread stops the query the same way, then propagates.
     """
     from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
 
@@ -221,6 +222,7 @@ def run_continuous(
         report,
         name="streaming-analytics",
         min_interval_seconds=config.report_interval_seconds,
+        stop_on=(dg.DagsterExecutionInterruptedError,),
     )
 
 
@@ -265,7 +267,10 @@ def streaming_analytics(
     except CryptoAssetsError as exc:
         # One actionable line in the UI instead of a traceback.
         raise dg.Failure(description=str(exc)) from exc
-    context.log.info("%s", summary.summary_line())
+    if config.mode == "continuous":
+        context.log.info("stopped on request (run terminated): %s", summary.summary_line())
+    else:
+        context.log.info("%s", summary.summary_line())
     changed = changed_tables(summary)
     views = table_views(lakehouse, summary, last_report) if changed else {}
     checks = check_results(lakehouse, config.max_lag_seconds)
@@ -293,4 +298,8 @@ streaming_analytics_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*TABLES),
     description="Landing files → Delta tables (availableNow by default), with their checks.",
     tags={"crypto_assets/role": "analytics"},
+    # One step: run it in the run's own process, so Terminate interrupts the step itself, which
+    # stops a continuous query between batches and returns; the run then ends SUCCESS, where the
+    # multiprocess executor would mark it CANCELED (an ERROR event) however cleanly it stopped.
+    executor_def=dg.in_process_executor,
 )

@@ -175,7 +175,9 @@ def test_analytics_without_landing_fails_with_one_line(defs, instance, spark):
     assert "run the producer first" in failure.user_failure_data.description
 
 
-def test_continuous_mode_reports_batches_and_stops_when_terminated(settings, recording, spark):
+def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
+    settings, recording, spark
+):
     records = landing_records(recording, TRADES)
     _land(settings, records, range(FILES))
     config = StreamingAnalyticsConfig(
@@ -189,9 +191,9 @@ def test_continuous_mode_reports_batches_and_stops_when_terminated(settings, rec
         raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
     started = dt.datetime.now(dt.UTC)
-    with pytest.raises(dg.DagsterExecutionInterruptedError):
-        run_continuous(spark, settings, config, report)
+    summary = run_continuous(spark, settings, config, report)  # a stop, not an error
     assert reported == [0]
+    assert summary.rows_written["trades_raw"] == len(records)
     assert not spark.streams.active  # the query was stopped, not left running
     lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
     assert lakehouse.count_rows("trades_raw") == len(records)
