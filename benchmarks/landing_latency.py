@@ -20,34 +20,27 @@ Usage: .venv/bin/python benchmarks/landing_latency.py [--mode sensor|continuous|
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from deltalake import DeltaTable
 
-from crypto_assets.orchestration.instance_config import write_instance_yaml
+# Run as a script, its own folder is on sys.path, not the repository's root with the test helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.server import ReplayOptions, ReplayServer
+from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 
 logger = logging.getLogger("landing_latency")
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-LOCATION = "crypto_assets"
-REPOSITORY = "__repository__"
 STARTUP_SECONDS = 180
 # After the producer stops, how long the last files may take to reach the table.
 DRAIN_SECONDS = 180
@@ -55,94 +48,8 @@ POLL_SECONDS = 0.25
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class DagsterProcesses:
-    """A webserver and a daemon on loopback for one temporary instance, and GraphQL calls."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.home = root / "dagster_home"
-        self.data_dir = root / "data"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self) -> None:
-        """Start both in their own process groups on `make ui`'s instance; wait for the code."""
-        # The instance `make ui` runs on: no telemetry, no nux, one analytics run at a time.
-        write_instance_yaml(self.home / "dagster.yaml")
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(self.home),
-            "CRYPTO_DATA_DIR": str(self.data_dir),
-            "TRADING_PAIRS": "btcusdt,ethusdt",
-        }
-        workspace = str(REPO / "workspace.yaml")
-        commands = {
-            "webserver": [
-                str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
-                "-w", workspace,
-            ],
-            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
-        }  # fmt: skip
-        for name, command in commands.items():
-            log = (self.root / f"{name}.log").open("w")
-            self.processes.append(
-                subprocess.Popen(
-                    command,
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                data = self.graphql(
-                    "{ workspaceOrError { ... on Workspace { locationEntries { "
-                    "locationOrLoadError { __typename } } } } }"
-                )
-                entries = data["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]["__typename"] == (
-                    "RepositoryLocation"
-                ):
-                    return
-            except (urllib.error.URLError, ConnectionError, KeyError, TypeError):
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"the Dagster webserver did not come up; see {self.root}")
-
-    def stop(self) -> None:
-        """SIGTERM each process group started here, SIGKILL it if it does not end in 60 s."""
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        """POST one GraphQL query and return its `data`; GraphQL errors raise."""
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
-        if payload.get("errors"):
-            raise RuntimeError(payload["errors"])
-        return payload["data"]
+class DagsterProcesses(DagsterServices):
+    """The shared webserver and daemon, with the GraphQL calls this benchmark makes."""
 
     def launch(self, job: str, run_config: dict) -> str:
         """Launch `job` with `run_config` as the Launchpad does; the run id."""
@@ -192,23 +99,6 @@ class DagsterProcesses:
             time.sleep(1)
             status = self.status(run_id)
         return status
-
-    def stop_sensor(self, name: str) -> None:
-        """Turn a sensor off, as the UI's toggle does."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "sensorName": name,
-        }
-        found = self.graphql(
-            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
-            "... on Sensor { sensorState { id } } } }",
-            {"s": selector},
-        )
-        self.graphql(
-            "mutation($id: String!) { stopSensor(id: $id) { __typename } }",
-            {"id": found["sensorOrError"]["sensorState"]["id"]},
-        )
 
 
 class LatencyWatcher:
@@ -292,7 +182,7 @@ def summarize(label: str, values: list[float]) -> str:
 
 def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
     """Measure one mode on a fresh instance; the report lines."""
-    dagster = DagsterProcesses(root)
+    dagster = DagsterProcesses(root, startup_seconds=STARTUP_SECONDS)
     replay = ReplayServer(
         ReplayOptions(recordings=(bundled_recording(),), speed=1.0, rebase_time=True)
     )

@@ -7,15 +7,7 @@ server this test starts.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,7 +15,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from crypto_assets.orchestration.instance_config import instance_yaml
+from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 from crypto_assets_tests.lock_holder import lock_held_by_a_child
 from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
@@ -33,134 +25,11 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning:gql.*"),
 ]
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-LOCATION = "crypto_assets"
-REPOSITORY = "__repository__"
-STARTUP_SECONDS = 120
 RUN_SECONDS = 420
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Dagster:
-    """A webserver and a daemon on loopback, and the GraphQL calls the test needs."""
-
-    def __init__(self, home: Path, data_dir: Path, log_dir: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "CRYPTO_DATA_DIR": str(data_dir),
-            "TRADING_PAIRS": "btcusdt,ethusdt",
-        }
-        self.log_dir = log_dir
-        self.landing_dir = data_dir / "landing" / "trades"
-        self.processes: list[subprocess.Popen] = []
-
-    def _wait_for_server_info(self, deadline: float) -> None:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                assert time.monotonic() < deadline, f"webserver did not start; see {self.log_dir}"
-                assert self.processes[0].poll() is None, f"webserver exited; see {self.log_dir}"
-                time.sleep(0.5)
-
-    def start(self) -> None:
-        """Start both processes (each in its own process group) and wait for the webserver."""
-        workspace = str(REPO / "workspace.yaml")
-        commands = {
-            "webserver": [
-                str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port),
-                "-w", workspace,
-            ],
-            "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
-        }  # fmt: skip
-        deadline = time.monotonic() + STARTUP_SECONDS
-        for name, command in commands.items():
-            log = (self.log_dir / f"{name}.log").open("w")
-            self.processes.append(
-                subprocess.Popen(
-                    command,
-                    cwd=REPO,
-                    env=self.env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-            if name == "webserver":
-                # The webserver creates the instance's SQLite storage; a daemon started at the
-                # same moment races it to the schema ("alembic_version has more than one head").
-                self._wait_for_server_info(deadline)
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/server_info", timeout=5):
-                    pass
-                location = self.graphql(
-                    "{ workspaceOrError { ... on Workspace { locationEntries { name "
-                    "locationOrLoadError { __typename } } } } }"
-                )
-                entries = location["workspaceOrError"]["locationEntries"]
-                if (
-                    entries
-                    and entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-                ):
-                    return
-            except (urllib.error.URLError, ConnectionError, KeyError, TypeError):
-                pass
-            time.sleep(1)
-        pytest.fail(f"the Dagster webserver did not come up; see {self.log_dir}")
-
-    def stop(self) -> None:
-        """SIGTERM each process group this test started, then wait for it."""
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        """POST one GraphQL query; its `data`, failing the test on GraphQL errors."""
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
-        assert not payload.get("errors"), payload["errors"]
-        return payload["data"]
-
-    def stop_sensor(self, name: str) -> str:
-        """Turn a sensor off, as the UI's toggle does; returns its new status."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "sensorName": name,
-        }
-        found = self.graphql(
-            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
-            "... on Sensor { sensorState { id status } } } }",
-            {"s": selector},
-        )
-        state_id = found["sensorOrError"]["sensorState"]["id"]
-        stopped = self.graphql(
-            "mutation($id: String!) { stopSensor(id: $id) { ... on StopSensorMutationResult { "
-            "instigationState { status } } ... on PythonError { message } } }",
-            {"id": state_id},
-        )
-        return stopped["stopSensor"]["instigationState"]["status"]
+class Dagster(DagsterServices):
+    """The shared webserver and daemon, with the GraphQL queries this test needs."""
 
     def materializations(self, asset: str, limit: int) -> list[dict]:
         """The newest materializations of `asset`: run id and metadata as a plain dict."""
@@ -230,17 +99,23 @@ class Dagster:
 @pytest.fixture(scope="module")
 def dagster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dagster]:
     """One webserver and daemon for this module's tests; they share DAGSTER_HOME and data dir."""
-    root = tmp_path_factory.mktemp("e2e")
-    home = root / "dagster_home"
-    home.mkdir()
-    # The instance `make ui` runs on: its run queue limits are part of what is tested here.
-    (home / "dagster.yaml").write_text(instance_yaml())
-    server = Dagster(home, root / "data", root)
+    # On the instance `make ui` runs on: its run queue limits are part of what is tested here.
+    server = Dagster(tmp_path_factory.mktemp("e2e"))
     try:
         server.start()
         yield server
     finally:
         server.stop()
+
+
+def _submit_producer(client: DagsterGraphQLClient, config: dict) -> str:
+    """Launch binance_producer_job with `config` as the produce_trades op's config; the run id."""
+    return client.submit_job_execution(
+        "binance_producer_job",
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        run_config={"ops": {"produce_trades": {"config": config}}},
+    )
 
 
 def _wait_for_run(client: DagsterGraphQLClient, run_id: str, log_dir: Path) -> dg.DagsterRunStatus:
@@ -272,12 +147,7 @@ def test_producer_then_analytics_through_the_webserver_and_daemon(
         "batch_interval_seconds": 1.0,
         "report_interval_seconds": 3.0,
     }
-    producer_run = client.submit_job_execution(
-        "binance_producer_job",
-        repository_location_name=LOCATION,
-        repository_name=REPOSITORY,
-        run_config={"ops": {"produce_trades": {"config": producer_config}}},
-    )
+    producer_run = _submit_producer(client, producer_config)
     assert _wait_for_run(client, producer_run, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
     landed = landed_trades(dagster.landing_dir)
     assert landed == recorded_trades
@@ -332,12 +202,7 @@ def test_terminating_a_producer_run_lands_its_current_batch(
         "batch_interval_seconds": 3600.0,
         "max_trades_per_batch": 1_000_000,
     }
-    run_id = client.submit_job_execution(
-        "binance_producer_job",
-        repository_location_name=LOCATION,
-        repository_name=REPOSITORY,
-        run_config={"ops": {"produce_trades": {"config": config}}},
-    )
+    run_id = _submit_producer(client, config)
     deadline = time.monotonic() + RUN_SECONDS
     while client.get_run_status(run_id) != dg.DagsterRunStatus.STARTED:
         assert time.monotonic() < deadline, f"run {run_id} never started; see {dagster.log_dir}"
@@ -413,12 +278,7 @@ def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
     }
 
     def submit() -> str:
-        return client.submit_job_execution(
-            "binance_producer_job",
-            repository_location_name=LOCATION,
-            repository_name=REPOSITORY,
-            run_config={"ops": {"produce_trades": {"config": config}}},
-        )
+        return _submit_producer(client, config)
 
     _assert_second_waits_for_first(client, dagster, submit)
 
@@ -448,12 +308,7 @@ def test_a_producer_run_on_a_folder_another_process_holds_fails_in_one_line(
     lock = dagster.landing_dir.parent / "_state" / "producer_state.lock"
     before = set(dagster.landing_dir.glob("trades_*.json"))
     with lock_held_by_a_child(lock, dagster.landing_dir) as holder:
-        run_id = client.submit_job_execution(
-            "binance_producer_job",
-            repository_location_name=LOCATION,
-            repository_name=REPOSITORY,
-            run_config={"ops": {"produce_trades": {"config": config}}},
-        )
+        run_id = _submit_producer(client, config)
         status = _wait_for_run(client, run_id, dagster.log_dir)
     assert status == dg.DagsterRunStatus.FAILURE
     expected = (
