@@ -68,25 +68,27 @@ def free_port() -> int:
 class Chromium:
     """One headless Chromium and one page (tab) of it, spoken to over the DevTools protocol."""
 
-    def __init__(self, profile: Path, width: int = 1600, height: int = 1000) -> None:
+    def __init__(self, profile: Path, width: int = 1600) -> None:
         binary = shutil.which("chromium") or shutil.which("chromium-browser")
         if binary is None:
             raise SystemExit("chromium not found: apt-get install -y chromium")
         self.port = free_port()
-        self.width, self.height = width, height
-        self._process = subprocess.Popen(
-            [
-                binary, *_QUIET_FLAGS, f"--remote-debugging-port={self.port}",
-                f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+        self.width = width
+        self._command = [
+            binary, *_QUIET_FLAGS, f"--remote-debugging-port={self.port}",
+            f"--user-data-dir={profile}", f"--window-size={width},1000", "about:blank",
+        ]  # fmt: skip
+        self._process: subprocess.Popen | None = None
         self._socket: websocket.WebSocket | None = None
         self._next_id = 0
 
     def __enter__(self) -> Chromium:
+        self._process = subprocess.Popen(
+            self._command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             self._socket = websocket.create_connection(self._page_socket_url(), timeout=60)
             self.call("Page.enable")
@@ -119,7 +121,7 @@ class Chromium:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
-        if self._process.poll() is None:
+        if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGTERM)
             self._process.wait(timeout=30)
 
