@@ -1,6 +1,7 @@
 """Take the UI screenshots in docs/ that the README's demo links, from real runs.
 
-Fills a temporary DAGSTER_HOME (`make ui`'s instance) and data dir with real runs: the producer
+Starts the webserver and daemon (`crypto_assets_tests/dagster_services.py`, on `make ui`'s
+instance, in a temporary DAGSTER_HOME) and fills the instance with real runs: the producer
 job reading the bundled recording from a replay server at 6x speed, then the analytics job, four
 times over, so the VWAP chart has windows; then, through the real webserver and daemon, a
 continuous producer run that is terminated as the UI's *Terminate* button does. Then it
@@ -13,32 +14,28 @@ Everything listens on 127.0.0.1. Usage: `.venv/bin/python docs/take_screenshots.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-# docs/ is the script's folder, so on sys.path.
-from chromium_devtools import Chromium, free_port
+# Run as a script, docs/ is on sys.path (chromium_devtools), not the repository's root with the
+# webserver-and-daemon harness the end-to-end test and the latency benchmark share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chromium_devtools import Chromium
+
+from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 
 DOCS = Path(__file__).resolve().parent
-REPO = DOCS.parent
-BIN = Path(sys.executable).parent
 CYCLES = 4
 SPEED = 6.0
 PAIRS = ("btcusdt", "ethusdt")  # what the bundled recording carries
-LOCATION = "crypto_assets"
-REPOSITORY = "__repository__"
 STOPPED_RUN_FILE = "stopped_producer_run.txt"
 WIDTH = 1500
 # A continuous producer run streams this long before it is terminated.
@@ -138,100 +135,7 @@ def fill(home: Path, data_dir: Path, replay_url: str) -> None:
                 logger.info("cycle %s/%s: %s %s ok", cycle + 1, CYCLES, job, result.run_id)
 
 
-class Dagster:
-    """`dagster-webserver` and `dagster-daemon` on loopback, as `make ui` runs them."""
-
-    def __init__(self, home: Path, data_dir: Path, log_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "CRYPTO_DATA_DIR": str(data_dir),
-            "TRADING_PAIRS": ",".join(PAIRS),
-        }
-        self.log_dir = log_dir
-        self.processes: list[subprocess.Popen] = []
-
-    def _start(self, name: str, command: list[str]) -> None:
-        log = (self.log_dir / f"{name}.log").open("w")
-        self.processes.append(
-            subprocess.Popen(
-                [*command, "-w", str(REPO / "workspace.yaml")],
-                cwd=REPO,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-
-    def start_webserver(self) -> None:
-        """Start the webserver; return once its code location has loaded."""
-        self._start(
-            "webserver",
-            [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port)],
-        )
-        deadline = time.monotonic() + 180
-        query = (
-            "{ workspaceOrError { ... on Workspace { locationEntries { "
-            "locationOrLoadError { __typename } } } } }"
-        )
-        while time.monotonic() < deadline:
-            try:
-                entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
-                if entries and entries[0]["locationOrLoadError"]["__typename"] == (
-                    "RepositoryLocation"
-                ):
-                    return
-            except (urllib.error.URLError, ConnectionError, KeyError, TypeError):
-                pass
-            time.sleep(1)
-        raise SystemExit(f"the webserver did not come up; see {self.log_dir / 'webserver.log'}")
-
-    def start_daemon(self) -> None:
-        """Start the daemon, which launches queued runs (after the webserver made the storage)."""
-        self._start("daemon", [str(BIN / "dagster-daemon"), "run"])
-
-    def stop(self) -> None:
-        """SIGTERM each process group started here, then wait for it."""
-        for process in self.processes:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            process.wait(timeout=60)
-
-    def graphql(self, query: str, variables: dict | None = None) -> dict:
-        """POST one GraphQL query and return its `data`."""
-        body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
-        if payload.get("errors"):
-            raise SystemExit(f"GraphQL errors: {payload['errors']}")
-        return payload["data"]
-
-    def stop_sensor(self, name: str) -> None:
-        """Turn a sensor off, as the UI's toggle does."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "sensorName": name,
-        }
-        found = self.graphql(
-            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
-            "... on Sensor { sensorState { id } } } }",
-            {"s": selector},
-        )
-        self.graphql(
-            "mutation($id: String!) { stopSensor(id: $id) { __typename } }",
-            {"id": found["sensorOrError"]["sensorState"]["id"]},
-        )
-
-
-def stopped_producer_run(dagster: Dagster, replay_url: str) -> str:
+def stopped_producer_run(dagster: DagsterServices, replay_url: str) -> str:
     """Launch a continuous producer run, let it stream, terminate it; its run id once it ended."""
     import dagster as dg  # noqa: PLC0415
     from dagster_graphql import DagsterGraphQLClient  # noqa: PLC0415
@@ -272,37 +176,32 @@ def photograph(base_url: str, profile: Path, stopped_run: str) -> None:
 
 
 def main() -> int:
-    """Fill, serve, photograph, clean up."""
+    """Serve, fill, photograph, clean up."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="use (and keep) this directory for the data")
     args = parser.parse_args()
     root = (args.keep or Path(tempfile.mkdtemp(prefix="crypto_assets_screens_"))).resolve()
-    home, data_dir = root / "dagster_home", root / "data"
-    home.mkdir(parents=True, exist_ok=True)
-    from crypto_assets.orchestration.instance_config import instance_yaml  # noqa: PLC0415
+    root.mkdir(parents=True, exist_ok=True)
     from crypto_assets.recording import bundled_recording  # noqa: PLC0415
     from crypto_assets.replay.server import ReplayOptions, ReplayServer  # noqa: PLC0415
 
-    # `make ui`'s instance: no telemetry, no "join the community" dialog, the run queue's limits.
-    (home / "dagster.yaml").write_text(instance_yaml())
     stopped_file = root / STOPPED_RUN_FILE
-    dagster = Dagster(home, data_dir, root)
+    # `make ui`'s instance (no telemetry, no nux, the run queue's limits) in root/dagster_home.
+    dagster = DagsterServices(root)
     # One market for every run: the recording looped at SPEED, so the continuous run after the
     # others streams the trades that follow theirs (the gaps in between back-filled over REST).
     options = ReplayOptions(recordings=(bundled_recording(),), speed=SPEED, loop=True)
     replay = ReplayServer(options)
-    replay.start()
     try:
-        if not (data_dir / "delta").exists():  # --keep DIR reuses the runs already made there
-            fill(home, data_dir, replay.url)
-        dagster.start_webserver()
-        if not stopped_file.exists():
-            # Else the daemon's first tick launches analytics for the files landed above.
-            dagster.stop_sensor("landing_files_sensor")
-            dagster.start_daemon()
+        dagster.start()
+        # Before anything lands: else the daemon launches analytics runs of its own.
+        dagster.stop_sensor("landing_files_sensor")
+        if not stopped_file.exists():  # --keep DIR reuses the runs already made there
+            replay.start()
+            fill(dagster.home, dagster.data_dir, replay.url)
             stopped_file.write_text(stopped_producer_run(dagster, replay.url))
-        replay.stop()
+            replay.stop()
         photograph(dagster.url, root / "chromium_profile", stopped_file.read_text())
     finally:
         replay.stop()
