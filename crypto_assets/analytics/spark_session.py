@@ -6,7 +6,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -116,6 +118,23 @@ def _loopback_local_ip() -> Iterator[None]:
         os.environ.pop("SPARK_LOCAL_IP", None)
 
 
+@contextmanager
+def _own_sigint_handler() -> Iterator[None]:
+    """Keep the process's SIGINT handler across the creation of the SparkContext.
+
+    PySpark installs one that cancels every running job and raises KeyboardInterrupt. SIGINT is
+    how Dagster terminates a run worker, and Dagster's own handler turns it into a stop request
+    that a continuous query honours between batches; a CLI installs its own handlers after this.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def get_spark_session(
     app_name: str = "crypto_assets", master: str = DEFAULT_MASTER
 ) -> SparkSession:
@@ -126,7 +145,7 @@ def get_spark_session(
     builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in SESSION_CONF.items():
         builder = builder.config(key, value)
-    with _loopback_local_ip():
+    with _loopback_local_ip(), _own_sigint_handler():
         spark = builder.getOrCreate()
     logger.info("Spark %s session %s on %s", spark.version, app_name, master)
     return spark

@@ -86,11 +86,16 @@ def test_shared_session_settings(spark) -> None:
 
 
 # A fresh interpreter starts the session, logs one probe warning and one probe info line through
-# the JVM's log4j, and reports where the driver is bound.
+# the JVM's log4j, and reports where the driver is bound and whether its SIGINT handler survived.
 _QUIET_START = """
 import os
+import signal
+def ours(signum, frame):
+    pass
+signal.signal(signal.SIGINT, ours)
 from crypto_assets.analytics.spark_session import get_spark_session
 spark = get_spark_session(app_name="quiet_start")
+print("SIGINT handler kept=" + str(signal.getsignal(signal.SIGINT) is ours))
 assert spark.range(5).count() == 5
 jvm_log = spark._jvm.org.apache.logging.log4j.LogManager.getLogger("crypto_assets.probe")
 jvm_log.warn("probe warning from the JVM")
@@ -138,3 +143,6 @@ def test_session_starts_without_spark_start_up_noise(tmp_path: Path) -> None:
     assert "driver.host=127.0.0.1" in result.stdout.splitlines()
     # The variable is set only while the JVM launches, not left in the caller's environment.
     assert "SPARK_LOCAL_IP after start=<unset>" in result.stdout.splitlines()
+    # PySpark's own SIGINT handler (cancel every job, raise KeyboardInterrupt) is not left in
+    # place: SIGINT is Dagster's termination, which a continuous query turns into a clean stop.
+    assert "SIGINT handler kept=True" in result.stdout.splitlines()

@@ -7,6 +7,7 @@ server this test starts.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
+from deltalake import DeltaTable
 
 from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 from crypto_assets_tests.lock_holder import lock_held_by_a_child
-from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import (
+    landed_trades,
+    landing_records,
+    write_landing_file,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -318,3 +324,44 @@ def test_a_producer_run_on_a_folder_another_process_holds_fails_in_one_line(
     (failure,) = dagster.step_failures(run_id)
     assert expected in failure
     assert set(dagster.landing_dir.glob("trades_*.json")) == before
+
+
+def test_terminating_a_continuous_analytics_run_is_a_clean_stop(dagster: Dagster, recording):
+    assert dagster.stop_sensor("landing_files_sensor") == "STOPPED"  # this test's runs only
+    client = DagsterGraphQLClient("127.0.0.1", port_number=dagster.port)
+    config = {"mode": "continuous", "trigger_seconds": 2.0, "report_interval_seconds": 2.0}
+    run_id = client.submit_job_execution(
+        "streaming_analytics_job",
+        repository_location_name=LOCATION,
+        repository_name=REPOSITORY,
+        run_config={"ops": {"streaming_analytics": {"config": config}}},
+    )
+    deadline = time.monotonic() + RUN_SECONDS
+    while client.get_run_status(run_id) != dg.DagsterRunStatus.STARTED:
+        assert time.monotonic() < deadline, f"run {run_id} never started; see {dagster.log_dir}"
+        time.sleep(1)
+    # A file landed while the query runs: trades of a market lap no earlier test landed.
+    new = [{**r, "trade_id": r["trade_id"] + 10**9} for r in landing_records(recording, 50)]
+    write_landing_file(
+        dagster.landing_dir,
+        "trades_20240809_000000_c0ffee.json",
+        [json.dumps(r) for r in new],
+    )
+    landed = sum(landed_trades(dagster.landing_dir).values())
+    raw = dagster.landing_dir.parent.parent / "delta" / "trades_raw"
+    while not (raw.exists() and DeltaTable(str(raw)).to_pyarrow_table().num_rows == landed):
+        assert client.get_run_status(run_id) == dg.DagsterRunStatus.STARTED, (
+            f"the continuous run ended by itself; see {dagster.log_dir}"
+        )
+        assert time.monotonic() < deadline, f"trades_raw never caught up; see {dagster.log_dir}"
+        time.sleep(1)
+    client.terminate_run(run_id)  # what the UI's Terminate button calls
+    assert _wait_for_run(client, run_id, dagster.log_dir) == dg.DagsterRunStatus.SUCCESS
+
+    steps, events = dagster.run_events(run_id)
+    assert steps == {"streaming_analytics": "SUCCESS"}
+    kinds = {event["__typename"] for event in events}
+    assert "ExecutionStepFailureEvent" not in kinds
+    messages = [event.get("message", "") for event in events]
+    assert any(m.startswith("stopped on request (run terminated): analytics: ") for m in messages)
+    assert not [e for e in events if e.get("level") == "ERROR"], "an error event after a stop"
