@@ -17,7 +17,13 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.analytics.schema import PRICE_MOVE, TRADES_RAW, TRADES_RAW_SCHEMA, VOLUME_SPIKE
+from crypto_assets.analytics.schema import (
+    COLUMN_DESCRIPTIONS,
+    PRICE_MOVE,
+    TRADES_RAW,
+    TRADES_RAW_SCHEMA,
+    VOLUME_SPIKE,
+)
 from crypto_assets.analytics.show import latest_windows
 from crypto_assets.orchestration.price_chart import svg_image_markdown, vwap_volume_svg
 
@@ -86,12 +92,13 @@ LANDING_SCHEMA = pa.schema(
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
-    """Dagster's column schema of an Arrow schema: every field's name, type and nullability."""
+    """Dagster's column schema of an Arrow schema: each field's name, type, nullability, meaning."""
     return dg.TableSchema(
         columns=[
             dg.TableColumn(
                 name=field.name,
                 type=str(field.type),
+                description=COLUMN_DESCRIPTIONS.get(field.name),
                 constraints=dg.TableColumnConstraints(nullable=field.nullable),
             )
             for field in schema

@@ -9,10 +9,11 @@ import xml.etree.ElementTree as ET
 
 import pyarrow as pa
 
-from crypto_assets.analytics.schema import TRADES_ANALYTICS_SCHEMA
+from crypto_assets.analytics.schema import TABLE_SCHEMAS, TRADES_ANALYTICS_SCHEMA
 from crypto_assets.analytics.show import latest_windows
 from crypto_assets.orchestration.lakehouse import LandingTotals
 from crypto_assets.orchestration.metadata import (
+    LANDING_SCHEMA,
     alerts_metadata,
     analytics_metadata,
     column_schema,
@@ -175,9 +176,17 @@ def test_column_schema_holds_every_arrow_field():
         (field.name, str(field.type)) for field in TRADES_ANALYTICS_SCHEMA
     ]
     assert all(c.constraints.nullable for c in schema.columns)
+    vwap = next(c for c in schema.columns if c.name == "vwap")
+    assert vwap.description == "quote_volume / volume"
     required = column_schema(pa.schema([pa.field("id", pa.int64(), nullable=False)]))
     assert required.columns[0].type == "int64"
     assert not required.columns[0].constraints.nullable
+
+
+def test_every_column_of_every_table_says_what_it_means():
+    for schema in [*TABLE_SCHEMAS.values(), LANDING_SCHEMA]:
+        for column in column_schema(schema).columns:
+            assert column.description, column.name
 
 
 def test_empty_tables_say_so():
