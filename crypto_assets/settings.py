@@ -31,9 +31,11 @@ from crypto_assets.errors import CryptoAssetsError
 
 Source = Literal["auto", "live", "replay"]
 Deployment = Literal["local", "databricks"]
+Compute = Literal["cluster", "serverless"]
 
 SOURCES: tuple[Source, ...] = ("auto", "live", "replay")
 DEPLOYMENTS: tuple[Deployment, ...] = ("local", "databricks")
+COMPUTES: tuple[Compute, ...] = ("cluster", "serverless")
 # The variables whose name is not the field's name upper-cased (DESIGN.md keeps the seed names).
 ENV_NAMES = {
     "data_dir": "CRYPTO_DATA_DIR",
@@ -229,6 +231,26 @@ class Settings(BaseModel):
     )
     deployment: Annotated[Deployment, _choice(DEPLOYMENTS)] = Field(
         "local", description="CRYPTO_DEPLOYMENT: local or databricks"
+    )
+    # The Databricks deployment's compute. The token is never a setting: it is read from
+    # DATABRICKS_TOKEN where it is used (databricks-sdk, the launcher's {"env": ...} form).
+    databricks_host: str | None = Field(
+        None, description="DATABRICKS_HOST: the workspace URL, https://<workspace>"
+    )
+    databricks_compute: Annotated[Compute, _choice(COMPUTES)] = Field(
+        "cluster", description="DATABRICKS_COMPUTE: cluster (step launcher) or serverless (Pipes)"
+    )
+    databricks_cluster_id: str | None = Field(
+        None, description="DATABRICKS_CLUSTER_ID: an existing cluster; unset = a new one per run"
+    )
+    databricks_spark_version: str = Field(
+        "17.3.x-scala2.13", description="DATABRICKS_SPARK_VERSION: a new cluster's runtime"
+    )
+    databricks_node_type: str | None = Field(
+        None, description="DATABRICKS_NODE_TYPE: a new cluster's node type, e.g. i3.xlarge"
+    )
+    databricks_num_workers: int = Field(
+        1, ge=0, description="DATABRICKS_NUM_WORKERS: a new cluster's workers (0 = single node)"
     )
     # Dagster's own DAGSTER_HOME; headless runs are then recorded where `dagster dev` looks.
     dagster_home: Annotated[Path | None, BeforeValidator(_optional_directory)] = Field(

@@ -29,7 +29,11 @@ LAKEHOUSE_KEY = "lakehouse"
 PRODUCER_SETTINGS = frozenset(
     {"trading_pairs", "batch_interval_seconds", "run_duration_minutes", "max_trades_per_batch"}
 )
-_NOT_IN_RUN_CONFIG = frozenset({"deployment", "dagster_home"}) | PRODUCER_SETTINGS
+_NOT_IN_RUN_CONFIG = (
+    frozenset({"deployment", "dagster_home"})
+    | frozenset(name for name in Settings.model_fields if name.startswith("databricks_"))
+    | PRODUCER_SETTINGS
+)
 # Dagster run config has no tuple and no Path: such a field is overridden as a list or a string.
 _CONFIG_TYPES: dict[Any, Any] = {tuple[str, ...]: list[str], Path: str}
 
