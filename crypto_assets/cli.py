@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "crypto_assets.replay.commands",
     "crypto_assets.analytics.commands",
     "crypto_assets.orchestration.commands",
+    "crypto_assets.databricks.commands",
 )
 
 
