@@ -1,0 +1,1309 @@
+"""A loopback emulation of the Databricks REST calls this project makes, with runs really executed.
+
+It serves what databricks-sdk 0.60.0 sends for dagster-databricks' step launcher, its Pipes
+clients and ``crypto-assets databricks-setup``: DBFS (``/api/2.0/dbfs/*``), the Files API on Unity
+Catalog Volumes (``/api/2.0/fs/files``, ``/api/2.0/fs/directories``), Jobs 2.2 one-time runs
+(``runs/submit``, ``runs/get``, ``runs/get-output``, ``runs/cancel``), the Unity Catalog catalogs,
+schemas and volumes, ``clusters/get`` and ``secrets/get``. Every endpoint needs the bearer token;
+error bodies are the real service's (``{"error_code", "message"}``, with the codes the SDK maps to
+its exception classes).
+
+``runs/submit`` runs each ``spark_python_task`` the way a cluster does, in a subprocess started by
+``emulated_cluster.py``: a private mount namespace (``unshare -m``, root only) bind-mounts
+``root/dbfs`` on ``/dbfs``, ``root/Volumes`` on ``/Volumes``, ``root/Workspace`` on ``/Workspace``;
+the working directory is a fresh scratch folder; the interpreter is this one, started with
+``-I -S`` so neither ``PYTHONPATH``, the checkout nor the editable install's ``.pth`` finder is
+importable, only the site-packages folders themselves (what a Databricks runtime has preinstalled)
+plus what the task ships. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
+
+Deliberate limits, each said where it matters:
+- ``libraries`` and serverless ``dependencies`` are checked, not installed: a PyPI pin the
+  interpreter does not satisfy fails the run as a library install failure does; a wheel or zip on
+  a Volume or DBFS is put on the task's ``sys.path`` (how a shipped package is found on serverless).
+- ``spark_version`` implies a Python (15.x: 3.11, 16.x and 17.x: 3.12). This interpreter is 3.11 and
+  the project's default runtime is 17.3.x-scala2.13, so a mismatch is recorded as a warning in
+  ``runs[id].warnings`` unless ``strict_python_version=True`` fails the run.
+- Only ``spark_python_task`` runs; Auto Loader (``cloudFiles``) does not exist off Databricks.
+- Spark's Python workers (UDFs) start with the plain interpreter and so see the editable install.
+
+Why the standard library's ``ThreadingHTTPServer``: no published package emulates these endpoints
+(databricks/cli's Go test server is bound to its Go harness; the SDK's fixture server is a bare
+``HTTPServer``), and the ~40 routes need nothing a framework would add.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import site
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+logger = logging.getLogger(__name__)
+
+CLUSTER_SCRIPT = Path(__file__).with_name("emulated_cluster.py")
+DBFS_READ_DEFAULT = 524_288
+DBFS_MAX_BLOCK = 1_048_576
+USER_NAME = "emulated-user@example.com"
+METASTORE_ID = "11111111-2222-3333-4444-555555555555"
+TERMINAL_RESULTS = ("SUCCESS", "FAILED", "CANCELED", "TIMEDOUT")
+# Databricks Runtime major version -> its Python (databricks/cli testserver sparkVersionToPython).
+RUNTIME_PYTHON = {12: (3, 9), 13: (3, 10), 14: (3, 10), 15: (3, 11), 16: (3, 12), 17: (3, 12)}
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
+class ApiError(Exception):
+    """An error answered as the real service does: HTTP status plus ``{error_code, message}``."""
+
+    def __init__(
+        self, status: int, error_code: str | int, message: str, details: list[dict] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_code = error_code
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body Databricks sends for this error."""
+        body: dict[str, Any] = {"error_code": self.error_code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def _not_found(message: str, code: str = "RESOURCE_DOES_NOT_EXIST") -> ApiError:
+    return ApiError(404, code, message)
+
+
+def _bad_request(message: str, code: str = "INVALID_PARAMETER_VALUE") -> ApiError:
+    return ApiError(400, code, message)
+
+
+@dataclass
+class Reply:
+    """A response: JSON (``body``) or raw bytes (``raw``) with extra headers."""
+
+    status: int = 200
+    body: Any = field(default_factory=dict)
+    raw: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Fault:
+    method: str
+    path_prefix: str
+    remaining: int
+    error: ApiError
+
+
+@dataclass
+class TaskRun:
+    """One task of a submitted run, with its own run_id, state and captured output."""
+
+    run_id: int
+    task_key: str
+    spec: dict[str, Any]
+    cluster_id: str
+    life_cycle_state: str = "PENDING"
+    result_state: str | None = None
+    state_message: str = ""
+    start_time: int = 0
+    end_time: int = 0
+    error: str | None = None
+    error_trace: str | None = None
+    stdout_path: Path | None = None
+    stderr_path: Path | None = None
+    scratch_dir: Path | None = None
+    process: subprocess.Popen | None = None
+
+    def logs(self) -> str:
+        """What the task printed (stdout), as get-output's ``logs``."""
+        if self.stdout_path and self.stdout_path.exists():
+            return self.stdout_path.read_text(errors="replace")
+        return ""
+
+
+@dataclass
+class Run:
+    """A submitted one-time run: the spec as received, its tasks and its state history."""
+
+    run_id: int
+    spec: dict[str, Any]
+    tasks: list[TaskRun]
+    start_time: int
+    life_cycle_state: str = "PENDING"
+    result_state: str | None = None
+    state_message: str = ""
+    end_time: int = 0
+    user_cancelled_or_timedout: bool = False
+    cancel_requested: bool = False
+    warnings: list[str] = field(default_factory=list)
+    states_seen: list[str] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def set_state(self, life_cycle: str, result: str | None = None, message: str = "") -> None:
+        """Move the run's state, keeping the sequence of life cycle states for assertions."""
+        self.life_cycle_state, self.result_state, self.state_message = life_cycle, result, message
+        if not self.states_seen or self.states_seen[-1] != life_cycle:
+            self.states_seen.append(life_cycle)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def python_for_spark_version(spark_version: str) -> tuple[int, int] | None:
+    """The Python a Databricks Runtime ships (``17.3.x-scala2.13`` -> (3, 12)); None if unknown."""
+    match = re.match(r"^(\d+)\.", spark_version)
+    return RUNTIME_PYTHON.get(int(match.group(1))) if match else None
+
+
+def unsatisfied_requirement(spec: str) -> str | None:
+    """Why ``spec`` (a PyPI requirement) is not satisfied by this interpreter, None if it is."""
+    try:
+        requirement = Requirement(spec)
+    except InvalidRequirement as error:
+        return f"invalid requirement {spec!r}: {error}"
+    try:
+        installed = metadata.version(requirement.name)
+    except metadata.PackageNotFoundError:
+        return f"No matching distribution found for {spec}"
+    if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
+        return f"No matching distribution found for {spec} (the runtime has {installed})"
+    return None
+
+
+class Emulator:
+    """The emulated workspace: state, routes and the runs it executes (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Path,
+        token: str,
+        *,
+        catalogs: tuple[str, ...] = (),
+        volumes: tuple[str, ...] = (),
+        clusters: Mapping[str, str] | None = None,
+        secrets: Mapping[tuple[str, str], str] | None = None,
+        spark_conf: Mapping[str, str] | None = None,
+        cluster_env: Mapping[str, str] | None = None,
+        cluster_token: str | None = None,
+        start_spark: bool = True,
+        strict_python_version: bool = False,
+        pending_seconds: float = 0.5,
+        set_runtime_version: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        self.token = token
+        # What a cluster authenticates with: its own token, accepted like the user's.
+        self.cluster_token = cluster_token or f"dapi-cluster-{uuid.uuid4().hex}"
+        self.dbfs_root = self.root / "dbfs"
+        self.volumes_root = self.root / "Volumes"
+        self.workspace_root = self.root / "Workspace"
+        self.runs_root = self.root / "_runs"
+        for folder in (self.dbfs_root, self.volumes_root, self.workspace_root, self.runs_root):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.clusters = dict(clusters or {})
+        self.secrets = dict(secrets or {})
+        self.spark_conf = dict(spark_conf or {})
+        self.cluster_env = dict(cluster_env or {})
+        self.start_spark = start_spark
+        self.strict_python_version = strict_python_version
+        self.pending_seconds = pending_seconds
+        self.set_runtime_version = set_runtime_version
+        self.runs: dict[int, Run] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.host = ""
+        self._lock = threading.RLock()
+        self._ids = itertools.count(101)
+        self._handles: dict[int, tuple[Path, bytearray]] = {}
+        self._handle_ids = itertools.count(1)
+        self._idempotency: dict[str, int] = {}
+        self._denied: list[tuple[str, str, str | None]] = []
+        self._faults: list[_Fault] = []
+        self._catalogs: dict[str, dict] = {}
+        self._schemas: dict[str, dict] = {}
+        self._volumes: dict[str, dict] = {}
+        self._threads: list[threading.Thread] = []
+        self._server: ThreadingHTTPServer | None = None
+        for name in catalogs:
+            self._catalogs[name] = self._catalog_info(name)
+        for full_name in volumes:
+            catalog, schema, volume = full_name.split(".")
+            self._catalogs.setdefault(catalog, self._catalog_info(catalog))
+            self._schemas.setdefault(f"{catalog}.{schema}", self._schema_info(catalog, schema))
+            self._volumes[full_name] = self._volume_info(catalog, schema, volume, "MANAGED")
+            (self.volumes_root / catalog / schema / volume).mkdir(parents=True, exist_ok=True)
+
+    # ----- failure injection, for other parts' failure tests
+
+    def deny(self, method: str, path_prefix: str, message: str | None = None) -> None:
+        """From now on, answer ``method`` on paths starting with ``path_prefix`` with 403."""
+        with self._lock:
+            self._denied.append((method.upper(), path_prefix, message))
+
+    def allow(self, method: str, path_prefix: str) -> None:
+        """Undo :meth:`deny` for this method and prefix."""
+        with self._lock:
+            self._denied = [
+                d for d in self._denied if (d[0], d[1]) != (method.upper(), path_prefix)
+            ]
+
+    def fail_next(
+        self,
+        method: str,
+        path_prefix: str,
+        count: int = 1,
+        *,
+        status: int = 503,
+        error_code: str = "TEMPORARILY_UNAVAILABLE",
+        message: str = "The service is temporarily unavailable. Please try again later.",
+    ) -> None:
+        """Make the next ``count`` matching calls fail (503 is retried by the SDK; 500 is not)."""
+        with self._lock:
+            error = ApiError(status, error_code, message)
+            self._faults.append(_Fault(method.upper(), path_prefix, count, error))
+
+    # ----- lifecycle
+
+    def start(self) -> None:
+        """Serve on a free loopback port; ``host`` is set once listening."""
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
+        self._server.daemon_threads = True
+        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
+        thread = threading.Thread(target=self._server.serve_forever, name="databricks-emulator")
+        thread.daemon = True
+        thread.start()
+        logger.info("Databricks emulator on %s (root %s)", self.host, self.root)
+
+    def stop(self) -> None:
+        """Cancel unfinished runs (their processes are killed), then stop serving."""
+        for run in list(self.runs.values()):
+            if not run.done.is_set():
+                self._cancel(run)
+        for thread in list(self._threads):
+            thread.join(timeout=30)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def wait_for_run(self, run_id: int, timeout: float = 300) -> Run:
+        """Block until the run is terminal (for tests that submit directly)."""
+        run = self.runs[run_id]
+        if not run.done.wait(timeout):
+            raise TimeoutError(f"run {run_id} still {run.life_cycle_state} after {timeout}s")
+        return run
+
+    # ----- request dispatch
+
+    def handle(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Authenticate, apply injected faults and permissions, then route one request."""
+        parts = urlsplit(url)
+        path = unquote(parts.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        with self._lock:
+            self.requests.append((method, path))
+        try:
+            self._authenticate(headers.get("Authorization"))
+            self._check_faults(method, path)
+            self._check_permission(method, path)
+            return self._route(method, path, query, body)
+        except ApiError as error:
+            return Reply(error.status, error.body())
+
+    def _authenticate(self, authorization: str | None) -> None:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise ApiError(
+                401,
+                401,
+                "Credential was not sent or was of an unsupported type for this API. "
+                f"[ReqId: {uuid.uuid4()}]",
+            )
+        if authorization.removeprefix("Bearer ") not in (self.token, self.cluster_token):
+            raise ApiError(403, 403, "Invalid access token.")
+
+    def _check_faults(self, method: str, path: str) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if (
+                    fault.remaining > 0
+                    and fault.method == method
+                    and path.startswith(fault.path_prefix)
+                ):
+                    fault.remaining -= 1
+                    raise fault.error
+
+    def _check_permission(self, method: str, path: str) -> None:
+        with self._lock:
+            denied = [d for d in self._denied if d[0] == method and path.startswith(d[1])]
+        if denied:
+            message = denied[0][2] or _permission_message(method, path)
+            raise ApiError(403, "PERMISSION_DENIED", message)
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: bytes) -> Reply:
+        for prefix, handler in (
+            ("/api/2.0/fs/files", self._files),
+            ("/api/2.0/fs/directories", self._directories),
+        ):
+            if path.startswith(prefix + "/"):
+                return handler(method, path.removeprefix(prefix), query, body)
+        uc = re.match(r"^/api/2\.1/unity-catalog/(catalogs|schemas|volumes)(?:/(.+))?$", path)
+        if uc:
+            return self._unity_catalog(method, uc.group(1), uc.group(2), query, body)
+        route = self._json_routes().get((method, re.sub(r"/api/2\.[0-2]/jobs/", "/jobs/", path)))
+        if route is None:
+            raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
+        payload = query if method == "GET" else _json_body(body)
+        return Reply(200, route(payload))
+
+    def _json_routes(self) -> dict[tuple[str, str], Callable[[dict], dict]]:
+        return {
+            ("POST", "/api/2.0/dbfs/create"): self._dbfs_create,
+            ("POST", "/api/2.0/dbfs/add-block"): self._dbfs_add_block,
+            ("POST", "/api/2.0/dbfs/close"): self._dbfs_close,
+            ("GET", "/api/2.0/dbfs/read"): self._dbfs_read,
+            ("POST", "/api/2.0/dbfs/put"): self._dbfs_put,
+            ("POST", "/api/2.0/dbfs/mkdirs"): self._dbfs_mkdirs,
+            ("POST", "/api/2.0/dbfs/delete"): self._dbfs_delete,
+            ("GET", "/api/2.0/dbfs/get-status"): self._dbfs_get_status,
+            ("GET", "/api/2.0/dbfs/list"): self._dbfs_list,
+            ("POST", "/jobs/runs/submit"): self._runs_submit,
+            ("GET", "/jobs/runs/get"): self._runs_get,
+            ("GET", "/jobs/runs/get-output"): self._runs_get_output,
+            ("POST", "/jobs/runs/cancel"): self._runs_cancel,
+            ("GET", "/api/2.1/clusters/get"): self._clusters_get,
+            ("GET", "/api/2.0/clusters/get"): self._clusters_get,
+            ("GET", "/api/2.0/secrets/get"): self._secrets_get,
+        }
+
+    # ----- DBFS
+
+    def _dbfs_path(self, raw: Any) -> Path:
+        if not isinstance(raw, str) or not raw:
+            raise _bad_request("Path must be a non-empty string.")
+        path = raw.removeprefix("dbfs:")
+        if not path.startswith("/"):
+            raise _bad_request(f"Path must be absolute: {raw}")
+        return _inside(self.dbfs_root, path)
+
+    def _dbfs_create(self, body: dict) -> dict:
+        target = self._dbfs_path(body.get("path"))
+        if target.exists() and (target.is_dir() or not body.get("overwrite")):
+            raise ApiError(
+                409,
+                "RESOURCE_ALREADY_EXISTS",
+                f"A file or directory already exists at the input path {body['path']}.",
+            )
+        with self._lock:
+            handle = next(self._handle_ids)
+            self._handles[handle] = (target, bytearray())
+        return {"handle": handle}
+
+    def _dbfs_add_block(self, body: dict) -> dict:
+        with self._lock:
+            entry = self._handles.get(body.get("handle"))  # type: ignore[arg-type]
+        if entry is None:
+            raise _not_found(f"Handle {body.get('handle')} does not exist.")
+        block = _b64(body.get("data", ""))
+        if len(block) > DBFS_MAX_BLOCK:
+            raise _bad_request(
+                f"Block size {len(block)} exceeds the maximum of {DBFS_MAX_BLOCK} bytes.",
+                "MAX_BLOCK_SIZE_EXCEEDED",
+            )
+        entry[1].extend(block)
+        return {}
+
+    def _dbfs_close(self, body: dict) -> dict:
+        with self._lock:
+            entry = self._handles.pop(body.get("handle"), None)  # type: ignore[arg-type]
+        if entry is None:
+            raise _not_found(f"Handle {body.get('handle')} does not exist.")
+        target, data = entry
+        _atomic_write(target, bytes(data))
+        return {}
+
+    def _dbfs_read(self, query: dict) -> dict:
+        target = self._dbfs_path(query.get("path"))
+        offset, length = int(query.get("offset", 0)), int(query.get("length", DBFS_READ_DEFAULT))
+        if length > DBFS_MAX_BLOCK or length < 0 or offset < 0:
+            raise _bad_request(
+                f"Read length {length} exceeds the maximum of {DBFS_MAX_BLOCK} bytes.",
+                "MAX_READ_SIZE_EXCEEDED",
+            )
+        if not target.is_file():
+            if target.is_dir():
+                raise _bad_request(f"Path {query['path']} is a directory.", "NOT_A_FILE")
+            raise _not_found(f"No file or directory exists on path {query['path']}.")
+        with target.open("rb") as stream:
+            stream.seek(offset)
+            chunk = stream.read(length)
+        # Always "data", "" at the end: dagster-databricks check.not_none()s it.
+        return {"bytes_read": len(chunk), "data": base64.b64encode(chunk).decode()}
+
+    def _dbfs_put(self, body: dict) -> dict:
+        target = self._dbfs_path(body.get("path"))
+        contents = _b64(body.get("contents", ""))
+        if len(contents) > DBFS_MAX_BLOCK:
+            raise _bad_request(
+                "File uploads via the contents field are limited to 1MB. Use the streaming API.",
+                "MAX_BLOCK_SIZE_EXCEEDED",
+            )
+        if target.exists() and (target.is_dir() or not body.get("overwrite")):
+            raise ApiError(
+                409,
+                "RESOURCE_ALREADY_EXISTS",
+                f"A file or directory already exists at the input path {body['path']}.",
+            )
+        _atomic_write(target, contents)
+        return {}
+
+    def _dbfs_mkdirs(self, body: dict) -> dict:
+        target = self._dbfs_path(body.get("path"))
+        for parent in (target, *target.parents):
+            if parent.is_file():
+                raise _bad_request(
+                    f"Cannot create directory {body['path']}: a file exists on its path.",
+                    "RESOURCE_ALREADY_EXISTS",
+                )
+            if parent == self.dbfs_root:
+                break
+        target.mkdir(parents=True, exist_ok=True)
+        return {}
+
+    def _dbfs_delete(self, body: dict) -> dict:
+        target = self._dbfs_path(body.get("path"))
+        if target == self.dbfs_root:
+            raise _bad_request("Cannot delete the root directory.")
+        if target.is_dir():
+            if any(target.iterdir()) and not body.get("recursive"):
+                raise _bad_request(
+                    f"Could not delete {body['path']}: the directory is not empty. "
+                    "Use recursive delete or remove its contents first.",
+                    "BAD_REQUEST",
+                )
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        # Deleting a missing path succeeds, as on DBFS.
+        return {}
+
+    def _dbfs_info(self, target: Path) -> dict:
+        stat = target.stat()
+        return {
+            "path": "/" + target.relative_to(self.dbfs_root).as_posix(),
+            "is_dir": target.is_dir(),
+            "file_size": 0 if target.is_dir() else stat.st_size,
+            "modification_time": int(stat.st_mtime * 1000),
+        }
+
+    def _dbfs_get_status(self, query: dict) -> dict:
+        target = self._dbfs_path(query.get("path"))
+        if not target.exists():
+            raise _not_found(f"No file or directory exists on path {query['path']}.")
+        return self._dbfs_info(target)
+
+    def _dbfs_list(self, query: dict) -> dict:
+        target = self._dbfs_path(query.get("path"))
+        if not target.exists():
+            raise _not_found(f"No file or directory exists on path {query['path']}.")
+        if target.is_file():
+            return {"files": [self._dbfs_info(target)]}
+        return {"files": [self._dbfs_info(child) for child in sorted(target.iterdir())]}
+
+    # ----- Files API on Volumes
+
+    def _volume_path(self, api_path: str) -> Path:
+        """Map ``/Volumes/c/s/v/...`` to the folder; the Volume itself must exist."""
+        parts = api_path.strip("/").split("/")
+        if len(parts) < 4 or parts[0] != "Volumes":
+            raise _bad_request(
+                f"Invalid path {api_path}: the Files API accepts /Volumes/<catalog>/<schema>/"
+                "<volume>/<path> paths only in this emulation."
+            )
+        volume_dir = self.volumes_root.joinpath(*parts[1:4])
+        if not volume_dir.is_dir():
+            raise _not_found(f"Volume '{'.'.join(parts[1:4])}' does not exist.", "NOT_FOUND")
+        return _inside(self.volumes_root, "/" + "/".join(parts[1:]))
+
+    def _files(self, method: str, api_path: str, query: dict, body: bytes) -> Reply:
+        target = self._volume_path(api_path)
+        if method == "PUT":
+            if target.is_dir():
+                raise ApiError(409, "ALREADY_EXISTS", f"A directory exists at {api_path}.")
+            if target.exists() and query.get("overwrite", "true").lower() == "false":
+                raise ApiError(409, "ALREADY_EXISTS", f"The file {api_path} already exists.")
+            _atomic_write(target, body)
+            return Reply(204, raw=b"")
+        if not target.is_file():
+            raise _not_found("The file being accessed is not found.", "NOT_FOUND")
+        if method == "DELETE":
+            target.unlink()
+            return Reply(204, raw=b"")
+        if method not in ("GET", "HEAD"):
+            raise ApiError(405, "METHOD_NOT_ALLOWED", f"Method {method} not allowed.")
+        stat = target.stat()
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Last-Modified": formatdate(stat.st_mtime, usegmt=True),
+        }
+        content = target.read_bytes() if method == "GET" else b""
+        headers["Content-Length"] = str(stat.st_size)
+        return Reply(200, raw=content, headers=headers)
+
+    def _directories(self, method: str, api_path: str, query: dict, body: bytes) -> Reply:
+        target = self._volume_path(api_path)
+        if method == "PUT":
+            for parent in (target, *target.parents):
+                if parent.is_file():
+                    raise ApiError(409, "ALREADY_EXISTS", f"A file exists on the path {api_path}.")
+                if parent == self.volumes_root:
+                    break
+            target.mkdir(parents=True, exist_ok=True)
+            return Reply(204, raw=b"")
+        if not target.is_dir():
+            raise _not_found("The directory being accessed is not found.", "NOT_FOUND")
+        if method == "HEAD":
+            return Reply(200, raw=b"")
+        if method == "DELETE":
+            if any(target.iterdir()):
+                raise ApiError(
+                    400,
+                    "BAD_REQUEST",
+                    "The directory being deleted is not empty.",
+                    [
+                        {
+                            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                            "reason": "FILES_API_DIRECTORY_IS_NOT_EMPTY",
+                            "domain": "filesystem.databricks.com",
+                        }
+                    ],
+                )
+            target.rmdir()
+            return Reply(204, raw=b"")
+        if method != "GET":
+            raise ApiError(405, "METHOD_NOT_ALLOWED", f"Method {method} not allowed.")
+        return Reply(200, self._list_directory(target, api_path, query))
+
+    def _list_directory(self, target: Path, api_path: str, query: dict) -> dict:
+        page_size = min(int(query.get("page_size") or 1000), 1000)
+        start = int(query.get("page_token") or 0)
+        children = sorted(target.iterdir())
+        contents = []
+        for child in children[start : start + page_size]:
+            stat = child.stat()
+            path = f"{api_path.rstrip('/')}/{child.name}"
+            entry = {"path": path + "/" if child.is_dir() else path, "name": child.name}
+            entry["is_directory"] = child.is_dir()
+            if child.is_file():
+                entry["file_size"] = stat.st_size
+                entry["last_modified"] = int(stat.st_mtime * 1000)
+            contents.append(entry)
+        reply: dict[str, Any] = {"contents": contents}
+        if start + page_size < len(children):
+            reply["next_page_token"] = str(start + page_size)
+        return reply
+
+    # ----- Unity Catalog
+
+    def _catalog_info(self, name: str) -> dict:
+        return {
+            "name": name,
+            "full_name": name,
+            "owner": USER_NAME,
+            "catalog_type": "MANAGED_CATALOG",
+            "isolation_mode": "OPEN",
+            "securable_type": "CATALOG",
+            "metastore_id": METASTORE_ID,
+            "created_at": _now_ms(),
+            "created_by": USER_NAME,
+            "updated_at": _now_ms(),
+            "updated_by": USER_NAME,
+            "browse_only": False,
+        }
+
+    def _schema_info(self, catalog: str, name: str, comment: str | None = None) -> dict:
+        info = {
+            "name": name,
+            "catalog_name": catalog,
+            "full_name": f"{catalog}.{name}",
+            "owner": USER_NAME,
+            "catalog_type": "MANAGED_CATALOG",
+            "metastore_id": METASTORE_ID,
+            "schema_id": str(uuid.uuid4()),
+            "securable_type": "SCHEMA",
+            "created_at": _now_ms(),
+            "created_by": USER_NAME,
+            "updated_at": _now_ms(),
+            "updated_by": USER_NAME,
+            "browse_only": False,
+        }
+        if comment:
+            info["comment"] = comment
+        return info
+
+    def _volume_info(self, catalog: str, schema: str, name: str, volume_type: str) -> dict:
+        volume_id = str(uuid.uuid4())
+        return {
+            "name": name,
+            "catalog_name": catalog,
+            "schema_name": schema,
+            "full_name": f"{catalog}.{schema}.{name}",
+            "volume_type": volume_type,
+            "volume_id": volume_id,
+            "storage_location": f"s3://emulated-metastore/{METASTORE_ID}/volumes/{volume_id}",
+            "owner": USER_NAME,
+            "metastore_id": METASTORE_ID,
+            "created_at": _now_ms(),
+            "created_by": USER_NAME,
+            "updated_at": _now_ms(),
+            "updated_by": USER_NAME,
+            "browse_only": False,
+        }
+
+    def _unity_catalog(
+        self, method: str, kind: str, name: str | None, query: dict, body: bytes
+    ) -> Reply:
+        with self._lock:
+            if method == "GET" and name:
+                return Reply(200, self._uc_get(kind, name))
+            if method == "GET":
+                return Reply(200, self._uc_list(kind, query))
+            if method == "POST" and not name and kind in ("schemas", "volumes"):
+                payload = _json_body(body)
+                if kind == "schemas":
+                    return Reply(200, self._create_schema(payload))
+                return Reply(200, self._create_volume(payload))
+        raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {kind}'")
+
+    def _uc_get(self, kind: str, name: str) -> dict:
+        if kind == "catalogs":
+            if name not in self._catalogs:
+                raise _not_found(f"Catalog '{name}' does not exist.", "CATALOG_DOES_NOT_EXIST")
+            return self._catalogs[name]
+        store = self._schemas if kind == "schemas" else self._volumes
+        if name not in store:
+            self._require_parents(name.split(".")[:-1])
+            label = "Schema" if kind == "schemas" else "Volume"
+            raise _not_found(f"{label} '{name}' does not exist.", f"{label.upper()}_DOES_NOT_EXIST")
+        return store[name]
+
+    def _uc_list(self, kind: str, query: dict) -> dict:
+        if kind == "catalogs":
+            return {"catalogs": list(self._catalogs.values())}
+        catalog, schema = query.get("catalog_name", ""), query.get("schema_name")
+        self._require_parents([catalog] if kind == "schemas" else [catalog, schema or ""])
+        if kind == "schemas":
+            return {"schemas": [s for s in self._schemas.values() if s["catalog_name"] == catalog]}
+        return {
+            "volumes": [
+                v
+                for v in self._volumes.values()
+                if (v["catalog_name"], v["schema_name"]) == (catalog, schema)
+            ]
+        }
+
+    def _require_parents(self, parts: list[str]) -> None:
+        """404 with the real code when the catalog (or schema) of a name is missing."""
+        if parts and parts[0] not in self._catalogs:
+            raise _not_found(f"Catalog '{parts[0]}' does not exist.", "CATALOG_DOES_NOT_EXIST")
+        if len(parts) > 1 and ".".join(parts[:2]) not in self._schemas:
+            raise _not_found(
+                f"Schema '{'.'.join(parts[:2])}' does not exist.", "SCHEMA_DOES_NOT_EXIST"
+            )
+
+    def _create_schema(self, body: dict) -> dict:
+        name, catalog = body.get("name"), body.get("catalog_name")
+        for value, what in ((name, "name"), (catalog, "catalog_name")):
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise _bad_request(f"Invalid {what}: {value!r}.")
+        self._require_parents([catalog])  # type: ignore[list-item]
+        full_name = f"{catalog}.{name}"
+        if full_name in self._schemas:
+            # 409 maps to the SDK's ResourceConflict; the specific error_code is unverified, so
+            # this is the least specific one: code that works here works against either.
+            raise ApiError(409, "SCHEMA_ALREADY_EXISTS", f"Schema '{name}' already exists")
+        self._schemas[full_name] = self._schema_info(catalog, name, body.get("comment"))  # type: ignore[arg-type]
+        return self._schemas[full_name]
+
+    def _create_volume(self, body: dict) -> dict:
+        catalog, schema, name = body.get("catalog_name"), body.get("schema_name"), body.get("name")
+        for value, what in ((catalog, "catalog_name"), (schema, "schema_name"), (name, "name")):
+            if not isinstance(value, str) or not _NAME.match(value):
+                raise _bad_request(f"Invalid {what}: {value!r}.")
+        volume_type = body.get("volume_type")
+        if volume_type not in ("MANAGED", "EXTERNAL"):
+            raise _bad_request(f"Invalid volume_type: {volume_type!r}.")
+        if volume_type == "EXTERNAL" and not body.get("storage_location"):
+            raise _bad_request("storage_location is required for an EXTERNAL volume.")
+        self._require_parents([catalog, schema])  # type: ignore[list-item]
+        full_name = f"{catalog}.{schema}.{name}"
+        if full_name in self._volumes:
+            raise ApiError(409, "VOLUME_ALREADY_EXISTS", f"Volume '{full_name}' already exists")
+        self._volumes[full_name] = self._volume_info(catalog, schema, name, volume_type)  # type: ignore[arg-type]
+        (self.volumes_root / catalog / schema / name).mkdir(parents=True, exist_ok=True)  # type: ignore[operator]
+        return self._volumes[full_name]
+
+    # ----- clusters, secrets
+
+    def _clusters_get(self, query: dict) -> dict:
+        cluster_id = query.get("cluster_id", "")
+        if cluster_id not in self.clusters:
+            raise _bad_request(f"Cluster {cluster_id} does not exist")
+        return {
+            "cluster_id": cluster_id,
+            "cluster_name": f"emulated-{cluster_id}",
+            "spark_version": self.clusters[cluster_id],
+            "state": "RUNNING",
+            "num_workers": 0,
+            "creator_user_name": USER_NAME,
+        }
+
+    def _secrets_get(self, query: dict) -> dict:
+        scope, key = query.get("scope", ""), query.get("key", "")
+        if (scope, key) not in self.secrets:
+            raise _not_found(f"Failed to get secret '{key}' in scope '{scope}'.")
+        value = self.secrets[(scope, key)].encode()
+        return {"key": key, "value": base64.b64encode(value).decode()}
+
+    # ----- Jobs: one-time runs
+
+    def _runs_submit(self, body: dict) -> dict:
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not tasks:
+            raise _bad_request("A run needs at least one task in 'tasks'.")
+        token = body.get("idempotency_token")
+        with self._lock:
+            if token and token in self._idempotency:
+                return {"run_id": self._idempotency[token]}
+            run_id = next(self._ids)
+            task_runs = [self._task_run(task, body) for task in tasks]
+            run = Run(run_id, body, task_runs, start_time=_now_ms())
+            run.set_state("PENDING", None, "Waiting for cluster")
+            self.runs[run_id] = run
+            if token:
+                self._idempotency[token] = run_id
+        thread = threading.Thread(target=self._execute, args=(run,), name=f"run-{run_id}")
+        thread.daemon = True
+        self._threads.append(thread)
+        thread.start()
+        return {"run_id": run_id}
+
+    def _task_run(self, task: dict, body: dict) -> TaskRun:
+        key = task.get("task_key")
+        if not key:
+            raise _bad_request("Task key must be specified.")
+        if "spark_python_task" not in task or not task["spark_python_task"].get("python_file"):
+            raise _bad_request(
+                f"Task {key}: this emulation runs only spark_python_task with a python_file."
+            )
+        existing = task.get("existing_cluster_id")
+        computes = [
+            k for k in ("new_cluster", "existing_cluster_id", "environment_key") if task.get(k)
+        ]
+        if len(computes) != 1:
+            raise _bad_request(
+                f"Task {key} needs exactly one of new_cluster, existing_cluster_id or "
+                f"environment_key; got {computes or 'none'}."
+            )
+        if existing and existing not in self.clusters:
+            raise _bad_request(f"Cluster {existing} does not exist")
+        if task.get("environment_key"):
+            keys = {e.get("environment_key") for e in body.get("environments") or []}
+            if task["environment_key"] not in keys:
+                raise _bad_request(
+                    f"Task {key} uses environment_key {task['environment_key']!r}, which is not "
+                    "defined in 'environments'."
+                )
+        task_run_id = next(self._ids)
+        cluster_id = existing or f"0101-000000-emu{task_run_id:05d}"
+        return TaskRun(task_run_id, key, task, cluster_id)
+
+    def _runs_get(self, query: dict) -> dict:
+        run = self._run(query.get("run_id"))
+        return self._run_json(run)
+
+    def _run(self, raw_id: Any) -> Run:
+        try:
+            run_id = int(raw_id)
+        except (TypeError, ValueError):
+            raise _bad_request(f"Invalid run_id: {raw_id!r}") from None
+        run = self.runs.get(run_id)
+        if run is None:
+            raise _bad_request(f"Run {run_id} does not exist.")
+        return run
+
+    def _state_json(self, life_cycle: str, result: str | None, message: str, user: bool) -> dict:
+        state: dict[str, Any] = {
+            "life_cycle_state": life_cycle,
+            "state_message": message,
+            "user_cancelled_or_timedout": user,
+        }
+        if result:
+            state["result_state"] = result
+        return state
+
+    def _run_json(self, run: Run) -> dict:
+        tasks = []
+        for task in run.tasks:
+            entry = {
+                "run_id": task.run_id,
+                "task_key": task.task_key,
+                "state": self._state_json(
+                    task.life_cycle_state,
+                    task.result_state,
+                    task.state_message,
+                    run.user_cancelled_or_timedout,
+                ),
+                "spark_python_task": task.spec["spark_python_task"],
+                "cluster_instance": {"cluster_id": task.cluster_id, "spark_context_id": "1"},
+                "start_time": task.start_time,
+                "end_time": task.end_time,
+                "attempt_number": 0,
+                "run_page_url": f"{self.host}/#job/0/run/{task.run_id}",
+            }
+            for key in ("new_cluster", "existing_cluster_id", "environment_key", "libraries"):
+                if key in task.spec:
+                    entry[key] = task.spec[key]
+            tasks.append(entry)
+        return {
+            "job_id": 0,
+            "run_id": run.run_id,
+            "number_in_job": run.run_id,
+            "original_attempt_run_id": run.run_id,
+            "creator_user_name": USER_NAME,
+            "run_name": run.spec.get("run_name", "Untitled"),
+            "run_type": "SUBMIT_RUN",
+            "format": "MULTI_TASK",
+            "run_page_url": f"{self.host}/#job/0/run/{run.run_id}",
+            "start_time": run.start_time,
+            "end_time": run.end_time,
+            "setup_duration": 0,
+            "execution_duration": 0,
+            "cleanup_duration": 0,
+            "state": self._state_json(
+                run.life_cycle_state,
+                run.result_state,
+                run.state_message,
+                run.user_cancelled_or_timedout,
+            ),
+            "tasks": tasks,
+        }
+
+    def _runs_get_output(self, query: dict) -> dict:
+        raw_id = query.get("run_id")
+        with self._lock:
+            for run in self.runs.values():
+                if str(run.run_id) == str(raw_id):
+                    raise _bad_request(
+                        "Retrieving the output of runs with multiple tasks is not supported. "
+                        "Please retrieve the output of each individual task run instead."
+                    )
+                for task in run.tasks:
+                    if str(task.run_id) == str(raw_id):
+                        return self._task_output(run, task)
+        raise _bad_request(f"Run {raw_id} does not exist.")
+
+    def _task_output(self, run: Run, task: TaskRun) -> dict:
+        metadata_json = self._run_json(run)
+        metadata_json.update(
+            {
+                "run_id": task.run_id,
+                "task_key": task.task_key,
+                "run_page_url": f"{self.host}/#job/0/run/{task.run_id}",
+                "state": self._state_json(
+                    task.life_cycle_state,
+                    task.result_state,
+                    task.state_message,
+                    run.user_cancelled_or_timedout,
+                ),
+            }
+        )
+        del metadata_json["tasks"]
+        output: dict[str, Any] = {"metadata": metadata_json}
+        logs = task.logs()
+        if logs:
+            output["logs"] = logs[-5_000_000:]
+            output["logs_truncated"] = len(logs) > 5_000_000
+        if task.error:
+            output["error"] = task.error
+            output["error_trace"] = task.error_trace or ""
+        return output
+
+    def _runs_cancel(self, body: dict) -> dict:
+        run = self._run(body.get("run_id"))
+        self._cancel(run)
+        return {}
+
+    def _cancel(self, run: Run) -> None:
+        """Cancel a run; a finished run is left as it is (the real service answers 200)."""
+        with self._lock:
+            if run.done.is_set() or run.cancel_requested:
+                return
+            run.cancel_requested = True
+            processes = [t.process for t in run.tasks if t.process and t.process.poll() is None]
+        for process in processes:
+            _kill_group(process)
+
+    # ----- execution (the emulated cluster)
+
+    def _execute(self, run: Run) -> None:
+        try:
+            self._execute_tasks(run)
+        except Exception as error:  # an emulator bug must still end the run, visibly
+            logger.exception("emulated run %s crashed", run.run_id)
+            run.set_state("INTERNAL_ERROR", "FAILED", f"Emulator error: {error}")
+        finally:
+            run.end_time = _now_ms()
+            for task in run.tasks:
+                task.end_time = task.end_time or run.end_time
+            run.done.set()
+
+    def _execute_tasks(self, run: Run) -> None:
+        deadline = (
+            time.monotonic() + run.spec["timeout_seconds"]
+            if run.spec.get("timeout_seconds")
+            else None
+        )
+        waited = 0.0
+        while waited < self.pending_seconds and not run.cancel_requested:
+            time.sleep(0.05)
+            waited += 0.05
+        for index, task in enumerate(run.tasks):
+            if run.cancel_requested:
+                self._end(run, task, "CANCELED", "Run cancelled.", user=True)
+                continue
+            if run.result_state is not None:
+                task.life_cycle_state, task.result_state = "SKIPPED", None
+                task.state_message = "An upstream task failed."
+                continue
+            failure = self._prepare(run, task)
+            if failure is not None:
+                task.life_cycle_state, task.result_state = "INTERNAL_ERROR", "FAILED"
+                task.state_message = failure
+                run.set_state("INTERNAL_ERROR", "FAILED", failure)
+                continue
+            task_deadline = deadline
+            if task.spec.get("timeout_seconds"):
+                own = time.monotonic() + task.spec["timeout_seconds"]
+                task_deadline = min(own, deadline) if deadline else own
+            self._run_task(run, task, task_deadline, last=index == len(run.tasks) - 1)
+
+    def _prepare(self, run: Run, task: TaskRun) -> str | None:
+        """Check libraries, dependencies and Python: why the run must fail, or None."""
+        spark_version = (task.spec.get("new_cluster") or {}).get(
+            "spark_version"
+        ) or self.clusters.get(task.spec.get("existing_cluster_id", ""))
+        if spark_version:
+            wanted = python_for_spark_version(spark_version)
+            have = sys.version_info[:2]
+            if wanted and wanted != have:
+                message = (
+                    f"spark_version {spark_version} runs Python {wanted[0]}.{wanted[1]}; the "
+                    f"emulated cluster runs Python {have[0]}.{have[1]}"
+                )
+                if self.strict_python_version:
+                    return f"Emulator refused the cluster: {message}."
+                run.warnings.append(message)
+                logger.warning("run %s: %s", run.run_id, message)
+        for library in task.spec.get("libraries") or []:
+            if "pypi" in library:
+                package = library["pypi"].get("package", "")
+                problem = unsatisfied_requirement(package)
+                if problem:
+                    return (
+                        "Library installation failed for library due to user error for pypi {\n"
+                        f'  package: "{package}"\n}}\n. Error messages:\n{problem}'
+                    )
+            elif "maven" in library or "jar" in library:
+                run.warnings.append(f"library {library} is not installed by the emulator")
+        for dependency in self._environment(run, task).get("dependencies") or []:
+            if not dependency.startswith("/") and not dependency.startswith("dbfs:"):
+                problem = unsatisfied_requirement(dependency)
+                if problem:
+                    return f"Failed to install the environment dependency {dependency}: {problem}"
+        return None
+
+    def _environment(self, run: Run, task: TaskRun) -> dict:
+        key = task.spec.get("environment_key")
+        for environment in run.spec.get("environments") or []:
+            if key and environment.get("environment_key") == key:
+                return environment.get("spec") or {}
+        return {}
+
+    def _cluster_paths(self, run: Run, task: TaskRun) -> list[str]:
+        """Wheels and zips the task ships (serverless dependencies, cluster whl libraries)."""
+        shipped = [
+            d for d in self._environment(run, task).get("dependencies") or [] if "/" in d[:1]
+        ]
+        shipped += [lib["whl"] for lib in task.spec.get("libraries") or [] if "whl" in lib]
+        return [_cluster_local(path) for path in shipped]
+
+    def _cluster_env(self, run: Run, task: TaskRun, spec_path: Path) -> dict[str, str]:
+        env = {
+            key: os.environ[key]
+            for key in ("PATH", "HOME", "LANG", "JAVA_HOME", "TZ")
+            if key in os.environ
+        }
+        env.update((task.spec.get("new_cluster") or {}).get("spark_env_vars") or {})
+        env.update(
+            {
+                "DATABRICKS_HOST": self.host,
+                "DATABRICKS_TOKEN": self.cluster_token,
+                "PYSPARK_PYTHON": sys.executable,
+                "PYSPARK_DRIVER_PYTHON": sys.executable,
+                "EMULATED_CLUSTER_SPEC": str(spec_path),
+            }
+        )
+        if self.set_runtime_version:
+            spark_version = (task.spec.get("new_cluster") or {}).get(
+                "spark_version"
+            ) or self.clusters.get(task.spec.get("existing_cluster_id", ""), "")
+            if task.spec.get("environment_key"):
+                client = self._environment(run, task).get(
+                    "environment_version"
+                ) or self._environment(run, task).get("client", "2")
+                env["DATABRICKS_RUNTIME_VERSION"] = f"client.{client}"
+            elif spark_version:
+                env["DATABRICKS_RUNTIME_VERSION"] = ".".join(spark_version.split(".")[:2])
+        env.update(self.cluster_env)
+        return env
+
+    def _run_task(self, run: Run, task: TaskRun, deadline: float | None, last: bool) -> None:
+        run_dir = self.runs_root / str(task.run_id)
+        task.scratch_dir = run_dir / "scratch"
+        task.scratch_dir.mkdir(parents=True)
+        task.stdout_path, task.stderr_path = run_dir / "stdout", run_dir / "stderr"
+        python_task = task.spec["spark_python_task"]
+        new_cluster = task.spec.get("new_cluster") or {}
+        spec = {
+            "python_file": _cluster_local(python_task["python_file"]),
+            "parameters": list(python_task.get("parameters") or []),
+            "site_packages": [p for p in site.getsitepackages() if Path(p).is_dir()],
+            "extra_sys_path": self._cluster_paths(run, task),
+            "spark_conf": {**self.spark_conf, **(new_cluster.get("spark_conf") or {})},
+            "cluster_id": task.cluster_id,
+            "spark_version": new_cluster.get("spark_version", ""),
+            "start_spark": self.start_spark,
+            "result_path": str(run_dir / "result.json"),
+        }
+        spec_path = run_dir / "cluster_spec.json"
+        spec_path.write_text(json.dumps(spec))
+        command = [
+            "unshare", "-m", "--propagation", "private", "sh", "-c",
+            'set -e; for d in /dbfs /Volumes /Workspace; do mkdir -p "$d"; done; '
+            'mount --bind "$1" /dbfs; mount --bind "$2" /Volumes; mount --bind "$3" /Workspace; '
+            'shift 3; exec "$@"',
+            "emulated-cluster", str(self.dbfs_root), str(self.volumes_root),
+            str(self.workspace_root), sys.executable, "-I", "-S", str(CLUSTER_SCRIPT),
+        ]  # fmt: skip
+        with self._lock:
+            if run.cancel_requested:
+                self._end(run, task, "CANCELED", "Run cancelled.", user=True)
+                return
+            with task.stdout_path.open("wb") as out, task.stderr_path.open("wb") as err:
+                task.process = subprocess.Popen(
+                    command,
+                    cwd=task.scratch_dir,
+                    env=self._cluster_env(run, task, spec_path),
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            task.start_time = _now_ms()
+            task.life_cycle_state = "RUNNING"
+            run.set_state("RUNNING", None, "In run")
+        timed_out = False
+        while task.process.poll() is None:
+            if deadline and time.monotonic() > deadline:
+                timed_out = True
+                _kill_group(task.process)
+            time.sleep(0.1)
+        result = _read_json(run_dir / "result.json")
+        task.error, task.error_trace = result.get("error"), result.get("error_trace")
+        if timed_out:
+            seconds = run.spec.get("timeout_seconds") or task.spec.get("timeout_seconds")
+            self._end(run, task, "TIMEDOUT", f"Run timed out after {seconds} seconds.", user=True)
+        elif run.cancel_requested:
+            self._end(run, task, "CANCELED", "Run cancelled.", user=True)
+        elif task.process.returncode == 0:
+            task.life_cycle_state, task.result_state, task.state_message = (
+                "TERMINATED",
+                "SUCCESS",
+                "",
+            )
+            if last and run.result_state is None:
+                run.set_state("TERMINATED", "SUCCESS", "")
+        else:
+            if not task.error:
+                tail = task.stderr_path.read_text(errors="replace").strip().splitlines() or [""]
+                task.error = (
+                    tail[-1] or f"The Python process exited with code {task.process.returncode}"
+                )
+            task.life_cycle_state, task.result_state = "TERMINATED", "FAILED"
+            task.state_message = "Workload failed, see run output for details"
+            run.set_state(
+                "TERMINATED",
+                "FAILED",
+                f"Task {task.task_key} failed with message: Workload failed, see run output for "
+                "details. This caused all downstream tasks to get skipped.",
+            )
+        task.end_time = _now_ms()
+
+    def _end(self, run: Run, task: TaskRun, result: str, message: str, user: bool) -> None:
+        task.life_cycle_state, task.result_state, task.state_message = "TERMINATED", result, message
+        task.end_time = _now_ms()
+        run.user_cancelled_or_timedout = user
+        run.set_state("TERMINATED", result, message)
+
+
+def _permission_message(method: str, path: str) -> str:
+    """A message shaped like the real one for the denied call."""
+    volume = re.match(r"^/api/2\.0/fs/(?:files|directories)/Volumes/([^/]+)/([^/]+)/([^/]+)", path)
+    if volume:
+        privilege = "READ VOLUME" if method in ("GET", "HEAD") else "WRITE VOLUME"
+        return f"User does not have {privilege} on Volume '{'.'.join(volume.groups())}'."
+    uc = re.match(r"^/api/2\.1/unity-catalog/(catalogs|schemas|volumes)(?:/(.+))?", path)
+    if uc:
+        kind, name = uc.groups()
+        if method == "POST":
+            parent = "Catalog" if kind == "schemas" else "Schema"
+            return f"User does not have CREATE {kind[:-1].upper()} on {parent}."
+        return f"User does not have USE {kind[:-1].upper()} on {kind[:-1].title()} '{name}'."
+    if "/jobs/" in path:
+        return f"User {USER_NAME} does not have Manage Run or Owner or Admin permissions on job 0"
+    return f"User {USER_NAME} does not have permission to {method} {path}."
+
+
+def _json_body(body: bytes) -> dict:
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        raise ApiError(400, "MALFORMED_REQUEST", "Could not parse request object.") from None
+    if not isinstance(parsed, dict):
+        raise ApiError(400, "MALFORMED_REQUEST", "Request body must be a JSON object.")
+    return parsed
+
+
+def _b64(data: Any) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (ValueError, TypeError):
+        raise _bad_request("The data is not valid base64.") from None
+
+
+def _inside(root: Path, absolute: str) -> Path:
+    """``root`` joined with an absolute API path; refuses paths that climb out with ``..``."""
+    target = (root / absolute.lstrip("/")).resolve()
+    if target != root.resolve() and root.resolve() not in target.parents:
+        raise _bad_request(f"Invalid path: {absolute}")
+    return target
+
+
+def _atomic_write(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    partial.write_bytes(data)
+    partial.replace(target)
+
+
+def _cluster_local(path: str) -> str:
+    """Where a task's path is on the cluster: ``dbfs:/x`` is ``/dbfs/x``; ``/Volumes`` stays."""
+    if path.startswith("dbfs:"):
+        return "/dbfs/" + path.removeprefix("dbfs:").lstrip("/")
+    return path
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """Stop a task's process group (the Python driver and its JVM): TERM, then KILL."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _handler_class(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            reply = emulator.handle(self.command, self.path, self.headers, self._body())
+            if reply.raw is not None:
+                payload = reply.raw
+                headers = dict(reply.headers)
+            else:
+                payload = json.dumps(reply.body).encode()
+                headers = {"Content-Type": "application/json", **reply.headers}
+            self.send_response(reply.status)
+            headers.setdefault("Content-Length", str(len(payload)))
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("emulator: " + format, *args)
+
+    return Handler
+
+
+@contextmanager
+def running_emulator(root: Path, token: str, **options: Any) -> Iterator[Emulator]:
+    """Start an :class:`Emulator` on loopback for the block; runs are cancelled when it ends."""
+    emulator = Emulator(root, token, **options)
+    emulator.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
