@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
+from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.producer.connection_check import check_connection
 from crypto_assets.producer.producer import (
     Producer,
@@ -32,7 +35,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument(
         "--pairs", help="comma-separated symbols, e.g. btcusdt,ethusdt [TRADING_PAIRS]"
     )
-    produce.add_argument("--landing-dir", type=Path, help="[$CRYPTO_DATA_DIR/landing/trades]")
+    produce.add_argument(
+        "--target",
+        choices=("local", "volume"),
+        help="where landing files go: the local landing dir, or the Unity Catalog Volume "
+        "/Volumes/$CATALOG/$SCHEMA/crypto_landing/trades through a local spool (--landing-dir), "
+        "with DATABRICKS_HOST and DATABRICKS_TOKEN [volume when CRYPTO_DEPLOYMENT=databricks]",
+    )
+    produce.add_argument(
+        "--landing-dir",
+        type=Path,
+        help="[$CRYPTO_DATA_DIR/landing/trades; the spool $CRYPTO_DATA_DIR/spool/trades for "
+        "--target volume]",
+    )
     produce.add_argument("--quarantine-dir", type=Path, help="[<landing-dir>/../_quarantine]")
     produce.add_argument("--batch-interval-seconds", type=float, help="[BATCH_INTERVAL_SECONDS]")
     produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
@@ -65,19 +80,34 @@ def produce_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     ws_url = (args.ws_url or settings.binance_ws_url).rstrip("/")
     duration = _duration_seconds(args, settings)
+    target = args.target or ("volume" if settings.deployment == "databricks" else "local")
+    upload = None
+    landing_dir = args.landing_dir or settings.landing_dir
+    state_path = _state_path(args.state_file)
+    if target == "volume":
+        if args.state_file is not None:
+            raise SettingsError(
+                "--state-file: --target volume keeps the state on the Volume "
+                f"({VolumeLayout.from_settings(settings).producer_state_path})"
+            )
+        landing_dir = args.landing_dir or default_spool_dir(settings.data_dir)
+        upload = VolumeUploader(
+            workspace_client(settings), VolumeLayout.from_settings(settings), landing_dir
+        )
+        state_path = upload.state_path
     config = ProducerConfig(
         ws_url=ws_url,
         rest_url=args.rest_url or default_rest_url(ws_url, settings.binance_rest_url),
         pairs=parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs,
-        landing_dir=args.landing_dir or settings.landing_dir,
+        landing_dir=landing_dir,
         quarantine_dir=args.quarantine_dir,
         batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
         max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
         duration_seconds=duration,
-        state_path=_state_path(args.state_file),
+        state_path=state_path,
         progress_interval_seconds=args.progress_seconds,
     )
-    return _produce(config)
+    return _produce(config, upload)
 
 
 def test_connection_command(args: argparse.Namespace) -> int:
@@ -94,8 +124,8 @@ def test_connection_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _produce(config: ProducerConfig) -> int:
-    producer = Producer(config)
+def _produce(config: ProducerConfig, upload: VolumeUploader | None = None) -> int:
+    producer = Producer(config, upload=upload)
     with _stop_on_signals(producer):
         summary = producer.run()
     print(summary.summary_line(), flush=True)

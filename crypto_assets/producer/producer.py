@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from crypto_assets.binance.parsing import (
@@ -35,6 +36,9 @@ from crypto_assets.producer.landing_writer import LandingWriteError, LandingWrit
 from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
 from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequencer
 from crypto_assets.settings import SettingsError
+
+if TYPE_CHECKING:
+    from crypto_assets.databricks.volume_upload import VolumeProducerState, VolumeUploader
 
 logger = logging.getLogger(__name__)
 
@@ -176,13 +180,22 @@ class ProducerSummary(ProducerStats):
 
 
 class Producer:
-    """Streams trades of `config.pairs` into landing files until stopped or the duration ends."""
+    """Streams trades of `config.pairs` into landing files until stopped or the duration ends.
+
+    With `upload`, `config.landing_dir` is a local spool whose files `upload` puts on a Unity
+    Catalog Volume (see `crypto_assets.databricks.volume_upload`), and the state lives there too.
+    """
 
     def __init__(
-        self, config: ProducerConfig, on_progress: Callable[[ProducerStats], None] | None = None
+        self,
+        config: ProducerConfig,
+        on_progress: Callable[[ProducerStats], None] | None = None,
+        *,
+        upload: VolumeUploader | None = None,
     ) -> None:
         self.config = config
         self.on_progress = on_progress
+        self.upload = upload
         self._stop = threading.Event()
         self._stop_requested = False
         self._symbols = frozenset(p.upper() for p in config.pairs)
@@ -190,7 +203,16 @@ class Producer:
         self._started = time.monotonic()
         self.sequencer = TradeSequencer(grace_seconds=config.gap_grace_seconds)
         state_path = config.resolved_state_path
-        self.state = None if state_path is None else ProducerStateFile(state_path)
+        self.state: ProducerStateFile | VolumeProducerState | None = None
+        if upload is not None:
+            if Path(config.landing_dir) != upload.spool_dir or state_path != upload.state_path:
+                raise SettingsError(
+                    f"landing_dir={config.landing_dir}, state_path={state_path}: a Volume upload "
+                    f"lands in its spool {upload.spool_dir}, its state at {upload.state_path}"
+                )
+            self.state = upload.producer_state(ProducerStateFile(state_path))
+        elif state_path is not None:
+            self.state = ProducerStateFile(state_path)
         self.writer = LandingWriter(
             Path(config.landing_dir),
             config.resolved_quarantine_dir,
@@ -229,6 +251,8 @@ class Producer:
             self.client.start()
         except StreamUnavailableError as exc:
             raise StreamUnavailableError(f"{exc} — {UNREACHABLE_ADVICE}") from exc
+        if self.upload is not None:
+            self.upload.start()
         self._started = time.monotonic()
         deadline = (
             None
@@ -241,6 +265,8 @@ class Producer:
             self.config.ws_url,
             self.config.landing_dir,
         )
+        if self.upload is not None:
+            logger.info("uploading each landing file to %s", self.upload.layout.landing_dir)
         try:
             self._loop(deadline, stop_event)
         finally:
@@ -251,6 +277,8 @@ class Producer:
             if self.config.fill_tail_on_stop:
                 self.gap_filler.fill_tail(stopped_ms, time.monotonic())
             self.writer.flush()
+            if self.upload is not None:
+                self.upload.stop()  # a last upload; what fails waits in the spool
             if self.state is not None:
                 self.state.close()  # the landing folder's lock: another producer may start now
         self.client.raise_if_failed()

@@ -110,6 +110,10 @@ class ProducerStateFile:
                 "(fix the permissions or choose another --state-file)"
             ) from exc
 
+    def own(self, landing_dir: Path) -> None:
+        """Take the landing folder's lock now (`FolderInUseError` if another producer holds it)."""
+        self._own(Path(landing_dir))
+
     def close(self) -> None:
         """Release the landing folder's lock (another producer may start); saving re-takes it."""
         if self._lock is not None:
@@ -140,7 +144,7 @@ class ProducerStateFile:
         """The saved progress; None (after a one-line warning) when the file is unusable."""
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            return _parse(document)
+            return parse_state(document)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             logger.warning(
                 "producer state file %s is unreadable (%s): starting afresh", self.path, exc
@@ -158,7 +162,8 @@ def _producer_lock(state_path: Path, landing_dir: Path) -> FolderLock:
     )
 
 
-def _parse(document: dict) -> dict[str, SymbolProgress]:
+def parse_state(document: dict) -> dict[str, SymbolProgress]:
+    """The progress per symbol of a state document; ValueError (or KeyError...) if malformed."""
     if document.get("version") != STATE_VERSION:
         raise ValueError(f"version {document.get('version')!r}, expected {STATE_VERSION}")
     progress = {}

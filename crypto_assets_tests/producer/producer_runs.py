@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
 
 
 def produce_recording(
-    server: object, config: ProducerConfig, linger_seconds: float = 0.0
+    server: object, config: ProducerConfig, linger_seconds: float = 0.0, **options: Any
 ) -> ProducerSummary:
     """Run the producer until the replay market has published and sent everything, then stop it.
 
     Stops once the market is finished, the server has sent nothing new for half a second, the
     producer's queue is empty and no gap is pending (everything sent has then been handled),
-    plus `linger_seconds` of the quiet market.
+    plus `linger_seconds` of the quiet market. `options` go to `Producer` (e.g. `upload`).
     """
-    producer = Producer(config)
+    producer = Producer(config, **options)
     done = threading.Event()
 
     def quiet() -> bool:
