@@ -23,10 +23,14 @@ from databricks.sdk import WorkspaceClient
 
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.setup import set_up
-from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
+from crypto_assets.databricks.volume_upload import (
+    VolumeUploader,
+    VolumeUploadError,
+    default_spool_dir,
+)
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.orchestration.runs import RestartBackoff
-from crypto_assets.producer.producer import ProducerConfig
+from crypto_assets.producer.producer import Producer, ProducerConfig
 from crypto_assets.settings import Settings
 from crypto_assets_tests.databricks.emulator import Emulator, running_emulator
 from crypto_assets_tests.producer.producer_runs import produce_recording
@@ -281,3 +285,38 @@ def test_a_kill_9_while_uploads_fail_then_a_restart_puts_every_trade_on_the_volu
     assert highs == {s: max(ids) for s, ids in ids_by_symbol(rows).items()}
     assert set(highs) == {"BTCUSDT", "ETHUSDT"}
     assert TOKEN not in first_stderr + stdout + stderr
+
+
+def test_a_state_the_volume_will_not_serve_stops_the_start_in_one_line_and_frees_the_spool(
+    emulator: Emulator,
+    replay_server_factory: Callable[..., object],
+    tmp_path: Path,
+) -> None:
+    server = replay_server_factory()
+    spool = default_spool_dir(tmp_path / "data")
+    emulator.deny("GET", f"/api/2.0/fs/files{LAYOUT.producer_state_path}")
+
+    def producer() -> Producer:
+        uploader = VolumeUploader(client_of(emulator), LAYOUT, spool, backoff=FAST_RETRY)
+        config = ProducerConfig(
+            ws_url=server.url,  # type: ignore[attr-defined]
+            pairs=("btcusdt",),
+            landing_dir=spool,
+            state_path=uploader.state_path,
+            duration_seconds=1.0,
+        )
+        return Producer(config, upload=uploader)
+
+    with pytest.raises(VolumeUploadError) as caught:
+        producer().run()
+    assert str(caught.value).startswith(
+        f"cannot read the producer state {LAYOUT.producer_state_path} on the Volume "
+        "(PermissionDenied (PERMISSION_DENIED): User does not have READ VOLUME"
+    )
+    assert "\n" not in str(caught.value)
+    emulator.allow("GET", f"/api/2.0/fs/files{LAYOUT.producer_state_path}")
+    summary = producer().run()  # the spool's lock was released: a new producer may start
+    assert summary.trades > 0
+    assert volume_state(emulator) == {
+        s: max(ids) for s, ids in ids_by_symbol(volume_rows(emulator)).items()
+    }
