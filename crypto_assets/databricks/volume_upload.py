@@ -87,6 +87,7 @@ class VolumeUploader:
         self.state_path = Path(state_path) if state_path else state_path_beside(self.spool_dir)
         self.backoff = backoff
         self.files_uploaded = 0
+        self.trades_uploaded = 0  # lines of the uploaded files
         self.failed_attempts = 0
         self._failures = 0  # consecutive failed rounds
         self._retry_at: float | None = None
@@ -234,6 +235,7 @@ class VolumeUploader:
             return False
         path.unlink(missing_ok=True)
         self.files_uploaded += 1
+        self.trades_uploaded += sum(1 for line in content.split(b"\n") if line.strip())
         logger.debug("uploaded %s to %s", path.name, target)
         return True
 

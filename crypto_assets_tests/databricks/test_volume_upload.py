@@ -125,7 +125,8 @@ def test_failed_uploads_keep_the_batches_and_every_trade_reaches_the_volume_once
     assert [
         key for key, n in Counter((r["symbol"], r["trade_id"]) for r in rows).items() if n > 1
     ] == []
-    assert summary.trades == len(rows)
+    assert summary.trades == len(rows) == uploader.trades_uploaded
+    assert uploader.files_uploaded == summary.files
     assert len(list((volume_dir(emulator) / "trades").glob("trades_*.json"))) == summary.files
     assert list(spool.iterdir()) == []
     assert volume_state(emulator) == {s: max(ids) for s, ids in expected.items()}
