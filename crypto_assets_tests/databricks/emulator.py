@@ -14,7 +14,9 @@ its exception classes).
 the working directory is a fresh scratch folder; the interpreter is this one, started with
 ``-I -S`` so neither ``PYTHONPATH``, the checkout nor the editable install's ``.pth`` finder is
 importable, only the site-packages folders themselves (what a Databricks runtime has preinstalled)
-plus what the task ships. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
+plus what the task ships. The checkout (``hide_paths``) is covered with an empty tmpfs, with only
+the venv mounted back, so a path that dagster pickles from the launching process (its cwd) finds
+nothing, as on a real cluster. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
 
 Deliberate limits, each said where it matters:
 - ``libraries`` and serverless ``dependencies`` are checked, not installed: a PyPI pin the
@@ -54,6 +56,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import metadata
 from pathlib import Path
+from shlex import quote
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -62,6 +65,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 logger = logging.getLogger(__name__)
 
 CLUSTER_SCRIPT = Path(__file__).with_name("emulated_cluster.py")
+CHECKOUT = Path(__file__).resolve().parents[2]
 DBFS_READ_DEFAULT = 524_288
 DBFS_MAX_BLOCK = 1_048_576
 USER_NAME = "emulated-user@example.com"
@@ -214,6 +218,7 @@ class Emulator:
         strict_python_version: bool = False,
         pending_seconds: float = 0.5,
         set_runtime_version: bool = True,
+        hide_paths: tuple[Path, ...] = (CHECKOUT,),
     ) -> None:
         self.root = Path(root)
         self.token = token
@@ -233,6 +238,12 @@ class Emulator:
         self.strict_python_version = strict_python_version
         self.pending_seconds = pending_seconds
         self.set_runtime_version = set_runtime_version
+        # Hidden from the cluster (an empty tmpfs over each), as a real cluster lacks the checkout;
+        # the interpreter's own prefix (the venv) is mounted back inside.
+        self.hide_paths = tuple(Path(p).resolve() for p in hide_paths)
+        for hidden in self.hide_paths:
+            if hidden == self.root.resolve() or hidden in self.root.resolve().parents:
+                raise ValueError(f"the emulator root {self.root} is inside hidden {hidden}")
         self.runs: dict[int, Run] = {}
         self.requests: list[tuple[str, str]] = []
         self.host = ""
@@ -1110,13 +1121,15 @@ class Emulator:
         }
         spec_path = run_dir / "cluster_spec.json"
         spec_path.write_text(json.dumps(spec))
+        # The script is copied out: the checkout it lives in may be hidden from the cluster.
+        script = shutil.copy(CLUSTER_SCRIPT, run_dir / CLUSTER_SCRIPT.name)
         command = [
             "unshare", "-m", "--propagation", "private", "sh", "-c",
             'set -e; for d in /dbfs /Volumes /Workspace; do mkdir -p "$d"; done; '
             'mount --bind "$1" /dbfs; mount --bind "$2" /Volumes; mount --bind "$3" /Workspace; '
-            'shift 3; exec "$@"',
+            + self._hide_script(run_dir) + 'shift 3; exec "$@"',
             "emulated-cluster", str(self.dbfs_root), str(self.volumes_root),
-            str(self.workspace_root), sys.executable, "-I", "-S", str(CLUSTER_SCRIPT),
+            str(self.workspace_root), sys.executable, "-I", "-S", str(script),
         ]  # fmt: skip
         with self._lock:
             if run.cancel_requested:
@@ -1171,6 +1184,23 @@ class Emulator:
                 "details. This caused all downstream tasks to get skipped.",
             )
         task.end_time = _now_ms()
+
+    def _hide_script(self, run_dir: Path) -> str:
+        """Shell lines that cover each hidden path with tmpfs, keeping the venv visible."""
+        lines = []
+        prefix = Path(sys.prefix).resolve()
+        for index, hidden in enumerate(self.hide_paths):
+            if not hidden.is_dir():
+                continue
+            if hidden == prefix or hidden in prefix.parents:
+                stage = run_dir / f"keep-{index}"
+                stage.mkdir()
+                keep, staged, cover = quote(str(prefix)), quote(str(stage)), quote(str(hidden))
+                lines.append(f"mount --bind {keep} {staged}; mount -t tmpfs tmpfs {cover}; ")
+                lines.append(f"mkdir -p {keep}; mount --bind {staged} {keep}; ")
+            else:
+                lines.append(f"mount -t tmpfs tmpfs {quote(str(hidden))}; ")
+        return "".join(lines)
 
     def _end(self, run: Run, task: TaskRun, result: str, message: str, user: bool) -> None:
         task.life_cycle_state, task.result_state, task.state_message = "TERMINATED", result, message

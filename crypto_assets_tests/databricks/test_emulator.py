@@ -388,11 +388,15 @@ def test_timeout_seconds_ends_the_run_timedout(emulator: Emulator) -> None:
 
 
 def test_the_checkout_is_not_importable_on_the_cluster(emulator: Emulator) -> None:
+    checkout = Path(__file__).resolve().parents[2]
+    assert (checkout / "crypto_assets" / "__init__.py").is_file()
     run_id = submit_script(
         emulator,
-        """
-        import sys
-        assert not any(p.endswith("/work/main") for p in sys.path), sys.path
+        f"""
+        import os, sys
+        print("checkout entries", os.listdir({str(checkout)!r}))
+        # What dagster's pickled code pointer does with the launching process's cwd.
+        sys.path.insert(0, {str(checkout)!r})
         import crypto_assets
         """,
     )
@@ -400,6 +404,10 @@ def test_the_checkout_is_not_importable_on_the_cluster(emulator: Emulator) -> No
     run = wait_terminal(w, run_id)
     output = w.jobs.get_run_output(run.tasks[0].run_id)  # type: ignore[index,arg-type]
     assert output.error == "ModuleNotFoundError: No module named 'crypto_assets'"
+    # Only the interpreter's own prefix (the venv) is mounted back inside the hidden checkout.
+    visible = output.logs.split("checkout entries ")[1].splitlines()[0]  # type: ignore[union-attr]
+    assert "crypto_assets" not in visible
+    assert "pyproject.toml" not in visible
 
 
 def test_a_missing_library_pin_fails_the_run_as_an_install_failure(emulator: Emulator) -> None:
