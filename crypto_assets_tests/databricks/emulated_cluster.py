@@ -40,9 +40,11 @@ def build_spark(spec: dict[str, Any]) -> Any:
         "spark.databricks.clusterUsageTags.clusterId": spec["cluster_id"],
         "spark.databricks.clusterUsageTags.clusterName": f"emulated-{spec['cluster_id']}",
         "spark.databricks.clusterUsageTags.sparkVersion": spec["spark_version"],
-        # Read by dagster-pipes' PipesDbfsMessageWriter; the string "false" as on a real cluster.
-        "spark.databricks.clusterUsageTags.clusterLogDeliveryEnabled": "false",
-        "spark.databricks.clusterUsageTags.clusterLogDestination": "",
+        # Read by dagster-pipes' PipesDbfsMessageWriter; strings, as on a real cluster.
+        "spark.databricks.clusterUsageTags.clusterLogDeliveryEnabled": str(
+            bool(spec["cluster_log_destination"])
+        ).lower(),
+        "spark.databricks.clusterUsageTags.clusterLogDestination": spec["cluster_log_destination"],
         **spec["spark_conf"],
     }
     for key, value in conf.items():

@@ -231,6 +231,8 @@ class Emulator:
         for folder in (self.dbfs_root, self.volumes_root, self.workspace_root, self.runs_root):
             folder.mkdir(parents=True, exist_ok=True)
         self.clusters = dict(clusters or {})
+        self.permissions: dict[tuple[str, str], list[dict]] = {}
+        self._job_clusters: dict[str, dict] = {}
         self.secrets = dict(secrets or {})
         self.spark_conf = dict(spark_conf or {})
         self.cluster_env = dict(cluster_env or {})
@@ -380,6 +382,9 @@ class Emulator:
         ):
             if path.startswith(prefix + "/"):
                 return handler(method, path.removeprefix(prefix), query, body)
+        permissions = re.match(r"^/api/2\.0/permissions/(jobs|clusters)/([^/]+)$", path)
+        if permissions and method == "PATCH":
+            return Reply(200, self._permissions_update(*permissions.groups(), _json_body(body)))
         uc = re.match(r"^/api/2\.1/unity-catalog/(catalogs|schemas|volumes)(?:/(.+))?$", path)
         if uc:
             return self._unity_catalog(method, uc.group(1), uc.group(2), query, body)
@@ -780,6 +785,10 @@ class Emulator:
 
     def _clusters_get(self, query: dict) -> dict:
         cluster_id = query.get("cluster_id", "")
+        with self._lock:
+            job_cluster = self._job_clusters.get(cluster_id)
+        if job_cluster is not None:
+            return job_cluster
         if cluster_id not in self.clusters:
             raise _bad_request(f"Cluster {cluster_id} does not exist")
         return {
@@ -789,6 +798,22 @@ class Emulator:
             "state": "RUNNING",
             "num_workers": 0,
             "creator_user_name": USER_NAME,
+        }
+
+    def _permissions_update(self, object_type: str, object_id: str, body: dict) -> dict:
+        acl = body.get("access_control_list")
+        if not isinstance(acl, list):
+            raise _bad_request("access_control_list must be a list.")
+        with self._lock:
+            self.permissions.setdefault((object_type, object_id), []).extend(acl)
+            granted = list(self.permissions[(object_type, object_id)])
+        return {
+            "object_id": f"/{object_type}/{object_id}",
+            "object_type": object_type.removesuffix("s"),
+            "access_control_list": [
+                {**entry, "all_permissions": [{"permission_level": entry.get("permission_level")}]}
+                for entry in granted
+            ],
         }
 
     def _secrets_get(self, query: dict) -> dict:
@@ -1082,8 +1107,11 @@ class Emulator:
             {
                 "DATABRICKS_HOST": self.host,
                 "DATABRICKS_TOKEN": self.cluster_token,
-                "PYSPARK_PYTHON": sys.executable,
+                # Spark's Python workers: the same interpreter without .pth files (no editable
+                # install), the runtime's packages through PYTHONPATH (the -I driver ignores it).
+                "PYSPARK_PYTHON": str(self._worker_python()),
                 "PYSPARK_DRIVER_PYTHON": sys.executable,
+                "PYTHONPATH": os.pathsep.join(site_packages()),
                 "EMULATED_CLUSTER_SPEC": str(spec_path),
             }
         )
@@ -1108,14 +1136,28 @@ class Emulator:
         task.stdout_path, task.stderr_path = run_dir / "stdout", run_dir / "stderr"
         python_task = task.spec["spark_python_task"]
         new_cluster = task.spec.get("new_cluster") or {}
+        log_destination = ((new_cluster.get("cluster_log_conf") or {}).get("dbfs") or {}).get(
+            "destination", ""
+        )
+        if new_cluster:
+            with self._lock:
+                self._job_clusters[task.cluster_id] = {
+                    "cluster_id": task.cluster_id,
+                    "cluster_name": f"job-{run.run_id}-run-{task.run_id}",
+                    "creator_user_name": USER_NAME,
+                    "cluster_source": "JOB",
+                    "state": "RUNNING",
+                    **new_cluster,
+                }
         spec = {
             "python_file": _cluster_local(python_task["python_file"]),
             "parameters": list(python_task.get("parameters") or []),
-            "site_packages": [p for p in site.getsitepackages() if Path(p).is_dir()],
+            "site_packages": site_packages(),
             "extra_sys_path": self._cluster_paths(run, task),
             "spark_conf": {**self.spark_conf, **(new_cluster.get("spark_conf") or {})},
             "cluster_id": task.cluster_id,
             "spark_version": new_cluster.get("spark_version", ""),
+            "cluster_log_destination": log_destination,
             "start_spark": self.start_spark,
             "result_path": str(run_dir / "result.json"),
         }
@@ -1184,6 +1226,30 @@ class Emulator:
                 "details. This caused all downstream tasks to get skipped.",
             )
         task.end_time = _now_ms()
+        self._deliver_logs(task, log_destination)
+        with self._lock:
+            if task.cluster_id in self._job_clusters:
+                self._job_clusters[task.cluster_id]["state"] = "TERMINATED"
+
+    def _deliver_logs(self, task: TaskRun, destination: str) -> None:
+        """Cluster log delivery: the driver's stdout/stderr under <destination>/<cluster>/driver."""
+        if not destination:
+            return
+        driver = self._dbfs_path(destination) / task.cluster_id / "driver"
+        driver.mkdir(parents=True, exist_ok=True)
+        for source in (task.stdout_path, task.stderr_path):
+            if source is not None and source.exists():
+                shutil.copyfile(source, driver / source.name)
+
+    def _worker_python(self) -> Path:
+        """A launcher for Spark's Python workers: this interpreter with -S."""
+        wrapper = self.runs_root / "worker-python"
+        if not wrapper.exists():
+            partial = wrapper.with_suffix(".partial")
+            partial.write_text(f'#!/bin/sh\nexec {quote(sys.executable)} -S "$@"\n')
+            partial.chmod(0o755)
+            partial.replace(wrapper)
+        return wrapper
 
     def _hide_script(self, run_dir: Path) -> str:
         """Shell lines that cover each hidden path with tmpfs, keeping the venv visible."""
@@ -1207,6 +1273,11 @@ class Emulator:
         task.end_time = _now_ms()
         run.user_cancelled_or_timedout = user
         run.set_state("TERMINATED", result, message)
+
+
+def site_packages() -> list[str]:
+    """The interpreter's site-packages folders: what a Databricks runtime has preinstalled."""
+    return [folder for folder in site.getsitepackages() if Path(folder).is_dir()]
 
 
 def _permission_message(method: str, path: str) -> str:

@@ -24,7 +24,7 @@ from databricks.sdk.errors import (
     ResourceDoesNotExist,
     Unauthenticated,
 )
-from databricks.sdk.service import compute, jobs
+from databricks.sdk.service import compute, iam, jobs
 from databricks.sdk.service.catalog import VolumeType
 from databricks.sdk.service.files import DbfsAPI
 
@@ -467,6 +467,71 @@ def test_a_serverless_task_gets_its_volume_dependencies_on_sys_path(
     assert "answer 42 client.2" in output.logs  # type: ignore[operator]
 
 
+def test_cluster_log_delivery_clusters_get_permissions_and_secrets(tmp_path: Path) -> None:
+    with running_emulator(
+        tmp_path / "ws",
+        TOKEN,
+        secrets={("crypto", "api-key"): "s3cr3t-value"},
+        start_spark=False,
+        pending_seconds=0.1,
+    ) as emulator:
+        w = client(emulator)
+        (emulator.dbfs_root / "logged.py").write_text(
+            "print('secret length', len(dbutils.secrets.get(scope='crypto', key='api-key')))\n"
+        )
+        task = python_task("dbfs:/logged.py")
+        assert task.new_cluster is not None
+        task.new_cluster.cluster_log_conf = compute.ClusterLogConf(
+            dbfs=compute.DbfsStorageInfo(destination="dbfs:/cluster-logs")
+        )
+        run_id = w.jobs.submit(tasks=[task]).response.run_id  # type: ignore[union-attr]
+        run = wait_terminal(w, run_id)  # type: ignore[arg-type]
+        cluster_id = run.tasks[0].cluster_instance.cluster_id  # type: ignore[index,union-attr]
+
+        cluster = w.clusters.get(cluster_id)  # type: ignore[arg-type]
+        assert cluster.cluster_log_conf.dbfs.destination == "dbfs:/cluster-logs"  # type: ignore[union-attr]
+        delivered = emulator.dbfs_root / "cluster-logs" / cluster_id / "driver" / "stdout"  # type: ignore[operator]
+        assert delivered.read_text() == "secret length 12\n"
+        with pytest.raises(ResourceDoesNotExist):
+            w.clusters.get("0000-000000-nothere")
+
+        acl = [
+            iam.AccessControlRequest(
+                group_name="data-engineers", permission_level=iam.PermissionLevel.CAN_VIEW
+            )
+        ]
+        updated = w.permissions.update("jobs", str(run_id), access_control_list=acl)
+        assert updated.object_id == f"/jobs/{run_id}"
+        assert emulator.permissions[("jobs", str(run_id))] == [
+            {"group_name": "data-engineers", "permission_level": "CAN_VIEW"}
+        ]
+
+
+def test_strict_python_version_refuses_a_mismatched_runtime(tmp_path: Path) -> None:
+    with running_emulator(
+        tmp_path / "ws", TOKEN, strict_python_version=True, start_spark=False, pending_seconds=0.1
+    ) as emulator:
+        (emulator.dbfs_root / "t.py").write_text("print(1)\n")
+        task = python_task("dbfs:/t.py")
+        assert task.new_cluster is not None
+        task.new_cluster.spark_version = "17.3.x-scala2.13"
+        w = client(emulator)
+        run = wait_terminal(w, w.jobs.submit(tasks=[task]).response.run_id)  # type: ignore[union-attr,arg-type]
+        assert run.state.result_state == jobs.RunResultState.FAILED  # type: ignore[union-attr]
+        assert "runs Python 3.12" in run.state.state_message  # type: ignore[union-attr,operator]
+
+
+def test_an_unknown_existing_cluster_is_refused_at_submit(emulator: Emulator) -> None:
+    task = jobs.SubmitTask(
+        task_key="dagster-task",
+        spark_python_task=jobs.SparkPythonTask(python_file="dbfs:/x.py"),
+        existing_cluster_id="0101-nope",
+    )
+    with pytest.raises(BadRequest, match="Cluster 0101-nope does not exist"):
+        client(emulator).jobs.submit(tasks=[task])
+    assert emulator.runs == {}
+
+
 # ----- with Spark
 
 
@@ -479,6 +544,15 @@ def test_a_task_gets_a_spark_session_dressed_as_a_cluster(tmp_path: Path) -> Non
             print("count", spark.range(3).count())
             print("cluster", spark.conf.get("spark.databricks.clusterUsageTags.clusterId"))
             print("sc", sc is spark.sparkContext)
+
+            def importable(_):
+                try:
+                    import crypto_assets
+                except ImportError:
+                    return False
+                return True
+
+            print("worker imports crypto_assets", sc.parallelize([1]).map(importable).collect())
             """,
         )
         w = client(emulator)
@@ -488,3 +562,5 @@ def test_a_task_gets_a_spark_session_dressed_as_a_cluster(tmp_path: Path) -> Non
         assert "count 3" in output.logs  # type: ignore[operator]
         assert f"cluster {run.tasks[0].cluster_instance.cluster_id}" in output.logs  # type: ignore[index,union-attr,operator]
         assert "sc True" in output.logs  # type: ignore[operator]
+        # Spark's Python workers do not see the checkout's editable install either.
+        assert "worker imports crypto_assets [False]" in output.logs  # type: ignore[operator]
