@@ -219,6 +219,7 @@ class Emulator:
         pending_seconds: float = 0.5,
         set_runtime_version: bool = True,
         hide_paths: tuple[Path, ...] = (CHECKOUT,),
+        keep_paths: tuple[Path, ...] = (),
     ) -> None:
         self.root = Path(root)
         self.token = token
@@ -241,8 +242,9 @@ class Emulator:
         self.pending_seconds = pending_seconds
         self.set_runtime_version = set_runtime_version
         # Hidden from the cluster (an empty tmpfs over each), as a real cluster lacks the checkout;
-        # the interpreter's own prefix (the venv) is mounted back inside.
+        # the interpreter's own prefix (the venv) and keep_paths are mounted back inside.
         self.hide_paths = tuple(Path(p).resolve() for p in hide_paths)
+        self.keep_paths = (Path(sys.prefix).resolve(), *(Path(p).resolve() for p in keep_paths))
         for hidden in self.hide_paths:
             if hidden == self.root.resolve() or hidden in self.root.resolve().parents:
                 raise ValueError(f"the emulator root {self.root} is inside hidden {hidden}")
@@ -1254,18 +1256,21 @@ class Emulator:
     def _hide_script(self, run_dir: Path) -> str:
         """Shell lines that cover each hidden path with tmpfs, keeping the venv visible."""
         lines = []
-        prefix = Path(sys.prefix).resolve()
         for index, hidden in enumerate(self.hide_paths):
             if not hidden.is_dir():
                 continue
-            if hidden == prefix or hidden in prefix.parents:
-                stage = run_dir / f"keep-{index}"
+            kept = [
+                k for k in self.keep_paths if k.is_dir() and (k == hidden or hidden in k.parents)
+            ]
+            stages = []
+            for number, keep in enumerate(kept):
+                stage = run_dir / f"keep-{index}-{number}"
                 stage.mkdir()
-                keep, staged, cover = quote(str(prefix)), quote(str(stage)), quote(str(hidden))
-                lines.append(f"mount --bind {keep} {staged}; mount -t tmpfs tmpfs {cover}; ")
-                lines.append(f"mkdir -p {keep}; mount --bind {staged} {keep}; ")
-            else:
-                lines.append(f"mount -t tmpfs tmpfs {quote(str(hidden))}; ")
+                stages.append((quote(str(keep)), quote(str(stage))))
+                lines.append(f"mount --bind {stages[-1][0]} {stages[-1][1]}; ")
+            lines.append(f"mount -t tmpfs tmpfs {quote(str(hidden))}; ")
+            for keep, stage in stages:
+                lines.append(f"mkdir -p {keep}; mount --bind {stage} {keep}; ")
         return "".join(lines)
 
     def _end(self, run: Run, task: TaskRun, result: str, message: str, user: bool) -> None:

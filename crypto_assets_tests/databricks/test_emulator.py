@@ -410,6 +410,26 @@ def test_the_checkout_is_not_importable_on_the_cluster(emulator: Emulator) -> No
     assert "pyproject.toml" not in visible
 
 
+def test_keep_paths_are_visible_inside_the_hidden_checkout(tmp_path: Path) -> None:
+    kept = Path(__file__).resolve().parent
+    checkout = kept.parents[1]
+    with running_emulator(
+        tmp_path / "ws", TOKEN, keep_paths=(kept,), start_spark=False, pending_seconds=0.1
+    ) as emulator:
+        run_id = submit_script(
+            emulator,
+            f"""
+            import os
+            print("kept", os.path.isfile({str(kept / "test_emulator.py")!r}))
+            print("package", os.path.isdir({str(checkout / "crypto_assets")!r}))
+            """,
+        )
+        w = client(emulator)
+        run = wait_terminal(w, run_id)
+        logs = w.jobs.get_run_output(run.tasks[0].run_id).logs  # type: ignore[index,arg-type]
+    assert logs == "kept True\npackage False\n"
+
+
 def test_a_missing_library_pin_fails_the_run_as_an_install_failure(emulator: Emulator) -> None:
     run_id = submit_script(
         emulator,
