@@ -4,12 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The Delta-Spark jars, fetched once with PySpark's Ivy (crypto_assets/analytics/delta_jars.py).
+DELTA_JARS := $(VENV)/delta-jars/jars.txt
 # Headless runs and `make ui` share one Dagster instance, so the UI shows `make run`'s runs.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 .PHONY: install run ui test lint format clean screenshots
 
-install: $(STAMP)
+install: $(STAMP) $(DELTA_JARS)
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
@@ -19,6 +21,11 @@ $(STAMP): pyproject.toml constraints.txt
 	  && $(BIN)/python -m pip install -c constraints.txt -e '.[dev]' ) > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
+
+$(DELTA_JARS): | $(STAMP)
+	@echo "fetching the Delta-Spark jars into $(VENV)/delta-jars (log: $(VENV)/install.log)"
+	@$(BIN)/python -m crypto_assets.analytics.delta_jars >> $(VENV)/install.log 2>&1 \
+	  || { tail -n 5 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/crypto-assets run

@@ -53,8 +53,8 @@ def replay_server_factory(recording: Path) -> Iterator[Callable[..., object]]:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
-    """One local Spark session for the whole test run (local[2], UI off, few partitions)."""
-    session = get_spark_session(app_name="crypto_assets_tests")
+    """One local Spark session for the whole test run (local[2], UI off, Delta-Spark loaded)."""
+    session = get_spark_session(app_name="crypto_assets_tests", delta=True)
     yield session
     session.stop()
 

@@ -1,4 +1,5 @@
-"""The local Spark session: one per process, sized for a small machine, Java checked up front."""
+"""The Spark session: on Databricks the runtime's; locally one per process, sized for a small
+machine, Java checked up front, with the Delta-Spark jars of the install when asked for Delta."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
+from crypto_assets.analytics.delta_jars import delta_jar_paths
 from crypto_assets.errors import CryptoAssetsError
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,14 @@ _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 # native-hadoop notice. Shipped as package data beside this module.
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 LOOPBACK = "127.0.0.1"
+
+# Set by every Databricks Runtime in the driver's environment (for example "17.3").
+DATABRICKS_RUNTIME_ENV = "DATABRICKS_RUNTIME_VERSION"
+# Delta-Spark's SQL (MERGE INTO, DESCRIBE HISTORY, OPTIMIZE, delta.`path`) in a local session.
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 
 # Settings for a 2-core machine: few shuffle partitions, no UI, no Hive, Arrow for the Delta
 # hand-off, and streaming checkpoints that keep only a short tail of batch logs.
@@ -135,17 +145,47 @@ def _own_sigint_handler() -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
+def on_databricks() -> bool:
+    """True inside a Databricks Runtime (its driver sets DATABRICKS_RUNTIME_VERSION)."""
+    return bool(os.environ.get(DATABRICKS_RUNTIME_ENV))
+
+
 def get_spark_session(
-    app_name: str = "crypto_assets", master: str = DEFAULT_MASTER
+    app_name: str = "crypto_assets", master: str = DEFAULT_MASTER, *, delta: bool = False
 ) -> SparkSession:
-    """The process's Spark session (created on first call, reused after), local[2] by default."""
+    """The process's Spark session (created on first call, reused after), local[2] by default.
+
+    On Databricks it is the runtime's active session, never a new one (the runtime has Delta).
+    With `delta` a new local session loads the Delta-Spark jars fetched by `make install`; a
+    session cannot gain jars once started, so a running one without them is an error.
+    """
+    if on_databricks():
+        active = SparkSession.getActiveSession()
+        return active if active is not None else SparkSession.builder.getOrCreate()
     # Only the first call starts a JVM; later calls (any thread) get the running session back.
-    if SparkContext._active_spark_context is None:
+    starting = SparkContext._active_spark_context is None
+    if starting:
         check_java()
     builder = SparkSession.builder.appName(app_name).master(master)
-    for key, value in SESSION_CONF.items():
+    conf = dict(SESSION_CONF)
+    if delta:
+        conf |= DELTA_CONF
+        conf["spark.jars"] = ",".join(str(path) for path in delta_jar_paths())
+    for key, value in conf.items():
         builder = builder.config(key, value)
     with _loopback_local_ip(), _own_sigint_handler():
         spark = builder.getOrCreate()
-    logger.info("Spark %s session %s on %s", spark.version, app_name, master)
+    if delta and not has_delta(spark):
+        raise CryptoAssetsError(
+            "the running Spark session was started without Delta-Spark: "
+            "ask for get_spark_session(delta=True) before anything else starts Spark"
+        )
+    logger.info(
+        "Spark %s session %s on %s%s", spark.version, app_name, master, " with Delta" * delta
+    )
     return spark
+
+
+def has_delta(spark: SparkSession) -> bool:
+    """True when the session was started with Delta-Spark's SQL extension."""
+    return DELTA_CONF["spark.sql.extensions"] in spark.conf.get("spark.sql.extensions", "")
