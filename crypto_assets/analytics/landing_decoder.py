@@ -47,7 +47,8 @@ def _utc_dates(epoch_ms: pa.Array) -> pa.Array:
     return pc.take(pa.array(names, pa.string()), pc.index_in(days, distinct))
 
 
-def _raw_text(line: bytes) -> str:
+def raw_text(line: bytes) -> str:
+    """A rejected line as the quarantine keeps it: non-UTF-8 bytes escaped, a huge one cut."""
     text = line.decode("utf-8", errors="backslashreplace")
     if len(text) > MAX_RAW_LINE_CHARS:
         return f"{text[:MAX_RAW_LINE_CHARS]}... ({len(line)} bytes, cut)"
@@ -73,7 +74,32 @@ def _lines(content: bytes) -> Iterable[bytes]:
             yield line
 
 
-class _Columns:
+def line_problem(line: bytes, now_ms: int) -> tuple[dict | None, str | None]:
+    """One landing line judged alone: (row, None) for a usable trade, else (None, why)."""
+    try:
+        row = orjson.loads(line)
+    except ValueError as exc:  # orjson.JSONDecodeError derives from it
+        return None, _json_problem(line, exc)
+    problem = landing_row_problem(row, now_ms)
+    return (row, None) if problem is None else (None, problem)
+
+
+def quarantine_rows(
+    files: list[str], lines: list[str], reasons: list[str], processed: dt.datetime
+) -> pa.Table:
+    """The rejected lines as trades_quarantine rows."""
+    return pa.table(
+        {
+            "source_file": pa.array(files, pa.string()),
+            "raw_line": pa.array(lines, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "processed_time": _repeat(processed, len(reasons)),
+        },
+        schema=TRADES_QUARANTINE_SCHEMA,
+    )
+
+
+class TradeColumns:
     """Column lists of the good trades, appended to row by row."""
 
     def __init__(self) -> None:
@@ -92,6 +118,7 @@ class _Columns:
         self.values: dict[str, list] = {name: [] for name in self.names}
 
     def append(self, row: dict, source_file: str) -> None:
+        """Add one good row (as `landing_row_problem` accepted it) from `source_file`."""
         v = self.values
         v["event_type"].append(row.get("event_type"))
         v["event_time"].append(row["event_time"])
@@ -105,6 +132,7 @@ class _Columns:
         v["source_file"].append(source_file)
 
     def table(self, processed: dt.datetime) -> pa.Table:
+        """The trades_raw rows appended so far, processed at `processed`."""
         v = self.values
         count = len(v["symbol"])
         price = pa.array(v["price"], pa.float64())
@@ -135,7 +163,7 @@ def decode_landing_files(
 ) -> DecodedBatch:
     """Judge every line of `files` ((file name, content)); `processed` is the UTC batch time."""
     now_ms = int(processed.timestamp() * 1000)
-    good = _Columns()
+    good = TradeColumns()
     bad_files: list[str] = []
     bad_lines: list[str] = []
     reasons: list[str] = []
@@ -152,15 +180,7 @@ def decode_landing_files(
                     good.append(row, source_file)
                     continue
             bad_files.append(source_file)
-            bad_lines.append(_raw_text(line))
+            bad_lines.append(raw_text(line))
             reasons.append(problem)
-    rejected = pa.table(
-        {
-            "source_file": pa.array(bad_files, pa.string()),
-            "raw_line": pa.array(bad_lines, pa.string()),
-            "reason": pa.array(reasons, pa.string()),
-            "processed_time": _repeat(processed, len(reasons)),
-        },
-        schema=TRADES_QUARANTINE_SCHEMA,
-    )
+    rejected = quarantine_rows(bad_files, bad_lines, reasons, processed)
     return DecodedBatch(good.table(processed), rejected)
