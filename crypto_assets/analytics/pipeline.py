@@ -1,9 +1,10 @@
-"""The streaming query of the local deployment: landing NDJSON -> Delta tables, exactly once.
+"""The streaming query of the analytics: landing NDJSON -> Delta tables, exactly once.
 
 Spark's file source and checkpoint hand each landing file to exactly one committed batch; the
 batch function (`batch.BatchProcessor`) makes each of its writes idempotent, so a batch replayed
 after a crash changes nothing. This module only wires the reader, the sink and the processor
-into a query, runs it once or continuously, and stops it between batches.
+into a query, runs it once or continuously, and stops it between batches. The reader, sink and
+checkpoint come from the run's flavour (`flavour.build_flavour`): local or Databricks.
 """
 
 from __future__ import annotations
@@ -26,11 +27,8 @@ from crypto_assets.analytics.batch import (
     StepHook,
 )
 from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
-from crypto_assets.analytics.delta_sink import DeltaSink
-from crypto_assets.analytics.landing_reader import (
-    DEFAULT_MAX_BYTES_PER_TRIGGER,
-    LocalLandingReader,
-)
+from crypto_assets.analytics.flavour import FlavourName, build_flavour
+from crypto_assets.analytics.landing_reader import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
 from crypto_assets.errors import CryptoAssetsError
@@ -79,24 +77,42 @@ def run_analytics(
     max_files_per_trigger: int | None = None,
     max_bytes_per_trigger: int = DEFAULT_MAX_BYTES_PER_TRIGGER,
     on_step: StepHook | None = None,
+    flavour: FlavourName | None = None,
+    volume_root: Path | None = None,
 ) -> AnalyticsSummary:
     """Process landing files into the Delta tables: all new files (`once`) or until `stop_event`.
 
     Batches hold at most `max_bytes_per_trigger` of files (or `max_files_per_trigger` files).
     Continuous mode compacts and vacuums the tables per `maintenance` (default every 50 batches).
+    `flavour` picks the reader and sink (None: ``databricks`` inside a Databricks Runtime, else
+    ``local``); `volume_root` is a folder standing in for the Volume (databricks flavour, tests).
     """
-    landing = settings.landing_dir
+    chosen = build_flavour(
+        flavour,
+        spark,
+        settings,
+        max_bytes_per_trigger=max_bytes_per_trigger,
+        max_files_per_trigger=max_files_per_trigger,
+        volume_root=volume_root,
+    )
+    landing, checkpoint, reader, sink = (
+        chosen.landing_dir,
+        chosen.checkpoint,
+        chosen.reader,
+        chosen.sink,
+    )
     if not landing.is_dir():
         raise AnalyticsError(
             f"no landing directory {landing}: run the producer first or fix --data-dir"
         )
-    checkpoint = settings.data_dir / "checkpoints" / QUERY_NAME
     lock = checkpoint_lock(checkpoint).acquire()  # FolderInUseError while another query runs
-    sink = DeltaSink(settings.data_dir / "delta", spark)
-    sink.ensure_tables()
+    try:
+        sink.ensure_tables()
+    except BaseException:
+        lock.release()
+        raise
     if mode == "continuous" and maintenance is None:
         maintenance = MaintenancePolicy()
-    reader = LocalLandingReader(landing, max_bytes_per_trigger, max_files_per_trigger)
     processor = BatchProcessor(
         spark,
         reader,

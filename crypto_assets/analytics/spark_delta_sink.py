@@ -1,0 +1,337 @@
+"""The Databricks deployment's tables, written with Delta-Spark SQL: the local sink's algorithm.
+
+It mirrors `delta_sink.DeltaSink` step for step: a step's final commit carries the Delta app
+transaction ``(query id, batch id)`` (the ``txnAppId``/``txnVersion`` write options for appends,
+the same SQL settings for MERGE, which Delta skips when the table already holds that version),
+every write is a MERGE on the table's natural key, and every trades_raw commit records the
+batch's watermark input. What a commit belongs to is read back from its ``userMetadata`` with
+``DESCRIBE HISTORY``: plain SQL, because on Databricks the JVM classes are not io.delta's.
+Tables are named by an identifier: ``catalog.schema.table`` in Unity Catalog, or
+``delta.`<folder>``` for path-based tables off Databricks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from crypto_assets.analytics.delta_sink import (
+    META_APP_ID,
+    META_BATCH_ID,
+    META_MAX_TRADE_TIME,
+    BatchTag,
+    sql_string,
+    utc_date,
+)
+from crypto_assets.analytics.schema import (
+    ALL_TABLES,
+    PRICE_ALERTS,
+    TABLE_PARTITIONS,
+    TABLE_SCHEMAS,
+    TRADE_INPUTS,
+    TRADES_ANALYTICS,
+    TRADES_QUARANTINE,
+    TRADES_RAW,
+)
+from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
+from crypto_assets.databricks.layout import VolumeLayout
+
+logger = logging.getLogger(__name__)
+
+# Marks the commit that completes a step (the one that carries the app transaction).
+META_FINAL = "crypto_assets.final"
+TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
+USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+_RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+_HISTORY_DEPTH = 200
+_ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
+
+TableIdentifier = Callable[[str], str]
+
+
+def path_identifier(root: Path | str) -> TableIdentifier:
+    """Path-based tables ``delta.`<root>/<table>``` (Spark off Databricks, tests)."""
+    base = str(root).rstrip("/")
+    return lambda table: "delta.`" + f"{base}/{table}".replace("`", "``") + "`"
+
+
+def layout_identifier(layout: VolumeLayout, *, on_databricks: bool) -> TableIdentifier:
+    """Unity Catalog names on Databricks, else path-based tables in the Volume's ``_tables``."""
+    if on_databricks:
+        return layout.table_name
+    return lambda table: "delta.`" + layout.table_path(table).replace("`", "``") + "`"
+
+
+def spark_timestamp(epoch_ms: int) -> str:
+    """A Spark SQL timestamp of epoch milliseconds (exact, no time zone involved)."""
+    return f"timestamp_millis({int(epoch_ms)})"
+
+
+def _any_of(clauses: Sequence[str]) -> str:
+    return " OR ".join(f"({clause})" for clause in clauses) if clauses else "false"
+
+
+def _trade_time_clause(run: Run, window_ms: int) -> str:
+    last_ms = run.last + window_ms - 1
+    return (
+        f"symbol = {sql_string(run.symbol)} "
+        f"AND trade_date >= {sql_string(utc_date(run.first))} "
+        f"AND trade_date <= {sql_string(utc_date(last_ms))} "
+        f"AND trade_time BETWEEN {run.first} AND {last_ms}"
+    )
+
+
+def _window_clause(run: Run, prefix: str = "") -> str:
+    return (
+        f"{prefix}symbol = {sql_string(run.symbol)} "
+        f"AND {prefix}window_start >= {spark_timestamp(run.first)} "
+        f"AND {prefix}window_start <= {spark_timestamp(run.last)}"
+    )
+
+
+def table_ddl(name: str) -> str:
+    """The column list and partitioning of `name` for ``CREATE TABLE``, from schema.py."""
+    spark_schema = from_arrow_schema(TABLE_SCHEMAS[name])
+    columns = ", ".join(
+        f"`{field.name}` {field.dataType.simpleString().upper()}" for field in spark_schema
+    )
+    partitions = TABLE_PARTITIONS.get(name)
+    partitioned = f" PARTITIONED BY ({', '.join(partitions)})" if partitions else ""
+    return f"({columns}) USING DELTA{partitioned}"
+
+
+def commit_metadata(tag: BatchTag, *, final: bool, **extra: str) -> str:
+    """The ``userMetadata`` JSON of a commit: its batch, whether it completes a step, extras."""
+    return json.dumps(
+        {META_APP_ID: tag.app_id, META_BATCH_ID: str(tag.batch_id), META_FINAL: final, **extra},
+        sort_keys=True,
+    )
+
+
+class SparkDeltaSink:
+    """The four Delta tables through Spark SQL, with idempotent batch writes (`TableSink`)."""
+
+    def __init__(self, spark: SparkSession, identifier: TableIdentifier) -> None:
+        self.spark = spark
+        self.identifier = identifier
+        self._views = 0
+
+    def ensure_tables(self) -> None:
+        """Create any missing table, empty, with its fixed schema and partitioning."""
+        for name in ALL_TABLES:
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS {self.identifier(name)} {table_ddl(name)}")
+
+    def row_count(self, name: str) -> int:
+        """Rows in `name`."""
+        return int(self.spark.sql(f"SELECT count(*) FROM {self.identifier(name)}").first()[0])
+
+    def history(self, name: str) -> Iterator[dict]:
+        """The userMetadata of `name`'s latest commits (newest first) that this sink wrote."""
+        rows = self.spark.sql(
+            f"DESCRIBE HISTORY {self.identifier(name)} LIMIT {_HISTORY_DEPTH}"
+        ).select("version", "userMetadata")
+        for row in sorted(rows.collect(), key=lambda r: -r["version"]):
+            text = row["userMetadata"]
+            if not text:
+                continue
+            try:
+                metadata = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(metadata, dict) and META_APP_ID in metadata:
+                yield metadata
+
+    def applied(self, name: str, tag: BatchTag) -> bool:
+        """True when `name` holds the last commit of this batch (or of a later one)."""
+        for metadata in self.history(name):
+            if metadata[META_APP_ID] == tag.app_id and metadata.get(META_FINAL):
+                return int(metadata[META_BATCH_ID]) >= tag.batch_id
+        return False
+
+    @contextmanager
+    def _commit(self, tag: BatchTag, *, final: bool, **extra: str) -> Iterator[None]:
+        """SQL settings of the next commit: its metadata, and the app transaction if `final`."""
+        conf = {USER_METADATA_CONF: commit_metadata(tag, final=final, **extra)}
+        if final:
+            conf |= {TXN_APP_ID_CONF: tag.app_id, TXN_VERSION_CONF: str(tag.batch_id)}
+        for key, value in conf.items():
+            self.spark.conf.set(key, value)
+        try:
+            yield
+        finally:
+            for key in conf:
+                self.spark.conf.unset(key)
+
+    def _source(self, rows: pa.Table, name: str) -> str:
+        """`rows`, cast to `name`'s schema, as a temporary view; its name."""
+        schema = TABLE_SCHEMAS[name]
+        frame = self.spark.createDataFrame(
+            rows.select(schema.names).cast(schema), schema=from_arrow_schema(schema)
+        )
+        self._views += 1
+        view = f"crypto_assets_source_{name}_{self._views}"
+        frame.createOrReplaceTempView(view)
+        return view
+
+    def _merge(self, sql: str, view: str) -> dict[str, int]:
+        try:
+            result = self.spark.sql(sql).first()
+        finally:
+            self.spark.catalog.dropTempView(view)
+        # Delta answers a MERGE with its counts, or nothing when the transaction was applied.
+        return (
+            {}
+            if result is None
+            else {key: int(value or 0) for key, value in result.asDict().items()}
+        )
+
+    def append_quarantine(self, rows: pa.Table, tag: BatchTag) -> None:
+        """Append rejected rows; Delta skips the write when the table holds this batch already."""
+        view = self._source(rows, TRADES_QUARANTINE)
+        try:
+            (
+                self.spark.table(view)
+                .write.format("delta")
+                .mode("append")
+                .option("txnAppId", tag.app_id)
+                .option("txnVersion", tag.batch_id)
+                .option("userMetadata", commit_metadata(tag, final=True))
+                .insertInto(self.identifier(TRADES_QUARANTINE))
+            )
+        finally:
+            self.spark.catalog.dropTempView(view)
+
+    def max_trade_time(self) -> int | None:
+        """Latest trade_time in trades_raw."""
+        return self.spark.sql(f"SELECT max(trade_time) FROM {self.identifier(TRADES_RAW)}").first()[
+            0
+        ]
+
+    def recorded_max_trade_time(self, tag: BatchTag) -> tuple[bool, int | None]:
+        """(found, value) of the watermark input stored with this batch's trades_raw commits."""
+        for metadata in self.history(TRADES_RAW):
+            if metadata[META_APP_ID] == tag.app_id and metadata[META_BATCH_ID] == str(tag.batch_id):
+                value = metadata.get(META_MAX_TRADE_TIME) or None
+                return True, None if value is None else int(value)
+        return False, None
+
+    def merge_trades_raw(
+        self, rows: pa.Table, tag: BatchTag, max_trade_time_before: int | None, *, final: bool
+    ) -> int:
+        """Insert the trades not yet in trades_raw (key symbol, trade_id); returns rows inserted."""
+        dates = sorted(pc.unique(rows["trade_date"]).to_pylist())
+        if len(dates) > MAX_RUNS_PER_QUERY:
+            raise ValueError(f"{len(dates)} trade dates in one MERGE; split the rows by date")
+        view = self._source(rows, TRADES_RAW)
+        watermark = "" if max_trade_time_before is None else str(max_trade_time_before)
+        sql = (
+            f"MERGE INTO {self.identifier(TRADES_RAW)} t USING {view} s "
+            "ON t.trade_date = s.trade_date AND t.symbol = s.symbol AND t.trade_id = s.trade_id "
+            f"AND t.trade_date IN ({', '.join(map(sql_string, dates))}) "
+            "WHEN NOT MATCHED THEN INSERT *"
+        )
+        with self._commit(tag, final=final, **{META_MAX_TRADE_TIME: watermark}):
+            metrics = self._merge(sql, view)
+        return metrics.get("num_inserted_rows", 0)
+
+    def existing_trades(self, id_runs: Sequence[Run]) -> pa.Table:
+        """(symbol, trade_id) of trades_raw inside runs of trade ids (`first`/`last` are ids)."""
+        empty = pa.schema([("symbol", pa.string()), ("trade_id", pa.int64())]).empty_table()
+        found = [empty]
+        for piece in chunks(id_runs):
+            clauses = [
+                f"symbol = {sql_string(r.symbol)} AND trade_id BETWEEN {r.first} AND {r.last}"
+                for r in piece
+            ]
+            found.append(
+                self.spark.sql(
+                    f"SELECT symbol, trade_id FROM {self.identifier(TRADES_RAW)} "
+                    f"WHERE {_any_of(clauses)}"
+                )
+                .toArrow()
+                .cast(empty.schema)
+            )
+        return pa.concat_tables(found)
+
+    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
+        """Every trades_raw trade in the windows of `runs` (at most `MAX_RUNS_PER_QUERY`)."""
+        columns = ", ".join(field.name for field in TRADE_INPUTS)
+        predicate = _any_of([_trade_time_clause(r, window_ms) for r in runs])
+        return self.spark.sql(
+            f"SELECT {columns} FROM {self.identifier(TRADES_RAW)} WHERE {predicate}"
+        )
+
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
+        """Upsert window rows on (symbol, window_start); returns rows inserted or replaced."""
+        if rows.num_rows == 0 and not final:
+            return 0
+        first = pc.min(rows["window_start"]).value // 1000 if rows.num_rows else 0
+        view = self._source(rows, TRADES_ANALYTICS)
+        sql = (
+            f"MERGE INTO {self.identifier(TRADES_ANALYTICS)} t USING {view} s "
+            "ON t.symbol = s.symbol AND t.window_start = s.window_start "
+            f"AND t.window_start >= {spark_timestamp(first)} "
+            "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
+        )
+        with self._commit(tag, final=final):
+            metrics = self._merge(sql, view)
+        return metrics.get("num_inserted_rows", 0) + metrics.get("num_updated_rows", 0)
+
+    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
+        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`), plus each symbol's first."""
+        table = self.identifier(TRADES_ANALYTICS)
+        symbols = sorted({run.symbol for run in runs})
+        firsts = self.spark.sql(
+            f"SELECT symbol, min(window_start) AS first FROM {table} "
+            f"WHERE symbol IN ({', '.join(map(sql_string, symbols))}) GROUP BY symbol"
+        ).toArrow()
+        first_clauses = [
+            f"symbol = {sql_string(symbol)} AND window_start = {spark_timestamp(first // 1000)}"
+            for symbol, first in zip(
+                firsts["symbol"].to_pylist(),
+                pc.cast(firsts["first"], pa.int64()).to_pylist(),
+                strict=True,
+            )
+        ]
+        wanted = _any_of([_window_clause(r) for r in runs] + first_clauses)
+        schema = TABLE_SCHEMAS[TRADES_ANALYTICS]
+        result = self.spark.sql(f"SELECT {_ALERT_INPUTS} FROM {table} WHERE {wanted}").toArrow()
+        return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))
+
+    def replace_alerts(
+        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+    ) -> int:
+        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
+        scope = _any_of([_window_clause(r, "t.") for r in runs])
+        view = self._source(rows, PRICE_ALERTS)
+        sql = (
+            f"MERGE INTO {self.identifier(PRICE_ALERTS)} t USING {view} s "
+            "ON t.symbol = s.symbol AND t.window_start = s.window_start "
+            "AND t.alert_type = s.alert_type "
+            "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
+            f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE"
+        )
+        with self._commit(tag, final=final):
+            metrics = self._merge(sql, view)
+        return metrics.get("num_inserted_rows", 0) + metrics.get("num_updated_rows", 0)
+
+    def maintain(self, retention_hours: int) -> None:
+        """Compact the small batch files of every table and vacuum the replaced ones."""
+        # The retention is chosen by the caller (tests use 0); Delta's 7-day guard would refuse it.
+        self.spark.conf.set(_RETENTION_CHECK_CONF, "false")
+        try:
+            for name in ALL_TABLES:
+                self.spark.sql(f"OPTIMIZE {self.identifier(name)}")
+                self.spark.sql(f"VACUUM {self.identifier(name)} RETAIN {retention_hours} HOURS")
+                logger.info("maintenance of %s: optimized and vacuumed", self.identifier(name))
+        finally:
+            self.spark.conf.unset(_RETENTION_CHECK_CONF)
