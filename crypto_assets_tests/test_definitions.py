@@ -157,13 +157,40 @@ def test_unknown_deployment_is_a_one_line_error(monkeypatch):
         defs()
 
 
-def test_databricks_deployment_is_not_there_yet(monkeypatch):
+def test_the_databricks_deployment_needs_its_workspace(monkeypatch):
     monkeypatch.setenv("CRYPTO_DEPLOYMENT", "databricks")
-    with pytest.raises(CryptoAssetsError, match="not available yet"):
+    monkeypatch.delenv("DATABRICKS_HOST", raising=False)
+    monkeypatch.setenv("DATABRICKS_CLUSTER_ID", "0101-000000-abc")
+    with pytest.raises(CryptoAssetsError, match="needs DATABRICKS_HOST"):
         defs()
 
 
-def test_loading_raises_no_warnings(tmp_path):
+def test_a_new_cluster_needs_its_node_type(monkeypatch):
+    monkeypatch.setenv("CRYPTO_DEPLOYMENT", "databricks")
+    monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
+    monkeypatch.delenv("DATABRICKS_CLUSTER_ID", raising=False)
+    monkeypatch.delenv("DATABRICKS_NODE_TYPE", raising=False)
+    with pytest.raises(CryptoAssetsError, match=r"CLUSTER_ID .* or DATABRICKS_NODE_TYPE"):
+        defs()
+
+
+DEPLOYMENT_ENVIRONMENTS = {
+    "local": {},
+    "databricks cluster": {
+        "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_HOST": "https://example.cloud.databricks.com",
+        "DATABRICKS_NODE_TYPE": "i3.xlarge",
+    },
+    "databricks serverless": {
+        "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_COMPUTE": "serverless",
+        "DATABRICKS_HOST": "https://example.cloud.databricks.com",
+    },
+}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENT_ENVIRONMENTS))
+def test_loading_raises_no_warnings(tmp_path, deployment):
     # A fresh interpreter, so every import happens under "all warnings are errors".
     code = (
         "import dagster as dg\n"
@@ -176,7 +203,11 @@ def test_loading_raises_no_warnings(tmp_path):
     result = subprocess.run(
         [sys.executable, "-W", "error", "-c", code],
         cwd=REPO,
-        env={"CRYPTO_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        env={
+            "CRYPTO_DATA_DIR": str(tmp_path),
+            "PATH": "/usr/bin:/bin",
+            **DEPLOYMENT_ENVIRONMENTS[deployment],
+        },
         capture_output=True,
         text=True,
         timeout=120,

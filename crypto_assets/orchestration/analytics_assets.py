@@ -18,11 +18,13 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
+import crypto_assets
 from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
@@ -50,6 +52,7 @@ from crypto_assets.orchestration.metadata import (
 )
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
+    SERVERLESS_KEY,
     SETTINGS_KEY,
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
@@ -184,6 +187,39 @@ def check_results(lakehouse: LakehouseResource, max_lag_seconds: float) -> dict[
     }
 
 
+def run_results(
+    lakehouse: LakehouseResource,
+    summary: "AnalyticsSummary",
+    max_lag_seconds: float,
+    written_since: dt.datetime | None,
+) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
+    """What a run reports: a materialization of each table it changed, every check's result."""
+    changed = changed_tables(summary)
+    views = table_views(lakehouse, summary, written_since) if changed else {}
+    checks = check_results(lakehouse, max_lag_seconds)
+    results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
+    for table in TABLES:
+        if table in changed:
+            results.append(
+                dg.MaterializeResult(
+                    asset_key=table, metadata=views[table], check_results=checks[table]
+                )
+            )
+        else:
+            # The checks still judge the table as it is; only its materialization is skipped.
+            results.extend(checks[table])
+    return results
+
+
+def no_change_observation(seconds: float) -> dg.AssetObservation:
+    """Recorded instead of materializations by a run that found no new landing files."""
+    return dg.AssetObservation(
+        asset_key=TRADES_RAW,
+        description="An analytics run found no new landing files; no table changed.",
+        metadata={"processing_seconds": round(seconds, 2)},
+    )
+
+
 def run_continuous(
     spark: "SparkSession",
     settings: Settings,
@@ -213,6 +249,7 @@ def run_continuous(
             trigger_seconds=config.trigger_seconds,
             stop_event=stop,
             on_step=on_step,
+            flavour=settings.deployment,
         )
 
     return run_in_worker(
@@ -230,7 +267,13 @@ def run_continuous(
     name="streaming_analytics",
     specs=list(TABLE_SPECS),
     check_specs=list(ANALYTICS_CHECK_SPECS),
-    required_resource_keys={STEP_LAUNCHER_KEY, SPARK_KEY, SETTINGS_KEY, LAKEHOUSE_KEY},
+    required_resource_keys={
+        STEP_LAUNCHER_KEY,
+        SERVERLESS_KEY,
+        SPARK_KEY,
+        SETTINGS_KEY,
+        LAKEHOUSE_KEY,
+    },
     can_subset=False,
 )
 def streaming_analytics(
@@ -240,8 +283,14 @@ def streaming_analytics(
     from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
 
     settings: Settings = context.resources.settings.to_settings()
+    serverless = getattr(context.resources, SERVERLESS_KEY)
+    if serverless is not None:  # Databricks serverless: the same analytics, through Pipes
+        yield from serverless.run(context, settings, config.model_dump())
+        return
     lakehouse: LakehouseResource = context.resources.lakehouse
     spark = context.resources.spark.get_session()
+    # Where the code came from: on a Databricks cluster, the package the step launcher shipped.
+    context.log.debug("crypto_assets imported from %s", Path(crypto_assets.__file__).parent)
 
     last_report = dt.datetime.now(dt.UTC)
 
@@ -258,10 +307,10 @@ def streaming_analytics(
             )
         last_report = now
 
-    context.log.info("analytics (%s) over %s", config.mode, settings.landing_dir)
+    context.log.info("analytics (%s) over %s", config.mode, lakehouse.landing_location())
     try:
         if config.mode == "once":
-            summary = run_analytics(spark, settings, mode="once")
+            summary = run_analytics(spark, settings, mode="once", flavour=settings.deployment)
         else:
             summary = run_continuous(spark, settings, config, report)
     except CryptoAssetsError as exc:
@@ -271,26 +320,11 @@ def streaming_analytics(
         context.log.info("stopped on request (run terminated): %s", summary.summary_line())
     else:
         context.log.info("%s", summary.summary_line())
-    changed = changed_tables(summary)
-    views = table_views(lakehouse, summary, last_report) if changed else {}
-    checks = check_results(lakehouse, config.max_lag_seconds)
-    if not changed:
+    results = run_results(lakehouse, summary, config.max_lag_seconds, last_report)
+    if not changed_tables(summary):
         context.log.info("no new landing files: no table changed, nothing materialized")
-        context.log_event(
-            dg.AssetObservation(
-                asset_key=TRADES_RAW,
-                description="An analytics run found no new landing files; no table changed.",
-                metadata={"processing_seconds": round(summary.seconds, 2)},
-            )
-        )
-    for table in TABLES:
-        if table in changed:
-            yield dg.MaterializeResult(
-                asset_key=table, metadata=views[table], check_results=checks[table]
-            )
-        else:
-            # The checks still judge the table as it is; only its materialization is skipped.
-            yield from checks[table]
+        context.log_event(no_change_observation(summary.seconds))
+    yield from results
 
 
 streaming_analytics_job = dg.define_asset_job(

@@ -7,7 +7,6 @@ from typing import Any
 
 import dagster as dg
 
-from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.analytics_assets import (
     streaming_analytics,
     streaming_analytics_job,
@@ -22,10 +21,12 @@ from crypto_assets.orchestration.ingestion import build_producer_job, landing_tr
 from crypto_assets.orchestration.lakehouse import TABLES, LocalLakehouse
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
+    SERVERLESS_KEY,
     SETTINGS_KEY,
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
     CryptoSettings,
+    DatabricksSpark,
     LocalSpark,
 )
 from crypto_assets.orchestration.schedules import streaming_analytics_schedule
@@ -41,16 +42,43 @@ def local_resources(settings: Settings) -> dict[str, object]:
         LAKEHOUSE_KEY: LocalLakehouse(data_dir=str(settings.data_dir)),
         # Spark runs in the step's own process, so there is nothing to launch.
         STEP_LAUNCHER_KEY: dg.ResourceDefinition.none_resource(),
+        SERVERLESS_KEY: dg.ResourceDefinition.none_resource(),
+    }
+
+
+def databricks_resources(settings: Settings) -> dict[str, object]:
+    """Spark on Databricks: a classic cluster (step launcher) or serverless compute (Pipes).
+
+    On a cluster the whole step runs there, so its Spark session is the cluster's; on serverless
+    the step stays here and submits the same analytics as a Pipes task.
+    """
+    # Imported here: the local deployment never loads the Databricks integration.
+    from crypto_assets.databricks.lakehouse import DatabricksLakehouse  # noqa: PLC0415
+    from crypto_assets.databricks.serverless import ServerlessAnalytics  # noqa: PLC0415
+    from crypto_assets.databricks.step_launcher import databricks_step_launcher  # noqa: PLC0415
+
+    if settings.databricks_compute == "cluster":
+        launcher, serverless = databricks_step_launcher(settings), None
+    else:
+        launcher, serverless = dg.ResourceDefinition.none_resource(), ServerlessAnalytics()
+    return {
+        SETTINGS_KEY: CryptoSettings.from_settings(settings),
+        SPARK_KEY: DatabricksSpark(),
+        LAKEHOUSE_KEY: DatabricksLakehouse(
+            catalog=settings.catalog,
+            schema_name=settings.schema_name,
+            host=settings.databricks_host,
+        ),
+        STEP_LAUNCHER_KEY: launcher,
+        SERVERLESS_KEY: serverless or dg.ResourceDefinition.none_resource(),
     }
 
 
 def resources_for(settings: Settings) -> dict[str, object]:
     """The resources of `settings.deployment`."""
-    if settings.deployment == "local":
-        return local_resources(settings)
-    raise CryptoAssetsError(
-        f"CRYPTO_DEPLOYMENT={settings.deployment!r} is not available yet: use 'local'"
-    )
+    if settings.deployment == "databricks":
+        return databricks_resources(settings)
+    return local_resources(settings)
 
 
 def data_locations(settings: Settings) -> dict[str, dict[str, Any]]:

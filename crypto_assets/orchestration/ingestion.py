@@ -8,6 +8,7 @@ the op logs what it landed and returns, and the run ends SUCCESS (a stop is not 
 
 import contextlib
 import copy
+import dataclasses
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -15,6 +16,9 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field, create_model, field_validator
 
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
+from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.code_versions import PRODUCER_CODE_VERSION
@@ -242,12 +246,14 @@ class LandingReporter:
         context: dg.OpExecutionContext,
         source: TradeSource,
         quiet: QuietPairs,
-        landing: LandingCounter,
+        landing: LandingCounter | None,
+        upload: VolumeUploader | None = None,
     ) -> None:
         self.context = context
         self.source = source
         self.quiet = quiet
         self.landing = landing
+        self.upload = upload
         self.last: ProducerStats | None = None
 
     def __call__(self, stats: ProducerStats) -> None:
@@ -266,8 +272,16 @@ class LandingReporter:
             return
         quiet = sorted(symbol.lower() for symbol in self.quiet.quiet)
         metadata = producer_metadata(
-            stats, self.last, self.source.kind, self.source.ws_url, self.landing.totals()
+            stats,
+            self.last,
+            self.source.kind,
+            self.source.ws_url,
+            None if self.landing is None else self.landing.totals(),
         )
+        if self.upload is not None:  # the files wait in the spool until they are on the Volume
+            metadata["uploaded_files"] = self.upload.files_uploaded
+            metadata["uploaded_trades"] = self.upload.trades_uploaded
+            metadata["pending_uploads"] = len(self.upload.pending_files())
         self.context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDING_TRADES,
@@ -289,6 +303,17 @@ def _produce(
         if source.kind == "replay":
             context.log.warning(REPLAY_WARNING)
         conf = producer_config(config, settings, source)
+        upload = None
+        if settings.deployment == "databricks":
+            # Files land in a local spool and are uploaded to the Volume one PUT each.
+            upload = VolumeUploader(
+                workspace_client(settings),
+                VolumeLayout.from_settings(settings),
+                default_spool_dir(settings.data_dir),
+            )
+            conf = dataclasses.replace(
+                conf, landing_dir=upload.spool_dir, state_path=upload.state_path
+            )
         for warning in check_pairs(source, conf.pairs):
             context.log.warning(warning)
         context.log.info(
@@ -296,16 +321,17 @@ def _produce(
             ",".join(conf.pairs),
             source.ws_url,
             source.kind,
-            conf.landing_dir,
+            conf.landing_dir if upload is None else upload.layout.landing_dir,
             "ever" if conf.duration_seconds is None else conf.duration_seconds,
         )
         progress: queue.Queue[ProducerStats] = queue.Queue()
-        producer = Producer(conf, on_progress=progress.put)
+        producer = Producer(conf, on_progress=progress.put, upload=upload)
         reporter = LandingReporter(
             context,
             source,
             QuietPairs(conf.pairs, config.quiet_pair_seconds),
-            LandingCounter(conf.landing_dir),
+            LandingCounter(conf.landing_dir) if upload is None else None,
+            upload,
         )
         return run_reporting(producer, progress, reporter, config.report_interval_seconds)
 

@@ -65,6 +65,10 @@ class LandingCounter:
 class LakehouseResource(dg.ConfigurableResource):
     """Read-only view of the landing area and the three Delta tables."""
 
+    def landing_location(self) -> str:
+        """Where the landing files are, for logs and the UI."""
+        raise NotImplementedError
+
     def landing_files(self) -> list[LandingFile]:
         """Complete landing files, oldest name first (names start with their UTC timestamp)."""
         raise NotImplementedError
@@ -91,6 +95,10 @@ class LocalLakehouse(LakehouseResource):
     def landing_dir(self) -> Path:
         """The directory the producer lands NDJSON files in."""
         return Path(self.data_dir) / "landing" / "trades"
+
+    def landing_location(self) -> str:
+        """The landing directory."""
+        return str(self.landing_dir)
 
     def table_location(self, table: str) -> str:
         """The table's directory."""

@@ -22,6 +22,8 @@ STEP_LAUNCHER_KEY = "pyspark_step_launcher"
 SETTINGS_KEY = "settings"
 SPARK_KEY = "spark"
 LAKEHOUSE_KEY = "lakehouse"
+# Databricks serverless compute (Dagster Pipes): None where Spark runs in the step itself.
+SERVERLESS_KEY = "databricks_serverless"
 
 # Settings of the process, not of a run: the deployment is chosen when the definitions are built,
 # and DAGSTER_HOME is the instance's own. The producer's own settings are the producer op's
@@ -81,6 +83,10 @@ class CryptoSettings(dg.ConfigurableResource):
 class SparkResource(dg.ConfigurableResource):
     """Hands out the Spark session the analytics run on; one implementation per deployment."""
 
+    # Every implementation has a field: dagster 1.13.27 reads a field-less resource's fields
+    # through pydantic's deprecated `__fields__` (a PydanticDeprecatedSince20 warning at load).
+    app_name: str = "crypto_assets"
+
     def get_session(self) -> SparkSession:
         """The session to run the streaming queries on."""
         raise NotImplementedError(f"{type(self).__name__} does not provide a Spark session")
@@ -89,11 +95,22 @@ class SparkResource(dg.ConfigurableResource):
 class LocalSpark(SparkResource):
     """Local PySpark (`local[*]`) in the step's own process: the embedded default."""
 
-    app_name: str = "crypto_assets"
-
     def get_session(self) -> SparkSession:
         """Create (or reuse) the process's local Spark session."""
         # Imported here so loading the definitions does not import pyspark.
         from crypto_assets.analytics.spark_session import get_spark_session  # noqa: PLC0415
 
         return get_spark_session(app_name=self.app_name)
+
+
+class DatabricksSpark(SparkResource):
+    """The Spark session of the Databricks compute the step runs on (never a new local one).
+
+    `app_name` is the runtime's own there; the field is kept for the common interface.
+    """
+
+    def get_session(self) -> SparkSession:
+        """The runtime's active session."""
+        from pyspark.sql import SparkSession  # noqa: PLC0415 - only where Spark runs
+
+        return SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()

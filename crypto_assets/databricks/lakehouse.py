@@ -1,0 +1,101 @@
+"""The Databricks deployment's view of its data: the landing Volume and the Delta tables.
+
+Where Spark runs (the cluster, the serverless task), the Volume is a local path (`/Volumes/...`)
+and the tables are read through the active Spark session. In Dagster's own process (the landing
+sensor) there is no Spark and no `/Volumes`: the landing folder is listed with the Files API.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.workspace import workspace_client
+from crypto_assets.landing_files import is_landing_file
+from crypto_assets.orchestration.lakehouse import LakehouseResource, LandingFile
+from crypto_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+class DatabricksLakehouse(LakehouseResource):
+    """`/Volumes/<catalog>/<schema>/crypto_landing/trades/` and the tables of `VolumeLayout`."""
+
+    catalog: str
+    schema_name: str
+    host: str | None = None
+
+    @property
+    def layout(self) -> VolumeLayout:
+        """The Volume and table names of this catalog and schema."""
+        return VolumeLayout(self.catalog, self.schema_name)
+
+    def _identifier(self, table: str) -> str:
+        # Imported here: Dagster's own process (the sensor) lists files and never loads pyspark.
+        from crypto_assets.analytics.spark_delta_sink import layout_identifier  # noqa: PLC0415
+        from crypto_assets.analytics.spark_session import on_databricks  # noqa: PLC0415
+
+        return layout_identifier(self.layout, on_databricks=on_databricks())(table)
+
+    def landing_location(self) -> str:
+        """The landing folder on the Volume."""
+        return self.layout.landing_dir
+
+    def table_location(self, table: str) -> str:
+        """The table's Unity Catalog name."""
+        return f"{self.catalog}.{self.schema_name}.{table}"
+
+    def landing_files(self) -> list[LandingFile]:
+        """Complete landing files on the Volume, oldest name first."""
+        folder = Path(self.layout.landing_dir)
+        if folder.is_dir():  # on Databricks compute the Volume is mounted
+            files = []
+            for entry in os.scandir(folder):
+                if is_landing_file(entry.name):
+                    try:
+                        files.append(LandingFile(entry.name, entry.stat().st_mtime))
+                    except FileNotFoundError:
+                        continue
+            return sorted(files)
+        client = workspace_client(
+            Settings(catalog=self.catalog, schema_name=self.schema_name, databricks_host=self.host)
+        )
+        return sorted(
+            LandingFile(entry.name, (entry.last_modified or 0) / 1000)
+            for entry in client.files.list_directory_contents(self.layout.landing_dir)
+            if entry.name and not entry.is_directory and is_landing_file(entry.name)
+        )
+
+    def _spark(self) -> SparkSession:
+        from pyspark.sql import SparkSession  # noqa: PLC0415 - only where Spark runs
+
+        session = SparkSession.getActiveSession()
+        if session is None:
+            raise RuntimeError("the Databricks tables are read where Spark runs (no session here)")
+        return session
+
+    def _exists(self, table: str) -> bool:
+        spark = self._spark()
+        try:
+            spark.sql(f"DESCRIBE DETAIL {self._identifier(table)}").collect()
+        except Exception:
+            return False
+        return True
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
+        """The table's current content (selected columns), or None when it does not exist yet."""
+        if not self._exists(table):
+            return None
+        frame = self._spark().table(self._identifier(table))
+        return (frame.select(*columns) if columns else frame).toArrow()
+
+    def count_rows(self, table: str) -> int:
+        """Number of rows in the table; 0 when it does not exist yet."""
+        if not self._exists(table):
+            return 0
+        return self._spark().table(self._identifier(table)).count()

@@ -1,0 +1,264 @@
+"""End to end: `CRYPTO_DEPLOYMENT=databricks` materializes the three Spark assets on "Databricks".
+
+Dagster's own CLI (`dagster asset materialize`) runs the definitions of `crypto_assets.definitions`
+in a fresh process, from a working directory that is not the checkout, against the REST emulator:
+
+- `DATABRICKS_COMPUTE=cluster`: dagster-databricks' step launcher zips the package, stages the step
+  on DBFS and submits it; the emulator runs it in a subprocess that can import `crypto_assets`
+  only from the uploaded `code.zip`, with real Delta-Spark writing the tables on the Volume.
+- `DATABRICKS_COMPUTE=serverless`: the asset submits the same analytics as a Pipes task on the
+  Volume (no DBFS).
+
+The tables are then compared with a local run's on the same landing files and with the plain-Python
+reference; the run's events must carry the remote logs and metadata; the token must appear nowhere
+the emulator or Dagster stored anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from crypto_assets.analytics.delta_jars import delta_jar_paths
+from crypto_assets.analytics.pipeline import run_analytics
+from crypto_assets.analytics.spark_session import DELTA_CONF
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets_tests.analytics.expectations import assert_matches_reference
+from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
+from crypto_assets_tests.analytics.settings_for_tests import analytics_settings, rules_env
+from crypto_assets_tests.analytics.tables import snapshot
+from crypto_assets_tests.databricks.emulator import Emulator, running_emulator
+
+CATALOG, SCHEMA = "takamol_demo", "crypto_streaming"
+LAYOUT = VolumeLayout(CATALOG, SCHEMA)
+CLUSTER_ID = "0101-000000-emulated"
+ASSETS = "trades_raw,trades_analytics,price_alerts"
+CHECKOUT = Path(__file__).resolve().parents[2]
+# One landing file per this many records: a handful of files, like a few producer batches.
+FILES = 6
+
+
+@pytest.fixture(scope="module")
+def records(recording: Path) -> list[dict]:
+    """The first ten thousand trades of the recording: a few minutes of both symbols."""
+    return recording_trades(recording)[:10_000]
+
+
+@pytest.fixture(scope="module")
+def local_tables(spark, records: list[dict], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local deployment's tables of the same landing files (delta-rs), as a data dir."""
+    data_dir = tmp_path_factory.mktemp("local_deployment")
+    write_landing_files(data_dir / "landing" / "trades", records, FILES)
+    run_analytics(spark, analytics_settings(data_dir))
+    return data_dir
+
+
+def emulator_options() -> dict:
+    """The emulated workspace: the catalog, the deployment's Volume, Delta-Spark on its clusters."""
+    jars = ",".join(str(path) for path in delta_jar_paths())
+    return {
+        "catalogs": (CATALOG,),
+        "clusters": {CLUSTER_ID: "17.3.x-scala2.13"},
+        "volumes": (f"{CATALOG}.{SCHEMA}.{LAYOUT.volume}",),
+        "spark_conf": {"spark.jars": jars, **DELTA_CONF},
+        # Off Databricks: the Databricks flavour's file-source fallback and path tables.
+        "set_runtime_version": False,
+    }
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Emulator]:
+    """A fresh emulated workspace with its own token."""
+    token = f"dapi{secrets.token_hex(16)}"
+    with running_emulator(tmp_path / "workspace", token, **emulator_options()) as emulator:
+        yield emulator
+
+
+def volume_folder(emulator: Emulator, path: str) -> Path:
+    """Where a `/Volumes/...` path of the emulated workspace is on this machine."""
+    return emulator.volumes_root / path.removeprefix("/Volumes/")
+
+
+def land(emulator: Emulator, records: list[dict]) -> None:
+    """The landing files on the emulated Volume, as the producer would have uploaded them."""
+    write_landing_files(volume_folder(emulator, LAYOUT.landing_dir), records, FILES)
+
+
+def materialize(
+    emulator: Emulator, tmp_path: Path, compute: str, token: str | None = None
+) -> tuple[subprocess.CompletedProcess, dg.DagsterInstance]:
+    """`dagster asset materialize` of the three Spark assets, from a folder outside the checkout."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir(exist_ok=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABRICKS_", "CRYPTO_", "DAGSTER_"))
+    }
+    env.update(
+        {
+            **rules_env(),
+            "CRYPTO_DEPLOYMENT": "databricks",
+            "DATABRICKS_COMPUTE": compute,
+            "DATABRICKS_HOST": emulator.host,
+            "DATABRICKS_TOKEN": token or emulator.token,
+            "DATABRICKS_CLUSTER_ID": CLUSTER_ID,
+            "CATALOG": CATALOG,
+            "SCHEMA": SCHEMA,
+            "ANALYTICS_WINDOW": "1 minute",
+            "WATERMARK_DELAY": "30 seconds",
+            "DAGSTER_HOME": str(home),
+        }
+    )
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "asset",
+        "materialize",
+        "-m",
+        "crypto_assets.definitions",
+        "--select",
+        ASSETS,
+    ]
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    (tmp_path / "materialize.log").write_text(done.stdout + done.stderr)
+    return done, dg.DagsterInstance.from_config(str(home))
+
+
+def events(instance: dg.DagsterInstance) -> list:
+    """Every event of the (only) run in `instance`."""
+    (run,) = instance.get_runs()
+    return list(instance.all_logs(run.run_id))
+
+
+def materialized(instance: dg.DagsterInstance) -> dict[str, dict]:
+    """The metadata of each asset materialized by the run."""
+    out = {}
+    for entry in events(instance):
+        event = entry.dagster_event
+        if event is not None and event.is_step_materialization:
+            materialization = event.step_materialization_data.materialization
+            out[materialization.asset_key.to_user_string()] = materialization.metadata
+    return out
+
+
+def messages(instance: dg.DagsterInstance) -> str:
+    """Every log and event message of the run, one per line."""
+    lines = []
+    for entry in events(instance):
+        lines.append(entry.user_message or "")
+        event = entry.dagster_event
+        if event is not None and event.is_step_failure:
+            lines.append(str(event.step_failure_data.error))
+    return "\n".join(lines)
+
+
+def stored_bytes(*roots: Path) -> Iterator[tuple[Path, bytes]]:
+    """Every file under `roots` with its content."""
+    for root in roots:
+        for path in root.rglob("*"):
+            if path.is_file():
+                yield path, path.read_bytes()
+
+
+def assert_tables_equal_local(
+    emulator: Emulator, local: Path, records: list[dict], tmp: Path
+) -> None:
+    """The Volume's Delta-Spark tables equal the local deployment's and the reference."""
+    view = tmp / "volume_tables"
+    view.mkdir()
+    (view / "delta").symlink_to(volume_folder(emulator, LAYOUT.folder("_tables")))
+    assert snapshot(view) == snapshot(local)
+    assert_matches_reference(view, records)
+
+
+@pytest.mark.parametrize("compute", ["cluster", "serverless"])
+def test_the_spark_assets_run_on_databricks_and_write_the_local_tables(
+    workspace: Emulator,
+    tmp_path: Path,
+    records: list[dict],
+    local_tables: Path,
+    compute: str,
+) -> None:
+    land(workspace, records)
+    done, instance = materialize(workspace, tmp_path, compute)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    # The step ran in the emulator's cluster process, from the uploaded code.
+    (run,) = workspace.runs.values()
+    assert run.result_state == "SUCCESS"
+    text = messages(instance)
+    shipped = next(line for line in text.splitlines() if "crypto_assets imported from" in line)
+    assert str(CHECKOUT) not in shipped, shipped
+    assert "site-packages" not in shipped, shipped
+    # Its events, logs and metadata reached the Dagster run.
+    assert "analytics (once)" in text
+    tables = materialized(instance)
+    assert sorted(tables) == sorted(ASSETS.split(","))
+    assert tables["trades_raw"]["dagster/row_count"].value == len(
+        {(r["symbol"], r["trade_id"]) for r in records}
+    )
+    assert_tables_equal_local(workspace, local_tables, records, tmp_path)
+
+    # The token is nowhere the emulator or Dagster stored anything (staged step, pickles, zip,
+    # Volume, event log, compute logs).
+    token = workspace.token.encode()
+    leaks = [
+        path
+        for path, data in stored_bytes(workspace.root, tmp_path / "dagster_home")
+        if token in data
+    ]
+    assert leaks == []
+
+
+def test_a_token_the_workspace_refuses_fails_the_run_in_one_line(
+    workspace: Emulator, tmp_path: Path, records: list[dict]
+) -> None:
+    land(workspace, records)
+    done, instance = materialize(workspace, tmp_path, "cluster", token="dapi-not-a-valid-token")
+    assert done.returncode != 0
+    text = messages(instance)
+    assert "Invalid access token" in text
+    assert "DATABRICKS_TOKEN" in text
+    assert workspace.runs == {}  # nothing was submitted
+
+
+def test_a_failure_on_the_cluster_reaches_the_run_with_its_message(
+    workspace: Emulator, tmp_path: Path
+) -> None:
+    # No landing folder on the Volume: the analytics fail on the cluster with their own message.
+    shutil.rmtree(volume_folder(workspace, LAYOUT.landing_dir), ignore_errors=True)
+    done, instance = materialize(workspace, tmp_path, "cluster")
+    assert done.returncode != 0
+    text = messages(instance)
+    assert "no landing directory" in text, text[-3000:]
+
+
+def test_a_run_that_fails_before_the_step_says_why_with_its_page(
+    tmp_path: Path, records: list[dict]
+) -> None:
+    # A cluster whose environment breaks the definitions: the bootstrap itself fails, which the
+    # Jobs service reports only as "Workload failed, see run output for details".
+    options = {**emulator_options(), "cluster_env": {"CRYPTO_DATA_DIR": " "}}
+    with running_emulator(tmp_path / "workspace", "dapi-test-token", **options) as emulator:
+        land(emulator, records)
+        done, instance = materialize(emulator, tmp_path, "cluster")
+        (run,) = emulator.runs.values()
+    assert done.returncode != 0
+    assert run.result_state == "FAILED"
+    assert "Workload failed" in run.state_message
+    prefix = f"Databricks run {run.run_id} failed: "
+    failure = next(line for line in messages(instance).splitlines() if prefix in line)
+    assert "SettingsError: CRYPTO_DATA_DIR=' ': expected a directory path" in failure
+    assert f"(run page: {emulator.host}/#job/0/run/{run.run_id})" in failure

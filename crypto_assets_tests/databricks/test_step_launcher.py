@@ -1,0 +1,101 @@
+"""The step launcher's configuration: what reaches the cluster, and what never does."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+import crypto_assets
+from crypto_assets.databricks.remote_environment import remote_environment
+from crypto_assets.databricks.step_launcher import (
+    cluster_libraries,
+    cluster_spec,
+    launcher_config,
+    package_folder,
+)
+from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.settings import Settings
+
+HOST = "https://example.cloud.databricks.com"
+
+
+def test_the_token_is_given_by_its_name_only(monkeypatch):
+    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-secret-value")
+    config = launcher_config(Settings(databricks_host=HOST, databricks_cluster_id="0101-abc"))
+    assert config["databricks_token"] == {"env": "DATABRICKS_TOKEN"}
+    assert b"dapi-secret-value" not in pickle.dumps(config)
+    assert "DATABRICKS_TOKEN" not in config["env_variables"]
+
+
+def test_the_required_fields_without_defaults_are_given():
+    config = launcher_config(Settings(databricks_host=HOST, databricks_cluster_id="0101-abc"))
+    assert config["permissions"] == {}
+    assert config["secrets_to_env_variables"] == []
+    assert config["databricks_host"] == HOST
+
+
+def test_an_existing_cluster_or_a_new_one():
+    assert cluster_spec(Settings(databricks_cluster_id="0101-abc")) == {"existing": "0101-abc"}
+    new = cluster_spec(Settings(databricks_node_type="i3.xlarge", databricks_num_workers=2))["new"]
+    assert new["size"] == {"num_workers": 2}
+    assert new["nodes"] == {"node_types": {"node_type_id": "i3.xlarge"}}
+    assert new["spark_version"] == "17.3.x-scala2.13"
+    single = cluster_spec(Settings(databricks_node_type="i3.xlarge", databricks_num_workers=0))
+    assert single["new"]["spark_conf"]["spark.databricks.cluster.profile"] == "singleNode"
+
+
+def test_a_cluster_needs_an_id_or_a_node_type():
+    with pytest.raises(CryptoAssetsError, match="DATABRICKS_NODE_TYPE"):
+        cluster_spec(Settings())
+
+
+def test_the_cluster_gets_what_its_runtime_lacks_at_the_local_versions():
+    packages = {lib["pypi"]["package"] for lib in cluster_libraries()}
+    names = {package.split("==")[0] for package in packages}
+    # The runtime has Spark, Delta and Arrow; the launcher adds Dagster's own at its versions.
+    assert names.isdisjoint({"pyspark", "delta-spark", "pyarrow", "dagster", "databricks-sdk"})
+    # What the package imports and a runtime does not have.
+    assert {"deltalake", "orjson", "pydantic-settings", "websocket-client"} <= names
+    for package in packages:
+        name, version = package.split("==")
+        assert importlib.metadata.version(name) == version
+    # Never a development tool.
+    assert names.isdisjoint({"pytest", "ruff", "duckdb"})
+
+
+def test_the_shipped_folder_holds_only_the_package():
+    folder = package_folder()
+    assert sorted(p.name for p in folder.iterdir()) == ["crypto_assets"]
+    shipped = {
+        p.relative_to(folder / "crypto_assets") for p in (folder / "crypto_assets").rglob("*")
+    }
+    source = Path(crypto_assets.__file__).parent
+    expected = {
+        p.relative_to(source)
+        for p in source.rglob("*")
+        if "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    assert shipped == expected
+
+
+def test_the_cluster_reads_back_the_same_settings(monkeypatch):
+    settings = Settings(
+        deployment="databricks",
+        databricks_host=HOST,
+        trading_pairs="btcusdt,solusdt",
+        run_duration_minutes="none",
+        volume_spike_factor=2.5,
+        catalog="main",
+        schema_name="crypto",
+    )
+    for name in list(os.environ):
+        if name.startswith(("DATABRICKS_", "CRYPTO_")):
+            monkeypatch.delenv(name)
+    for name, value in remote_environment(settings).items():
+        monkeypatch.setenv(name, value)
+    again = Settings.from_env()
+    assert again.replace(data_dir=settings.data_dir) == settings
