@@ -31,6 +31,7 @@ from crypto_assets.analytics.flavour import FlavourName, build_flavour
 from crypto_assets.analytics.landing_reader import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
+from crypto_assets.analytics.spark_session import on_databricks
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.settings import Settings
 
@@ -102,10 +103,18 @@ def run_analytics(
         chosen.sink,
     )
     if not landing.is_dir():
-        raise AnalyticsError(
-            f"no landing directory {landing}: run the producer first or fix --data-dir"
+        advice = (
+            "run crypto-assets databricks-setup, then the producer"
+            if chosen.name == "databricks"
+            else "run the producer first or fix --data-dir"
         )
-    lock = checkpoint_lock(checkpoint).acquire()  # FolderInUseError while another query runs
+        raise AnalyticsError(f"no landing directory {landing}: {advice}")
+    lock = checkpoint_lock(checkpoint)
+    # On Databricks the checkpoint is on a Volume, whose FUSE mount promises neither flock nor
+    # the lock file's in-place writes, and runs on other clusters would not see the lock anyway:
+    # there Dagster's run queue (one analytics run at a time) is the guard.
+    if not on_databricks():
+        lock.acquire()  # FolderInUseError while another query runs
     try:
         sink.ensure_tables()
     except BaseException:

@@ -242,7 +242,8 @@ def test_a_failure_on_the_cluster_reaches_the_run_with_its_message(
     done, instance = materialize(workspace, tmp_path, "cluster")
     assert done.returncode != 0
     text = messages(instance)
-    assert "no landing directory" in text, text[-3000:]
+    expected = f"no landing directory {LAYOUT.landing_dir}: run crypto-assets databricks-setup"
+    assert expected in text, text[-3000:]
 
 
 def test_a_run_that_fails_before_the_step_says_why_with_its_page(
