@@ -60,9 +60,16 @@ from shlex import quote
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pytest
 from packaging.requirements import InvalidRequirement, Requirement
 
 logger = logging.getLogger(__name__)
+
+# Runs execute in a private mount namespace (`unshare -m`), which needs root (CI runs as root).
+needs_mount_namespace = pytest.mark.skipif(
+    os.geteuid() != 0,
+    reason="the emulated cluster needs a mount namespace (unshare -m): run the tests as root",
+)
 
 CLUSTER_SCRIPT = Path(__file__).with_name("emulated_cluster.py")
 CHECKOUT = Path(__file__).resolve().parents[2]

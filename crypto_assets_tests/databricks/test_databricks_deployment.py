@@ -35,7 +35,13 @@ from crypto_assets_tests.analytics.expectations import assert_matches_reference
 from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings, rules_env
 from crypto_assets_tests.analytics.tables import snapshot
-from crypto_assets_tests.databricks.emulator import Emulator, running_emulator
+from crypto_assets_tests.databricks.emulator import (
+    Emulator,
+    needs_mount_namespace,
+    running_emulator,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.spark, pytest.mark.databricks, needs_mount_namespace]
 
 CATALOG, SCHEMA = "takamol_demo", "crypto_streaming"
 LAYOUT = VolumeLayout(CATALOG, SCHEMA)

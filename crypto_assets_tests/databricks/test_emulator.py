@@ -28,7 +28,11 @@ from databricks.sdk.service import compute, iam, jobs
 from databricks.sdk.service.catalog import VolumeType
 from databricks.sdk.service.files import DbfsAPI
 
-from crypto_assets_tests.databricks.emulator import Emulator, running_emulator
+from crypto_assets_tests.databricks.emulator import (
+    Emulator,
+    needs_mount_namespace,
+    running_emulator,
+)
 
 TOKEN = "dapi-emulator-test-token"
 CATALOG = "takamol_demo"
@@ -283,6 +287,7 @@ def test_deny_and_fail_next(emulator: Emulator) -> None:
 # ----- runs on the emulated cluster (no Spark)
 
 
+@needs_mount_namespace
 def test_a_task_prints_writes_on_volumes_and_dbfs_from_a_scratch_directory(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -316,6 +321,7 @@ def test_a_task_prints_writes_on_volumes_and_dbfs_from_a_scratch_directory(
     assert f"dbutils RemoteDbUtils {emulator.host}" in logs  # type: ignore[operator]
 
 
+@needs_mount_namespace
 def test_a_failing_task_is_failed_with_the_exception_in_get_output(emulator: Emulator) -> None:
     run_id = submit_script(
         emulator,
@@ -338,6 +344,7 @@ def test_a_failing_task_is_failed_with_the_exception_in_get_output(emulator: Emu
         w.jobs.get_run_output(run_id)
 
 
+@needs_mount_namespace
 def test_runs_get_walks_pending_running_terminated(emulator: Emulator) -> None:
     run_id = submit_script(emulator, "import time\ntime.sleep(1.5)\n")
     w = client(emulator)
@@ -351,6 +358,7 @@ def test_runs_get_walks_pending_running_terminated(emulator: Emulator) -> None:
     assert w.jobs.get_run(run_id).state.result_state == jobs.RunResultState.SUCCESS  # type: ignore[union-attr]
 
 
+@needs_mount_namespace
 def test_cancel_a_finished_run_is_200_and_changes_nothing(emulator: Emulator) -> None:
     run_id = submit_script(emulator, "print('done')\n")
     w = client(emulator)
@@ -359,6 +367,7 @@ def test_cancel_a_finished_run_is_200_and_changes_nothing(emulator: Emulator) ->
     assert w.jobs.get_run(run_id).state.result_state == jobs.RunResultState.SUCCESS  # type: ignore[union-attr]
 
 
+@needs_mount_namespace
 def test_cancel_a_running_run_kills_it(emulator: Emulator) -> None:
     marker = emulator.dbfs_root / "still-running"
     run_id = submit_script(
@@ -381,12 +390,14 @@ def test_cancel_a_running_run_kills_it(emulator: Emulator) -> None:
     assert not marker.exists()
 
 
+@needs_mount_namespace
 def test_timeout_seconds_ends_the_run_timedout(emulator: Emulator) -> None:
     run_id = submit_script(emulator, "import time\ntime.sleep(60)\n", timeout_seconds=1)
     run = wait_terminal(client(emulator), run_id, timeout=30)
     assert run.state.result_state == jobs.RunResultState.TIMEDOUT  # type: ignore[union-attr]
 
 
+@needs_mount_namespace
 def test_the_checkout_is_not_importable_on_the_cluster(emulator: Emulator) -> None:
     checkout = Path(__file__).resolve().parents[2]
     assert (checkout / "crypto_assets" / "__init__.py").is_file()
@@ -410,6 +421,7 @@ def test_the_checkout_is_not_importable_on_the_cluster(emulator: Emulator) -> No
     assert "pyproject.toml" not in visible
 
 
+@needs_mount_namespace
 def test_keep_paths_are_visible_inside_the_hidden_checkout(tmp_path: Path) -> None:
     kept = Path(__file__).resolve().parent
     checkout = kept.parents[1]
@@ -430,6 +442,7 @@ def test_keep_paths_are_visible_inside_the_hidden_checkout(tmp_path: Path) -> No
     assert logs == "kept True\npackage False\n"
 
 
+@needs_mount_namespace
 def test_a_missing_library_pin_fails_the_run_as_an_install_failure(emulator: Emulator) -> None:
     run_id = submit_script(
         emulator,
@@ -445,6 +458,7 @@ def test_a_missing_library_pin_fails_the_run_as_an_install_failure(emulator: Emu
     assert 'package: "dagster==0.0.1"' in run.state.state_message  # type: ignore[union-attr,operator]
 
 
+@needs_mount_namespace
 def test_idempotency_token_returns_the_same_run(emulator: Emulator) -> None:
     w = client(emulator)
     (emulator.dbfs_root / "once.py").write_text("print(1)\n")
@@ -455,6 +469,7 @@ def test_idempotency_token_returns_the_same_run(emulator: Emulator) -> None:
     assert len(emulator.runs) == 1
 
 
+@needs_mount_namespace
 def test_a_serverless_task_gets_its_volume_dependencies_on_sys_path(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -487,6 +502,7 @@ def test_a_serverless_task_gets_its_volume_dependencies_on_sys_path(
     assert "answer 42 client.2" in output.logs  # type: ignore[operator]
 
 
+@needs_mount_namespace
 def test_cluster_log_delivery_clusters_get_permissions_and_secrets(tmp_path: Path) -> None:
     with running_emulator(
         tmp_path / "ws",
@@ -527,6 +543,7 @@ def test_cluster_log_delivery_clusters_get_permissions_and_secrets(tmp_path: Pat
         ]
 
 
+@needs_mount_namespace
 def test_strict_python_version_refuses_a_mismatched_runtime(tmp_path: Path) -> None:
     with running_emulator(
         tmp_path / "ws", TOKEN, strict_python_version=True, start_spark=False, pending_seconds=0.1
@@ -556,6 +573,7 @@ def test_an_unknown_existing_cluster_is_refused_at_submit(emulator: Emulator) ->
 
 
 @pytest.mark.spark
+@needs_mount_namespace
 def test_a_task_gets_a_spark_session_dressed_as_a_cluster(tmp_path: Path) -> None:
     with running_emulator(tmp_path / "ws", TOKEN, pending_seconds=0.1) as emulator:
         run_id = submit_script(
