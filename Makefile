@@ -9,7 +9,7 @@ DELTA_JARS := $(VENV)/delta-jars/jars.txt
 # Headless runs and `make ui` share one Dagster instance, so the UI shows `make run`'s runs.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run ui test lint format clean screenshots
+.PHONY: install run ui test test-slow lint format clean screenshots
 
 install: $(STAMP) $(DELTA_JARS)
 
@@ -44,8 +44,16 @@ $(DAGSTER_HOME)/dagster.yaml: crypto_assets/orchestration/instance_config.py | $
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py
 
+# `make test`: everything but the slow group (about 15 minutes on 2 cores). `make test-slow`: the
+# slow group alone (the million-trade backlog, the Databricks deployment end to end on both
+# compute kinds, Delta-Spark's replays and maintenance). CI runs both.
+PYTEST_MARKERS ?= not slow
+
 test: install lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,6 +29,12 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
+from crypto_assets.analytics.sink_sql import (
+    any_of,
+    sql_string,
+    trade_time_clause,
+    window_clause,
+)
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
 
 if TYPE_CHECKING:
@@ -42,8 +48,6 @@ META_BATCH_ID = "crypto_assets.batch_id"
 META_MAX_TRADE_TIME = "crypto_assets.max_trade_time_before_ms"
 _HISTORY_DEPTH = 200
 _ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
-_DAY_MS = 86_400_000
-_EPOCH = dt.date(1970, 1, 1)
 
 
 class BatchTag(NamedTuple):
@@ -53,43 +57,10 @@ class BatchTag(NamedTuple):
     batch_id: int
 
 
-def sql_string(value: str) -> str:
-    """A SQL string literal for a delta-rs predicate."""
-    return "'" + value.replace("'", "''") + "'"
-
-
 def sql_timestamp(epoch_ms: int) -> str:
     """A SQL timestamp literal (UTC) for epoch milliseconds."""
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=epoch_ms)
     return f"'{moment.strftime('%Y-%m-%dT%H:%M:%S.%f')}Z'::timestamp"
-
-
-def utc_date(epoch_ms: int) -> str:
-    """The UTC date (``YYYY-MM-DD``, trades_raw's partition value) of epoch milliseconds."""
-    return (_EPOCH + dt.timedelta(days=epoch_ms // _DAY_MS)).isoformat()
-
-
-def _any_of(clauses: Sequence[str]) -> str:
-    return " OR ".join(f"({clause})" for clause in clauses) if clauses else "false"
-
-
-def _trade_time_clause(run: Run, window_ms: int, prefix: str = "") -> str:
-    """Trades of `run`'s windows: partition range, then trade_time (file statistics)."""
-    last_ms = run.last + window_ms - 1
-    return (
-        f"{prefix}symbol = {sql_string(run.symbol)} "
-        f"AND {prefix}trade_date >= {sql_string(utc_date(run.first))} "
-        f"AND {prefix}trade_date <= {sql_string(utc_date(last_ms))} "
-        f"AND {prefix}trade_time BETWEEN {run.first} AND {last_ms}"
-    )
-
-
-def _window_clause(run: Run, prefix: str = "") -> str:
-    return (
-        f"{prefix}symbol = {sql_string(run.symbol)} "
-        f"AND {prefix}window_start >= {sql_timestamp(run.first)} "
-        f"AND {prefix}window_start <= {sql_timestamp(run.last)}"
-    )
 
 
 class DeltaSink:
@@ -227,7 +198,7 @@ class DeltaSink:
             found.append(
                 self.query(
                     TRADES_RAW,
-                    f"SELECT symbol, trade_id FROM {TRADES_RAW} WHERE {_any_of(clauses)}",
+                    f"SELECT symbol, trade_id FROM {TRADES_RAW} WHERE {any_of(clauses)}",
                 )
             )
         empty = pa.schema([("symbol", pa.string()), ("trade_id", pa.int64())]).empty_table()
@@ -243,7 +214,7 @@ class DeltaSink:
             raise RuntimeError("DeltaSink.read_trades needs the Spark session it was given")
         from pyspark.sql import functions as F  # noqa: N812, PLC0415 - only with Spark
 
-        predicate = _any_of([_trade_time_clause(r, window_ms) for r in runs])
+        predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
         files = self.table(TRADES_RAW).file_uris(file_pruning_predicate=predicate)
         if not files:
             return self.spark.createDataFrame([], TRADE_INPUTS)
@@ -290,7 +261,7 @@ class DeltaSink:
             f"symbol = {sql_string(symbol)} AND window_start = {sql_timestamp(first.value // 1000)}"
             for symbol, first in zip(firsts["symbol"].to_pylist(), firsts["first"], strict=True)
         ]
-        wanted = _any_of([_window_clause(r) for r in runs] + first_clauses)
+        wanted = any_of([window_clause(r, sql_timestamp) for r in runs] + first_clauses)
         return self.query(
             TRADES_ANALYTICS, f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE {wanted}"
         )
@@ -300,7 +271,7 @@ class DeltaSink:
     ) -> int:
         """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
         rows = self._conform(rows, PRICE_ALERTS)
-        scope = _any_of([_window_clause(r, "t.") for r in runs])
+        scope = any_of([window_clause(r, sql_timestamp, "t.") for r in runs])
         metrics = (
             self.table(PRICE_ALERTS)
             .merge(

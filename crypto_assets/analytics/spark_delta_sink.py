@@ -28,8 +28,6 @@ from crypto_assets.analytics.delta_sink import (
     META_BATCH_ID,
     META_MAX_TRADE_TIME,
     BatchTag,
-    sql_string,
-    utc_date,
 )
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -40,6 +38,12 @@ from crypto_assets.analytics.schema import (
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
+)
+from crypto_assets.analytics.sink_sql import (
+    any_of,
+    sql_string,
+    trade_time_clause,
+    window_clause,
 )
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
 from crypto_assets.databricks.layout import VolumeLayout
@@ -74,28 +78,6 @@ def layout_identifier(layout: VolumeLayout, *, on_databricks: bool) -> TableIden
 def spark_timestamp(epoch_ms: int) -> str:
     """A Spark SQL timestamp of epoch milliseconds (exact, no time zone involved)."""
     return f"timestamp_millis({int(epoch_ms)})"
-
-
-def _any_of(clauses: Sequence[str]) -> str:
-    return " OR ".join(f"({clause})" for clause in clauses) if clauses else "false"
-
-
-def _trade_time_clause(run: Run, window_ms: int) -> str:
-    last_ms = run.last + window_ms - 1
-    return (
-        f"symbol = {sql_string(run.symbol)} "
-        f"AND trade_date >= {sql_string(utc_date(run.first))} "
-        f"AND trade_date <= {sql_string(utc_date(last_ms))} "
-        f"AND trade_time BETWEEN {run.first} AND {last_ms}"
-    )
-
-
-def _window_clause(run: Run, prefix: str = "") -> str:
-    return (
-        f"{prefix}symbol = {sql_string(run.symbol)} "
-        f"AND {prefix}window_start >= {spark_timestamp(run.first)} "
-        f"AND {prefix}window_start <= {spark_timestamp(run.last)}"
-    )
 
 
 def table_ddl(name: str) -> str:
@@ -255,7 +237,7 @@ class SparkDeltaSink:
             found.append(
                 self.spark.sql(
                     f"SELECT symbol, trade_id FROM {self.identifier(TRADES_RAW)} "
-                    f"WHERE {_any_of(clauses)}"
+                    f"WHERE {any_of(clauses)}"
                 )
                 .toArrow()
                 .cast(empty.schema)
@@ -265,7 +247,7 @@ class SparkDeltaSink:
     def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
         """Every trades_raw trade in the windows of `runs` (at most `MAX_RUNS_PER_QUERY`)."""
         columns = ", ".join(field.name for field in TRADE_INPUTS)
-        predicate = _any_of([_trade_time_clause(r, window_ms) for r in runs])
+        predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
         return self.spark.sql(
             f"SELECT {columns} FROM {self.identifier(TRADES_RAW)} WHERE {predicate}"
         )
@@ -302,7 +284,7 @@ class SparkDeltaSink:
                 strict=True,
             )
         ]
-        wanted = _any_of([_window_clause(r) for r in runs] + first_clauses)
+        wanted = any_of([window_clause(r, spark_timestamp) for r in runs] + first_clauses)
         schema = TABLE_SCHEMAS[TRADES_ANALYTICS]
         result = self.spark.sql(f"SELECT {_ALERT_INPUTS} FROM {table} WHERE {wanted}").toArrow()
         return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))
@@ -311,7 +293,7 @@ class SparkDeltaSink:
         self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
     ) -> int:
         """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
-        scope = _any_of([_window_clause(r, "t.") for r in runs])
+        scope = any_of([window_clause(r, spark_timestamp, "t.") for r in runs])
         view = self._source(rows, PRICE_ALERTS)
         sql = (
             f"MERGE INTO {self.identifier(PRICE_ALERTS)} t USING {view} s "

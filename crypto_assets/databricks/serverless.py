@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+# Not exported by `dagster`: what dagster-databricks' client raises for a run that did not succeed.
+from dagster._core.errors import DagsterPipesExecutionError
 from dagster_databricks.pipes import PipesDatabricksServerlessClient
 from dagster_pyspark.utils import build_pyspark_zip
 from databricks.sdk.errors import DatabricksError
@@ -100,7 +103,7 @@ class ReadablePipesClient(PipesDatabricksServerlessClient):
     ) -> None:
         try:
             super()._poll_til_success(context, run_id)
-        except dg.DagsterPipesExecutionError as exc:
+        except DagsterPipesExecutionError as exc:
             raise dg.Failure(description=run_failure_line(self.client, run_id, exc)) from exc
 
 

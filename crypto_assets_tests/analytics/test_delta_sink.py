@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, sql_timestamp, utc_date
+from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, sql_timestamp
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -16,6 +16,7 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
+from crypto_assets.analytics.sink_sql import utc_date
 from crypto_assets.analytics.window_runs import Run
 
 MINUTE = 60_000

@@ -135,7 +135,10 @@ def test_a_json_array_line_is_read_as_its_elements(spark, landing_records, tmp_p
 
 @pytest.mark.parametrize(
     "step",
-    [f"{TRADES_RAW}:0", pytest.param(f"{PRICE_ALERTS}:0", marks=pytest.mark.slow)],
+    [
+        pytest.param(f"{TRADES_RAW}:0", marks=pytest.mark.slow),
+        pytest.param(f"{PRICE_ALERTS}:0", marks=pytest.mark.slow),
+    ],
 )
 def test_a_batch_failed_after_a_commit_is_rerun_to_the_same_tables(
     spark, tmp_path: Path, landing_records, step: str

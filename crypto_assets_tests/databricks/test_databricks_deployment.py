@@ -189,6 +189,7 @@ def assert_tables_equal_local(
     assert_matches_reference(view, records)
 
 
+@pytest.mark.slow  # two to three minutes each: Delta-Spark on an emulated cluster
 @pytest.mark.parametrize("compute", ["cluster", "serverless"])
 def test_the_spark_assets_run_on_databricks_and_write_the_local_tables(
     workspace: Emulator,
@@ -269,3 +270,18 @@ def test_a_run_that_fails_before_the_step_says_why_with_its_page(
     failure = next(line for line in messages(instance).splitlines() if prefix in line)
     assert "SettingsError: CRYPTO_DATA_DIR=' ': expected a directory path" in failure
     assert f"(run page: {emulator.host}/#job/0/run/{run.run_id})" in failure
+
+
+def test_a_failure_of_the_serverless_task_says_why_with_its_page(
+    workspace: Emulator, tmp_path: Path
+) -> None:
+    # No landing folder on the Volume: the Pipes task raises, the serverless run fails.
+    shutil.rmtree(volume_folder(workspace, LAYOUT.landing_dir), ignore_errors=True)
+    done, instance = materialize(workspace, tmp_path, "serverless")
+    (run,) = workspace.runs.values()
+    assert done.returncode != 0
+    assert run.result_state == "FAILED"
+    prefix = f"Databricks run {run.run_id} failed: "
+    failure = next(line for line in messages(instance).splitlines() if prefix in line)
+    assert f"no landing directory {LAYOUT.landing_dir}" in failure
+    assert f"(run page: {workspace.host}/#job/0/run/{run.run_id})" in failure

@@ -93,7 +93,7 @@ def test_the_cluster_reads_back_the_same_settings(monkeypatch):
         schema_name="crypto",
     )
     for name in list(os.environ):
-        if name.startswith(("DATABRICKS_", "CRYPTO_")):
+        if name.startswith(("DATABRICKS_", "CRYPTO_", "DAGSTER_")):
             monkeypatch.delenv(name)
     for name, value in remote_environment(settings).items():
         monkeypatch.setenv(name, value)

@@ -1,0 +1,50 @@
+"""The SQL predicates both sinks select runs of trades and windows with (delta-rs and Spark SQL).
+
+The two dialects differ only in how a timestamp literal is written, so `window_clause` takes the
+sink's own literal function; everything else is the same text for both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+from crypto_assets.analytics.window_runs import Run
+
+_DAY_MS = 86_400_000
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def utc_date(epoch_ms: int) -> str:
+    """The UTC date (``YYYY-MM-DD``, trades_raw's partition value) of epoch milliseconds."""
+    return (_EPOCH + dt.timedelta(days=epoch_ms // _DAY_MS)).isoformat()
+
+
+def any_of(clauses: Sequence[str]) -> str:
+    """The disjunction of `clauses` (false when there are none)."""
+    return " OR ".join(f"({clause})" for clause in clauses) if clauses else "false"
+
+
+def trade_time_clause(run: Run, window_ms: int, prefix: str = "") -> str:
+    """Trades of `run`'s windows: partition range, then trade_time (file statistics)."""
+    last_ms = run.last + window_ms - 1
+    return (
+        f"{prefix}symbol = {sql_string(run.symbol)} "
+        f"AND {prefix}trade_date >= {sql_string(utc_date(run.first))} "
+        f"AND {prefix}trade_date <= {sql_string(utc_date(last_ms))} "
+        f"AND {prefix}trade_time BETWEEN {run.first} AND {last_ms}"
+    )
+
+
+def window_clause(run: Run, timestamp: Callable[[int], str], prefix: str = "") -> str:
+    """Windows of `run`, with `timestamp` writing the sink's timestamp literal."""
+    return (
+        f"{prefix}symbol = {sql_string(run.symbol)} "
+        f"AND {prefix}window_start >= {timestamp(run.first)} "
+        f"AND {prefix}window_start <= {timestamp(run.last)}"
+    )
