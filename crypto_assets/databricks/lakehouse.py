@@ -7,7 +7,6 @@ sensor) there is no Spark and no `/Volumes`: the landing folder is listed with t
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,11 @@ import pyarrow as pa
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.landing_files import is_landing_file
-from crypto_assets.orchestration.lakehouse import LakehouseResource, LandingFile
+from crypto_assets.orchestration.lakehouse import (
+    LakehouseResource,
+    LandingFile,
+    landing_files_in,
+)
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -54,14 +57,7 @@ class DatabricksLakehouse(LakehouseResource):
         """Complete landing files on the Volume, oldest name first."""
         folder = Path(self.layout.landing_dir)
         if folder.is_dir():  # on Databricks compute the Volume is mounted
-            files = []
-            for entry in os.scandir(folder):
-                if is_landing_file(entry.name):
-                    try:
-                        files.append(LandingFile(entry.name, entry.stat().st_mtime))
-                    except FileNotFoundError:
-                        continue
-            return sorted(files)
+            return landing_files_in(folder)
         client = workspace_client(
             Settings(catalog=self.catalog, schema_name=self.schema_name, databricks_host=self.host)
         )

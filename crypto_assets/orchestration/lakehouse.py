@@ -35,6 +35,21 @@ class LandingTotals(NamedTuple):
     rows: int
 
 
+def landing_files_in(folder: Path) -> list[LandingFile]:
+    """The complete landing files of a local folder, oldest name first; none if it is missing."""
+    if not folder.is_dir():
+        return []
+    files = []
+    for entry in os.scandir(folder):
+        if not is_landing_file(entry.name):
+            continue
+        try:
+            files.append(LandingFile(entry.name, entry.stat().st_mtime))
+        except FileNotFoundError:  # removed between listing and stat
+            continue
+    return sorted(files)
+
+
 class LandingCounter:
     """Counts a landing folder's complete files and their non-blank lines, for `landing_trades`.
 
@@ -110,17 +125,7 @@ class LocalLakehouse(LakehouseResource):
 
     def landing_files(self) -> list[LandingFile]:
         """Complete landing files, oldest name first."""
-        if not self.landing_dir.is_dir():
-            return []
-        files = []
-        for entry in self.landing_dir.iterdir():
-            if not is_landing_file(entry.name):
-                continue
-            try:
-                files.append(LandingFile(entry.name, entry.stat().st_mtime))
-            except FileNotFoundError:  # removed between listing and stat
-                continue
-        return sorted(files)
+        return landing_files_in(self.landing_dir)
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
         """The table's current content, or None when it does not exist yet."""
