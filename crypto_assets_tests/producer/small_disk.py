@@ -22,7 +22,7 @@ _BLOCK = b"\0" * 65536
 
 
 class SmallDisk:
-    """A mounted tmpfs of `size_bytes` at `path`; `fill` takes its free space, `free` gives it back."""
+    """A mounted tmpfs of `size_bytes` at `path`: `fill` takes its free space, `free` returns it."""
 
     def __init__(self, path: Path, size_bytes: int) -> None:
         self.path = Path(path)
