@@ -43,6 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rebase-time", action="store_true", help="shift E/T so the first trade is now"
     )
     parser.add_argument(
+        "--clock-time",
+        action="store_true",
+        help="every E/T is the wall clock when sent (rebased, divided by --speed)",
+    )
+    parser.add_argument(
         "--drop-after", type=int, metavar="N", help="abort connections after N frames"
     )
     parser.add_argument(
@@ -108,6 +113,7 @@ def run_replay_server(args: argparse.Namespace) -> int:
         pong_timeout=args.pong_timeout,
         max_connection_age=args.max_connection_age,
         first_lap=args.first_lap,
+        clock_time=args.clock_time,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

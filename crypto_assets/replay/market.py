@@ -5,6 +5,14 @@ connection subscribes, it runs on the wall clock (the recording's receive-time c
 ``speed``) and a disconnected client misses trades. At ``speed=None`` ("max") it goes as fast as
 the subscribed connections take frames and pauses while nobody is subscribed. Trades it has
 published are kept (as positions, not copies, so ``--loop`` does not grow memory) for REST.
+
+Faults can also be asked for while the market runs (`corrupt_next`, `withhold_next`): they apply
+to the next trades it publishes. Trades withheld from REST too are remembered by id (a set that
+grows only with the faults asked for) and never served: an unfillable gap.
+
+With ``clock_time`` every published time is the wall clock at which the market publishes it:
+recorded times are rebased to the market's start and divided by the speed, so at 10x a trade's
+``T`` is about when it is sent (end-to-end lag stays measurable) and never runs ahead of the clock.
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ class MarketStats:
     events_published: int = 0
     trades_published: int = 0
     trades_withheld: int = 0
+    trades_hidden_from_rest: int = 0
     trades_corrupted: int = 0
     laps_completed: int = 0
     finished: bool = False
@@ -82,8 +91,13 @@ class Market:
         corrupt_every: int | None,
         gap_every: int | None,
         first_lap: int = 0,
+        clock_time: bool = False,
     ) -> None:
+        if clock_time and speed is None:
+            raise ValueError("clock_time needs a finite speed")
         self._recording = recording
+        self._clock_time = clock_time
+        self._clock_origin_ms = 0
         self._first_lap = first_lap
         self._speed = speed
         self._loop = loop
@@ -100,6 +114,39 @@ class Market:
         # the first lap's start (earlier laps were never published) up to this end.
         self._first_position = {s: first_lap * len(t.trades) for s, t in recording.symbols.items()}
         self._published: dict[str, int] = dict(self._first_position)
+        # Run-time faults: how many of the next trades to corrupt or withhold.
+        self._corrupt_left = 0
+        self._withhold_left = 0
+        self._hide_left = 0
+        self._hidden: dict[str, set[int]] = {}  # per symbol, ids REST must not serve either
+        self._withheld_ids: dict[str, list[int]] = {}  # per symbol, ids withheld from streams
+
+    def corrupt_next(self, count: int) -> None:
+        """Send the next `count` trades malformed (REST still serves them); call on the loop."""
+        self._corrupt_left += _at_least_one(count)
+
+    def withhold_next(self, count: int, from_rest: bool = False) -> None:
+        """Withhold the next `count` trades from the streams; `from_rest`: from REST too."""
+        if from_rest:
+            self._hide_left += _at_least_one(count)
+        else:
+            self._withhold_left += _at_least_one(count)
+
+    def withheld_ids(self) -> dict[str, list[int]]:
+        """Per symbol, the ids of trades withheld from the streams at run time so far."""
+        return {symbol: list(ids) for symbol, ids in self._withheld_ids.items()}
+
+    def hidden_ids(self) -> dict[str, set[int]]:
+        """Per symbol, the ids withheld from REST too: never served, an unfillable gap."""
+        return {symbol: set(ids) for symbol, ids in self._hidden.items()}
+
+    def published_extent(self) -> dict[str, tuple[int, int]]:
+        """Per symbol, the published positions ``[first, end)`` (lap * trades per lap + index)."""
+        return {s: (self._first_position[s], end) for s, end in self._published.items()}
+
+    def published_time(self, lap: int, recorded_ms: int) -> int:
+        """The time (ms) the market gives a recorded time of lap `lap`."""
+        return recorded_ms + self._time_shift(lap, recorded_ms)
 
     @property
     def started(self) -> bool:
@@ -154,21 +201,29 @@ class Market:
         else:
             lap = (from_id - table.ids[0]) // table.span
             start = max(first, lap * count + table.position_of(from_id - lap * table.span))
-        rows = []
-        for position in range(start, min(start + limit, published)):
+        hidden = self._hidden.get(symbol, ())
+        rows: list[PublishedTrade] = []
+        position = start
+        while position < published and len(rows) < limit:
             lap, index = divmod(position, count)
+            position += 1
             trade = table.trades[index]
-            rows.append(
-                PublishedTrade(
-                    trade.trade_id + lap * table.span,
-                    trade.trade_time + self._time_shift(lap),
-                    trade,
-                )
-            )
+            trade_id = trade.trade_id + lap * table.span
+            if trade_id in hidden:
+                continue
+            rows.append(PublishedTrade(trade_id, self.published_time(lap, trade.trade_time), trade))
         return rows
 
-    def _time_shift(self, lap: int) -> int:
-        return lap * self._recording.lap_ms + self._rebase_shift_ms
+    def _time_shift(self, lap: int, recorded_ms: int) -> int:
+        """How far a recorded time of lap `lap` moves (ms)."""
+        if not self._clock_time:
+            return lap * self._recording.lap_ms + self._rebase_shift_ms
+        recording = self._recording
+        elapsed = (
+            recorded_ms - recording.first_trade_time + (lap - self._first_lap) * recording.lap_ms
+        )
+        assert self._speed is not None  # checked in __init__
+        return self._clock_origin_ms + round(elapsed / self._speed) - recorded_ms
 
     def _reindex(self) -> None:
         index: dict[str, list[Subscriber]] = {}
@@ -180,6 +235,7 @@ class Market:
     async def _run(self) -> None:
         recording = self._recording
         first_lap = self._first_lap
+        self._clock_origin_ms = int(time.time() * 1000)
         if self._rebase_time:
             # The first published trade (of lap `first_lap`) is at now.
             first_time = recording.first_trade_time + first_lap * recording.lap_ms
@@ -230,13 +286,20 @@ class Market:
             self._published[trade.symbol] = lap * len(table.trades) + event.position + 1
             self.stats.trades_published += 1
             ordinal = self.stats.trades_published
-            if self._gap_every and ordinal % self._gap_every == 0:
-                self.stats.trades_withheld += 1
+            if self._withheld(trade.symbol, trade.trade_id + id_shift, ordinal):
                 return []
             if self._corrupt_every and ordinal % self._corrupt_every == 0:
                 self.stats.trades_corrupted += 1
                 kind = ordinal // self._corrupt_every % len(CORRUPTION_KINDS)
                 corruption = CORRUPTION_KINDS[kind]
+            elif self._corrupt_left:
+                self._corrupt_left -= 1
+                self.stats.trades_corrupted += 1
+                corruption = CORRUPTION_KINDS[self._corrupt_left % len(CORRUPTION_KINDS)]
+            time_shift = self._time_shift(lap, trade.trade_time)
+        else:
+            elapsed_ms = (event.recv_ns - self._recording.first_recv_ns) // 1_000_000
+            time_shift = self._time_shift(lap, self._recording.first_trade_time + elapsed_ms)
         subscribers = self._by_stream.get(event.stream)
         if not subscribers:
             return []
@@ -249,10 +312,33 @@ class Market:
                 frame = rendered[frame_format] = render_frame(
                     event,
                     frame_format,
-                    time_shift_ms=self._time_shift(lap),
+                    time_shift_ms=time_shift,
                     id_shift=id_shift,
                     corruption=corruption,
                 )
             if subscriber.deliver(frame) >= BACKLOG_HIGH_WATER and self._speed is None:
                 blocked.append(subscriber)
         return blocked
+
+    def _withheld(self, symbol: str, trade_id: int, ordinal: int) -> bool:
+        """Whether this trade is kept off the streams (and, when asked, off REST)."""
+        if self._gap_every and ordinal % self._gap_every == 0:
+            self.stats.trades_withheld += 1
+            return True
+        if self._hide_left:
+            self._hide_left -= 1
+            self._hidden.setdefault(symbol, set()).add(trade_id)
+            self.stats.trades_hidden_from_rest += 1
+        elif self._withhold_left:
+            self._withhold_left -= 1
+        else:
+            return False
+        self.stats.trades_withheld += 1
+        self._withheld_ids.setdefault(symbol, []).append(trade_id)
+        return True
+
+
+def _at_least_one(count: int) -> int:
+    if count < 1:
+        raise ValueError(f"expected a count of at least 1, got {count}")
+    return count

@@ -12,12 +12,13 @@ import asyncio
 import dataclasses
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Self, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -33,6 +34,7 @@ from crypto_assets.replay.rest import handle_rest, is_rest_path
 from crypto_assets.replay.session import ConnectionStats, SessionFaults, StreamSession
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 15.0
@@ -64,6 +66,8 @@ class ReplayOptions:
     max_connection_age: float | None = None  # seconds; Binance closes connections after 24 h
     # The market starts at this lap, as --loop would publish it: ids + N * span, times + N laps.
     first_lap: int = 0
+    # Every time the wall clock at publication: rebased, and divided by the speed.
+    clock_time: bool = False
 
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
@@ -80,6 +84,8 @@ class ReplayOptions:
                 raise CryptoAssetsError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_incoming_per_second < 1:
             raise CryptoAssetsError("max_incoming_per_second must be at least 1")
+        if self.clock_time and self.speed is None:
+            raise CryptoAssetsError("clock_time (--clock-time) needs a finite --speed, not max")
         if self.first_lap < 0:
             raise CryptoAssetsError(
                 f"first_lap (--first-lap) must be 0 or more, got {self.first_lap}"
@@ -164,6 +170,50 @@ class ReplayServer:
         market = self._market.stats if self._market else MarketStats()
         return ReplayStats(dataclasses.replace(market), dataclasses.replace(self._connection_stats))
 
+    # Faults asked for at run time, from any thread; each applies at once, on the server's loop.
+
+    def drop_connections(self) -> int:
+        """Abort every stream connection now, no close frame; the number dropped."""
+        return self._on_loop(lambda: sum(session.drop_now() for session in list(self._sessions)))
+
+    def send_server_shutdown(self) -> int:
+        """Send serverShutdown on every connection now, then close each after the grace."""
+        return self._on_loop(
+            lambda: sum(session.shutdown_now() for session in list(self._sessions))
+        )
+
+    def corrupt_next(self, count: int) -> None:
+        """Send the next `count` trades malformed (REST serves them as they are)."""
+        self._on_loop(lambda: self._running_market().corrupt_next(count))
+
+    def withhold_next(self, count: int, from_rest: bool = False) -> None:
+        """Keep the next `count` trades off the streams; `from_rest`: off REST too (unfillable)."""
+        self._on_loop(lambda: self._running_market().withhold_next(count, from_rest))
+
+    @property
+    def market(self) -> Market:
+        """The market (read its ledger, e.g. `hidden_ids`, through `on_loop`)."""
+        return self._running_market()
+
+    def on_loop(self, call: Callable[[], T]) -> T:
+        """Run `call` on the server's event loop and return its result (thread-safe reads)."""
+        return self._on_loop(call)
+
+    def _running_market(self) -> Market:
+        if self._market is None:
+            raise RuntimeError("the replay server is not started")
+        return self._market
+
+    def _on_loop(self, call: Callable[[], T]) -> T:
+        loop = self._loop
+        if loop is None or self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the replay server is not running")
+
+        async def run() -> T:
+            return call()
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(_START_TIMEOUT_S)
+
     def start(self) -> None:
         """Load the recordings, listen, and return once connections are accepted."""
         if self._thread is not None:
@@ -241,6 +291,7 @@ class ReplayServer:
             corrupt_every=options.corrupt_every,
             gap_every=options.gap_every,
             first_lap=options.first_lap,
+            clock_time=options.clock_time,
         )
         try:
             server = await serve(

@@ -124,6 +124,22 @@ class StreamSession:
             await self._ws.send(notice, text=True)
         self._stats.shutdowns_sent += 1
 
+    def drop_now(self) -> bool:
+        """Abort the connection now, without a close frame (a network failure); False if closing."""
+        if self._closing:
+            return False
+        self._closing = True
+        self._stats.connections_dropped += 1
+        self._ws.transport.abort()
+        return True
+
+    def shutdown_now(self) -> bool:
+        """Send serverShutdown ahead of queued frames, close after the grace; False if closing."""
+        if self._closing or self._shutdown_noticed:
+            return False
+        self._announce_shutdown()
+        return True
+
     async def run(self) -> None:
         """Serve the connection until it closes."""
         self._stats.connections_opened += 1
@@ -211,25 +227,28 @@ class StreamSession:
     def _after_frames(self) -> None:
         faults = self._faults
         if faults.drop_after is not None and self._frames_sent >= faults.drop_after:
-            if not self._closing:
-                self._closing = True
-                self._stats.connections_dropped += 1
-                logger.info("dropping a connection after %s frames (fault)", self._frames_sent)
-                self._ws.transport.abort()  # no close frame: an abrupt network failure
+            if self.drop_now():
+                logger.info("dropped a connection after %s frames (fault)", self._frames_sent)
             return
         shutdown_after = faults.shutdown_after
-        if shutdown_after is not None and self._frames_sent >= shutdown_after:
-            if self._shutdown_noticed:
-                return
-            self._shutdown_noticed = True
-            self._stats.shutdowns_sent += 1
-            # Queued, not sent at once, so that it follows exactly N frames.
-            now_ms = int(time.time() * 1000)
-            self._queue.appendleft(server_shutdown_frame(now_ms, self._frame_format))
-            loop = asyncio.get_running_loop()
-            loop.call_later(
-                faults.shutdown_grace, self._begin_close, CloseCode.GOING_AWAY, "Server shutdown"
-            )
+        if (
+            shutdown_after is not None
+            and self._frames_sent >= shutdown_after
+            and not self._shutdown_noticed
+        ):
+            self._announce_shutdown()
+
+    def _announce_shutdown(self) -> None:
+        self._shutdown_noticed = True
+        self._stats.shutdowns_sent += 1
+        # Queued first, not sent at once: with shutdown_after it follows exactly N frames.
+        now_ms = int(time.time() * 1000)
+        self._queue.appendleft(server_shutdown_frame(now_ms, self._frame_format))
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        loop.call_later(
+            self._faults.shutdown_grace, self._begin_close, CloseCode.GOING_AWAY, "Server shutdown"
+        )
 
     def _begin_close(self, code: int, reason: str) -> None:
         self._closing = True
