@@ -2,14 +2,16 @@
 
 Fetched trades go through the same `TradeSequencer` as streamed ones, so a trade that arrived late
 on the websocket meanwhile is not landed twice. What REST cannot provide is given up, counted as
-unfilled and logged with its id range: never hidden.
+unfilled and logged with its id range: never hidden. Trades the landing writer had to drop (disk
+full) are `reopen`ed as gaps and fetched like any other once files can be written again (`paused`
+says when they cannot: fetching then would only fill memory that the writer must drop again).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from crypto_assets.binance.parsing import TradeRecord, trade_from_rest
 from crypto_assets.binance.rest_client import MAX_LIMIT, BinanceRestClient, RestError
@@ -30,6 +32,7 @@ class GapFiller:
         max_trades_per_gap: int = 100_000,
         max_attempts: int = 3,
         retry_seconds: float = 5.0,
+        paused: Callable[[], bool] | None = None,
     ) -> None:
         self.rest = rest
         self.sequencer = sequencer
@@ -37,6 +40,7 @@ class GapFiller:
         self.max_trades_per_gap = max_trades_per_gap
         self.max_attempts = max_attempts
         self.retry_seconds = retry_seconds
+        self.paused = paused
         self.filled_from_rest = 0
         self.tail_filled = 0
         self.rest_calls = 0
@@ -45,8 +49,13 @@ class GapFiller:
         self._unreachable_until = float("-inf")
 
     def fill_due(self, now: float, final: bool = False) -> None:
-        """Fill every gap past its grace period; with `final`, every gap, one attempt each."""
+        """Fill every gap past its grace period; with `final`, every gap, one attempt each.
+
+        Nothing is fetched (and nothing given up) while `paused` says the writer cannot land.
+        """
         for gap in self.sequencer.due_gaps(now, include_recent=final):
+            if self.paused is not None and self.paused():
+                return
             key = (gap.symbol, gap.first_id)
             attempts, retry_at = self._failed.get(key, (0, 0.0))
             if not final and now < retry_at:
@@ -82,6 +91,12 @@ class GapFiller:
                 )
             self._failed.pop(key, None)
             self._give_up_rest(gap)
+
+    def reopen(self, dropped: Mapping[str, list[tuple[int, int]]], now: float) -> None:
+        """Register trade id ranges that were accepted but dropped unlanded, as gaps to fill."""
+        for symbol, ranges in sorted(dropped.items()):
+            for first, last in ranges:
+                self.sequencer.reopen(symbol, first, last, now)
 
     def fill_tail(self, until_ms: int, now: float) -> None:
         """Fetch trades after each symbol's last id up to `until_ms` (trade time), once, at stop.

@@ -32,7 +32,12 @@ from crypto_assets.binance.stream_client import (
     combined_stream_url,
 )
 from crypto_assets.producer.gap_filler import GapFiller
-from crypto_assets.producer.landing_writer import LandingWriteError, LandingWriter
+from crypto_assets.producer.landing_writer import (
+    LandingWriteError,
+    LandingWriter,
+    TradeIdRanges,
+    describe_ranges,
+)
 from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
 from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequencer
 from crypto_assets.settings import SettingsError
@@ -74,6 +79,9 @@ class ProducerConfig:
     quarantine_dir: Path | None = None
     batch_interval_seconds: float = 5.0
     max_trades_per_batch: int = 1000
+    # Trades held in memory while the landing disk is full (minutes of a busy market); beyond it
+    # the oldest are dropped, reported and back-filled from REST once space returns.
+    max_pending_trades: int = 200_000
     duration_seconds: float | None = None
     silence_timeout: float = 60.0
     max_connection_age: float = 23.5 * 3600
@@ -111,6 +119,11 @@ class ProducerConfig:
                 raise SettingsError(f"{name}={getattr(self, name)!r}: must be greater than zero")
         if self.max_trades_per_batch < 1:
             raise SettingsError(f"max_trades_per_batch={self.max_trades_per_batch!r}: must be ≥ 1")
+        if self.max_pending_trades < self.max_trades_per_batch:
+            raise SettingsError(
+                f"max_pending_trades={self.max_pending_trades!r}: must be ≥ max_trades_per_batch "
+                f"({self.max_trades_per_batch})"
+            )
         if self.duration_seconds is not None and self.duration_seconds <= 0:
             raise SettingsError(f"duration_seconds={self.duration_seconds!r}: must be > 0 or None")
 
@@ -143,6 +156,19 @@ class ProducerStats:
     gaps_filled_from_rest: int = 0
     gaps_pending: int = 0
     trades_landed: int = 0  # in visible landing files; `trades` also counts the open batch
+    pending_trades: int = 0  # received, not yet in a visible file (the open batch, a full disk)
+    dropped_trades: int = 0  # dropped unlanded because the disk stayed full (REST back-fills)
+    disk_full_seconds: float = 0.0  # time the landing disk was full, this run
+    disk_full: bool = False  # the landing disk is full right now
+
+    def _disk_text(self) -> str:
+        if not (self.disk_full or self.dropped_trades or self.disk_full_seconds):
+            return ""
+        now = "full now" if self.disk_full else "writable"
+        return (
+            f"; landing disk {now}, full for {self.disk_full_seconds:.0f} s in all, "
+            f"{self.pending_trades} trades pending, {self.dropped_trades} dropped"
+        )
 
     def progress_line(self, previous: ProducerStats | None = None) -> str:
         """Progress in one line for a terminal; the rate is since `previous` (else the start)."""
@@ -155,7 +181,7 @@ class ProducerStats:
             f"{self.files} files, {self.trades - self.trades_landed} more in the open batch "
             f"({symbols} received), {rate:.1f} trades/s, gaps: {self.gaps_filled} trades filled, "
             f"{self.gaps_pending} pending, {self.gaps_unfilled} unfilled; "
-            f"reconnects {self.reconnects}"
+            f"reconnects {self.reconnects}{self._disk_text()}"
         )
 
 
@@ -175,7 +201,7 @@ class ProducerSummary(ProducerStats):
             f"produced {self.trades} trades ({symbols}) in {self.files} files in "
             f"{self.seconds:.1f} s from {self.source}; quarantined {self.quarantined}, "
             f"duplicates dropped {self.duplicates_dropped}, gap trades filled {self.gaps_filled}, "
-            f"unfilled {self.gaps_unfilled}, reconnects {self.reconnects}"
+            f"unfilled {self.gaps_unfilled}, reconnects {self.reconnects}{self._disk_text()}"
         )
 
 
@@ -219,13 +245,18 @@ class Producer:
             config.batch_interval_seconds,
             config.max_trades_per_batch,
             on_landed=None if self.state is None else self._save_state,
+            max_pending_trades=config.max_pending_trades,
+            on_dropped=self._dropped,
+            report_interval_seconds=config.progress_interval_seconds,
         )
+        self._state_save_failing = False
         rest = BinanceRestClient(config.rest_url) if config.rest_url else None
         self.gap_filler = GapFiller(
             rest,
             sequencer=self.sequencer,
             emit=self._emit,
             max_trades_per_gap=config.max_gap_fill_trades,
+            paused=lambda: self.writer.disk_full,
         )
         self.client = StreamClient(
             combined_stream_url(config.ws_url, config.pairs),
@@ -273,10 +304,14 @@ class Producer:
             stopped_ms = time.time_ns() // 1_000_000
             self.client.stop()
             self._drain(final=True)
-            self.gap_filler.fill_due(time.monotonic(), final=True)
-            if self.config.fill_tail_on_stop:
-                self.gap_filler.fill_tail(stopped_ms, time.monotonic())
-            self.writer.flush()
+            self.writer.flush()  # also a last try when the disk was full
+            if not self.writer.disk_full:
+                self.gap_filler.fill_due(time.monotonic(), final=True)
+                if self.config.fill_tail_on_stop:
+                    self.gap_filler.fill_tail(stopped_ms, time.monotonic())
+                self.writer.flush()
+            if self.writer.disk_full:
+                self._report_unlanded()
             if self.upload is not None:
                 self.upload.stop()  # a last upload; what fails waits in the spool
             if self.state is not None:
@@ -306,7 +341,13 @@ class Producer:
                 landed.high,
                 sum(last - first + 1 for first, last in landed.missing),
             )
-        self.state.save(progress)
+        try:
+            self.state.save(progress)
+        except LandingWriteError as exc:
+            if not exc.disk_full:
+                raise
+            # The old state still says what was landed: a later save (after a landing) catches up.
+            logger.warning("%s: producing on, the state is saved after the next landing file", exc)
 
     def _save_state(self, landed_file: Path) -> None:
         # Called with nothing pending: everything the sequencer accepted is in visible files.
@@ -316,7 +357,31 @@ class Producer:
             self.state.save(self.sequencer.progress())
         except LandingWriteError as exc:
             # Landing goes on; the next start reads the landing files newer than the old state.
-            logger.warning("%s", exc)
+            if not self._state_save_failing:
+                logger.warning("%s (warned once until a save succeeds)", exc)
+            self._state_save_failing = True
+            return
+        if self._state_save_failing:
+            logger.warning("producer state saved again after %s", landed_file.name)
+            self._state_save_failing = False
+
+    def _dropped(self, dropped: TradeIdRanges) -> None:
+        # Accepted but never landed: no longer counted, and gaps again for REST (the state saved
+        # after the next landing file lists them as missing, not landed).
+        for symbol, ranges in dropped.items():
+            count = sum(last - first + 1 for first, last in ranges)
+            self._per_symbol[symbol] = self._per_symbol.get(symbol, 0) - count
+        self.gap_filler.reopen(dropped, time.monotonic())
+
+    def _report_unlanded(self) -> None:
+        logger.error(
+            "stopping with the landing disk full: %s trades not landed (%s) and %s dropped; the "
+            "state file still says only what was landed, so the next start back-fills them from "
+            "REST",
+            self.writer.pending,
+            describe_ranges(self.writer.pending_ranges()),
+            self.writer.dropped_trades,
+        )
 
     def _loop(self, deadline: float | None, stop_event: threading.Event | None) -> None:
         next_progress = time.monotonic() + self.config.progress_interval_seconds
@@ -398,4 +463,8 @@ class Producer:
             "gaps_filled_from_rest": self.gap_filler.filled_from_rest,
             "gaps_pending": self.sequencer.missing_trades(),
             "trades_landed": self.writer.trades_written,
+            "pending_trades": self.writer.pending,
+            "dropped_trades": self.writer.dropped_trades,
+            "disk_full_seconds": self.writer.disk_full_seconds,
+            "disk_full": self.writer.disk_full,
         }

@@ -107,7 +107,8 @@ class ProducerStateFile:
         except OSError as exc:
             raise LandingWriteError(
                 f"cannot write the producer state file {self.path}: {exc.strerror or exc} "
-                "(fix the permissions or choose another --state-file)"
+                "(fix the permissions or choose another --state-file)",
+                exc.errno,
             ) from exc
 
     def own(self, landing_dir: Path) -> None:
@@ -131,7 +132,8 @@ class ProducerStateFile:
             raise LandingWriteError(
                 f"cannot write the producer state file {self.path} (its lock "
                 f"{self._lock.lock_path}): {exc.strerror or exc} "
-                "(fix the permissions or choose another --state-file)"
+                "(fix the permissions or choose another --state-file)",
+                exc.errno,
             ) from exc
 
     def _mtime_ns(self) -> int | None:

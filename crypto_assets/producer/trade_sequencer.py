@@ -62,6 +62,7 @@ class TradeSequencer:
         self.gap_trades_detected = 0
         self.filled = 0
         self.unfilled = 0
+        self.reopened = 0
 
     def seed(self, symbol: str, progress: SymbolProgress, now: float) -> None:
         """Resume `symbol` from an earlier run: ids ≤ its high are landed except those missing.
@@ -93,6 +94,20 @@ class TradeSequencer:
         self.duplicates += 1
         return False
 
+    def reopen(self, symbol: str, first: int, last: int, now: float) -> None:
+        """Make the accepted ids ``first..last`` missing again (accepted, then never landed).
+
+        The landing writer dropped them (disk full): they become a gap for REST to back-fill, and
+        the progress saved for a later process no longer counts them as landed.
+        """
+        state = self._states.get(symbol)
+        if state is None or last > state.high or first > last:
+            raise ValueError(f"{symbol}: ids {first}..{last} were never accepted")
+        index = bisect_right(state.missing, first, key=_first_id)
+        state.missing.insert(index, [first, last, now])
+        self.reopened += last - first + 1
+        self._bound_missing(symbol, state)
+
     def due_gaps(self, now: float, include_recent: bool = False) -> list[Gap]:
         """Gaps missing for at least the grace period (all of them with `include_recent`)."""
         cutoff = now - self.grace_seconds
@@ -104,7 +119,10 @@ class TradeSequencer:
         ]
 
     def resolve(self, gap: Gap) -> int:
-        """Give up on the ids of `gap` still missing (after REST back-filling); returns how many."""
+        """Give up on the ids of `gap` still missing (after REST back-filling); returns how many.
+
+        Ranges reopened after the gap was detected (trades dropped meanwhile) are kept.
+        """
         state = self._states.get(gap.symbol)
         if state is None:
             return 0
@@ -113,7 +131,7 @@ class TradeSequencer:
         for entry in state.missing:
             first, last = entry[0], entry[1]
             low, high = max(first, gap.first_id), min(last, gap.last_id)
-            if low > high:
+            if low > high or entry[2] > gap.detected_at:
                 kept.append(entry)
                 continue
             given_up += high - low + 1
@@ -157,6 +175,9 @@ class TradeSequencer:
         logger.info(
             "%s: trade ids %s..%s missing (%s trades)", symbol, first, last, last - first + 1
         )
+        self._bound_missing(symbol, state)
+
+    def _bound_missing(self, symbol: str, state: _SymbolState) -> None:
         if len(state.missing) > self.max_missing_ranges:
             # Bounded memory: the oldest range is the least likely to still arrive; count it lost.
             old_first, old_last, _ = state.missing.pop(0)
