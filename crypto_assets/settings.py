@@ -210,6 +210,11 @@ class Settings(BaseModel):
     watermark_delay: Annotated[str, AfterValidator(_window)] = Field(
         "30 seconds", description="WATERMARK_DELAY: how late a trade may revise its window"
     )
+    analytics_trigger_seconds: Annotated[float, _positive(float)] = Field(
+        5.0,
+        le=3600,
+        description="ANALYTICS_TRIGGER_SECONDS: continuous analytics' trigger interval",
+    )
     catalog: Annotated[str, AfterValidator(_name)] = Field(
         "takamol_demo", description="CATALOG: Unity Catalog of the Databricks deployment"
     )

@@ -30,7 +30,11 @@ from crypto_assets.orchestration.resources import (
     LocalSpark,
 )
 from crypto_assets.orchestration.schedules import streaming_analytics_schedule
-from crypto_assets.orchestration.sensors import build_producer_sensor, landing_files_sensor
+from crypto_assets.orchestration.sensors import (
+    build_continuous_analytics_sensor,
+    build_producer_sensor,
+    landing_files_sensor,
+)
 from crypto_assets.settings import Settings
 
 
@@ -128,7 +132,11 @@ def build_definitions(
     return dg.Definitions(
         assets=with_freshness(assets, freshness),
         jobs=[producer_job, streaming_analytics_job],
-        sensors=[build_producer_sensor(producer_job), landing_files_sensor],
+        sensors=[
+            build_producer_sensor(producer_job),
+            build_continuous_analytics_sensor(settings.analytics_trigger_seconds),
+            landing_files_sensor,
+        ],
         schedules=[streaming_analytics_schedule],
         resources=resources,
     )

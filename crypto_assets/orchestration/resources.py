@@ -31,8 +31,9 @@ SERVERLESS_KEY = "databricks_serverless"
 PRODUCER_SETTINGS = frozenset(
     {"trading_pairs", "batch_interval_seconds", "run_duration_minutes", "max_trades_per_batch"}
 )
+# ANALYTICS_TRIGGER_SECONDS is continuous_analytics_sensor's: the run's own is the op's config.
 _NOT_IN_RUN_CONFIG = (
-    frozenset({"deployment", "dagster_home"})
+    frozenset({"deployment", "dagster_home", "analytics_trigger_seconds"})
     | frozenset(name for name in Settings.model_fields if name.startswith("databricks_"))
     | PRODUCER_SETTINGS
 )

@@ -1,4 +1,5 @@
-"""What the sensors and the schedule ask the Dagster instance: active runs, recent failures."""
+"""What the sensors and the schedule ask the Dagster instance: active runs, recent failures, and
+whether a sensor is turned on."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
+
+# The instigator state (on/off) of a sensor or schedule has no public name in dagster 1.13.
+from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
 
 # Every status of a run that has been requested and has not finished.
 ACTIVE_STATUSES = (
@@ -68,3 +72,17 @@ def finished_at(record: dg.RunRecord) -> float:
     if record.end_time is not None:
         return record.end_time
     return record.update_timestamp.timestamp()
+
+
+def sensor_is_on(instance: dg.DagsterInstance, sensor_name: str) -> bool:
+    """Whether a sensor of this name that is off by default has been turned on in `instance`.
+
+    Turning a sensor on (UI, `dagster sensor start`) stores its state as RUNNING; a sensor that
+    is off by default and was never turned on has no stored state, or one Dagster reads as off.
+    Names are matched across the instance: the project runs one code location per instance (its
+    run queue limits are instance-wide too).
+    """
+    states = instance.all_instigator_state(
+        instigator_type=InstigatorType.SENSOR, instigator_statuses={InstigatorStatus.RUNNING}
+    )
+    return any(state.name == sensor_name for state in states)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+from dagster._core.scheduler.instigation import InstigatorStatus
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets_tests.orchestration.instigator_states import turn_sensor
 
 
 def test_schedule_runs_the_analytics_job_every_minute(defs, instance):
@@ -31,6 +33,18 @@ def test_schedule_skips_while_an_analytics_run_is_going(defs, instance):
     assert not result.run_requests
     assert run.run_id in result.skip_message
     instance.report_run_failed(run)
+    assert (
+        len(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests) == 1
+    )
+
+
+def test_schedule_is_quiet_while_continuous_analytics_are_on(defs, instance):
+    schedule = defs.resolve_schedule_def("streaming_analytics_schedule")
+    turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.RUNNING)
+    quiet = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+    assert not quiet.run_requests
+    assert "continuous_analytics_sensor is on" in quiet.skip_message
+    turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.STOPPED)
     assert (
         len(schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests) == 1
     )

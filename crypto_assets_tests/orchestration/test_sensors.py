@@ -11,12 +11,20 @@ from dagster._core.remote_origin import (
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
+from dagster._core.scheduler.instigation import InstigatorStatus
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
-from crypto_assets.orchestration.runs import RestartBackoff
-from crypto_assets.orchestration.sensors import PRODUCER_BACKOFF, producer_decision
-from crypto_assets.settings import Settings
+from crypto_assets.orchestration.runs import RestartBackoff, sensor_is_on
+from crypto_assets.orchestration.sensors import (
+    PRODUCER_BACKOFF,
+    continuous_analytics_decision,
+    producer_decision,
+)
+from crypto_assets.settings import Settings, SettingsError
+from crypto_assets_tests.orchestration.instigator_states import turn_sensor
 from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
 
 
@@ -29,7 +37,12 @@ def _evaluate(sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor:
     return sensor(context)
 
 
-def _submit(instance: dg.DagsterInstance, job: dg.JobDefinition, request: dg.RunRequest):
+def _submit(
+    instance: dg.DagsterInstance,
+    job: dg.JobDefinition,
+    request: dg.RunRequest,
+    status: dg.DagsterRunStatus = dg.DagsterRunStatus.QUEUED,
+):
     """What the daemon does with a run request: create the run, queued, with its code origin."""
     origin = RemoteJobOrigin(
         repository_origin=RemoteRepositoryOrigin(
@@ -44,7 +57,7 @@ def _submit(instance: dg.DagsterInstance, job: dg.JobDefinition, request: dg.Run
         job,
         run_config=request.run_config,
         tags=request.tags,
-        status=dg.DagsterRunStatus.QUEUED,
+        status=status,
         remote_job_origin=origin,
     )
 
@@ -183,3 +196,156 @@ def test_landing_sensor_waits_for_the_active_analytics_run(defs, instance, setti
     instance.report_run_failed(run)
     # The file that waited still triggers once the run is over: the cursor had not moved.
     assert isinstance(sensor(_landing_context(defs, instance, None)), dg.SensorResult)
+
+
+def _continuous_sensor(defs: dg.Definitions) -> dg.SensorDefinition:
+    return defs.resolve_sensor_def("continuous_analytics_sensor")
+
+
+def _continuous_config(trigger: float) -> dict:
+    return {
+        "ops": {
+            "streaming_analytics": {"config": {"mode": "continuous", "trigger_seconds": trigger}}
+        }
+    }
+
+
+def test_continuous_sensor_is_off_by_default_and_starts_one_continuous_run(defs, instance):
+    sensor = _continuous_sensor(defs)
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.job_name == ANALYTICS_JOB
+    result = _evaluate(sensor, instance, None)
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    # ANALYTICS_TRIGGER_SECONDS' default, 5 s.
+    assert request.run_config == _continuous_config(5.0)
+    assert request.run_key == "continuous-analytics-1"
+    assert request.tags["crypto_assets/trigger"] == "continuous_analytics_sensor"
+    assert result.cursor == "1"
+    # The run config is one the job accepts.
+    validated = dg.validate_run_config(defs.resolve_job_def(ANALYTICS_JOB), request.run_config)
+    assert validated["ops"]["streaming_analytics"]["config"]["mode"] == "continuous"
+
+
+def test_the_trigger_comes_from_analytics_trigger_seconds(
+    settings: Settings, instance, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("ANALYTICS_TRIGGER_SECONDS", "2.5")
+    from_env = Settings.from_env().replace(data_dir=settings.data_dir)
+    defs = build_definitions(from_env)
+    result = _evaluate(_continuous_sensor(defs), instance, "3")
+    assert result.run_requests[0].run_config == _continuous_config(2.5)
+    assert result.run_requests[0].run_key == "continuous-analytics-4"
+    # A setting of the sensor, not of a run: the settings resource has no such run-config field.
+    assert "analytics_trigger_seconds" not in type(defs.resources["settings"]).model_fields
+    assert "watermark_delay" in type(defs.resources["settings"]).model_fields
+    with pytest.raises(SettingsError, match="analytics_trigger_seconds"):
+        settings.replace(analytics_trigger_seconds=0)
+
+
+@pytest.mark.parametrize("mode", ["continuous", "once"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ],
+)
+def test_continuous_sensor_never_starts_a_second_analytics_run(defs, instance, status, mode):
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    config = {"ops": {"streaming_analytics": {"config": {"mode": mode}}}}
+    run = _submit(instance, job, dg.RunRequest(run_config=config), status)
+    result = _evaluate(_continuous_sensor(defs), instance, "1")
+    assert isinstance(result, dg.SkipReason)
+    assert run.run_id in result.skip_message
+    assert status.value in result.skip_message
+
+
+def test_continuous_sensor_restarts_a_dead_run(defs, instance):
+    sensor = _continuous_sensor(defs)
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    first = _evaluate(sensor, instance, None)
+    run = _submit(instance, job, first.run_requests[0])
+    assert isinstance(_evaluate(sensor, instance, first.cursor), dg.SkipReason)
+    # What the code server reports when the run's process is SIGKILLed: the run failed.
+    instance.report_run_failed(run, "Run execution process for it was terminated by signal 9")
+    backoff = RestartBackoff(base_seconds=10.0, max_seconds=60.0)
+    (record,) = instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
+    assert record.end_time is not None
+    waiting = continuous_analytics_decision(
+        instance, first.cursor, record.end_time + 5.0, 5.0, backoff
+    )
+    assert isinstance(waiting, dg.SkipReason)
+    assert "1 failed analytics run(s): next start in 5 s" in waiting.skip_message
+    restarted = continuous_analytics_decision(
+        instance, first.cursor, record.end_time + 10.5, 5.0, backoff
+    )
+    assert isinstance(restarted, dg.SensorResult)
+    (request,) = restarted.run_requests
+    assert request.run_key == "continuous-analytics-2"
+    assert request.run_config == _continuous_config(5.0)
+    assert request.tags["crypto_assets/consecutive_failures"] == "1"
+
+
+def test_continuous_sensor_backs_off_longer_after_repeated_failures(defs, instance):
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    for _ in range(3):
+        _failed_run(instance, job)
+    (newest,) = instance.get_run_records(dg.RunsFilter(job_name=ANALYTICS_JOB), limit=1)
+    ended = newest.end_time
+    backoff = RestartBackoff(base_seconds=10.0, max_seconds=60.0)
+    # Three failures in a row: 10 * 2**2 = 40 s.
+    waiting = continuous_analytics_decision(instance, "3", ended + 39.0, 5.0, backoff)
+    assert isinstance(waiting, dg.SkipReason)
+    assert "3 failed analytics run(s)" in waiting.skip_message
+    started = continuous_analytics_decision(instance, "3", ended + 40.5, 5.0, backoff)
+    assert started.run_requests[0].tags["crypto_assets/consecutive_failures"] == "3"
+    # With the sensor's own backoff (30 s base) it still waits right after the third failure.
+    assert isinstance(_evaluate(_continuous_sensor(defs), instance, "3"), dg.SkipReason)
+
+
+@pytest.mark.parametrize("ended", ["success", "canceled"])
+def test_a_stopped_continuous_run_is_started_again_while_the_sensor_is_on(defs, instance, ended):
+    # A terminated continuous run stops between batches and ends SUCCESS (in-process executor).
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    _failed_run(instance, job)
+    if ended == "success":
+        instance.create_run_for_job(
+            job, run_config=_continuous_config(5.0), status=dg.DagsterRunStatus.SUCCESS
+        )
+    else:
+        run = instance.create_run_for_job(
+            job, run_config=_continuous_config(5.0), status=dg.DagsterRunStatus.STARTED
+        )
+        instance.report_run_canceled(run, "terminated")
+    result = _evaluate(_continuous_sensor(defs), instance, "2")
+    assert isinstance(result, dg.SensorResult)
+    # The success or cancel ended the failure streak: no backoff.
+    assert result.run_requests[0].tags["crypto_assets/consecutive_failures"] == "0"
+
+
+def test_landing_sensor_is_quiet_while_continuous_analytics_are_on(defs, instance, settings):
+    sensor = _landing_sensor(defs)
+    write_landing_file(settings.landing_dir, "trades_20240809_000000_000001.json")
+    turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.RUNNING)
+    quiet = sensor(_landing_context(defs, instance, None))
+    assert isinstance(quiet, dg.SkipReason)
+    assert "continuous_analytics_sensor is on" in quiet.skip_message
+    # Turned off again: the file that landed meanwhile triggers a once-run (cursor unmoved).
+    turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.STOPPED)
+    result = sensor(_landing_context(defs, instance, None))
+    assert isinstance(result, dg.SensorResult)
+    assert result.run_requests[0].tags["crypto_assets/trigger"] == "landing_files_sensor"
+
+
+def test_other_sensors_turned_on_do_not_silence_the_landing_sensor(defs, instance, settings):
+    write_landing_file(settings.landing_dir, "trades_20240809_000000_000001.json")
+    turn_sensor(instance, "binance_producer_sensor", InstigatorStatus.RUNNING)
+    # A lingering DECLARED_IN_CODE row of a sensor that is off by default means off.
+    turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.DECLARED_IN_CODE)
+    assert not sensor_is_on(instance, "continuous_analytics_sensor")
+    assert isinstance(
+        _landing_sensor(defs)(_landing_context(defs, instance, None)), dg.SensorResult
+    )
