@@ -5,7 +5,12 @@ One definition, used by the Makefile (through `write_instance_yaml`) and by the 
 - one producer run and one analytics run in progress at a time: Dagster's run queue keeps a
   second run of either job QUEUED until the first ends (run tag concurrency limits on the
   ``crypto_assets/role`` tag both jobs carry), so two producers never share a landing folder
-  and a manual analytics launch waits for a sensor-launched or scheduled one on the checkpoint.
+  and a manual analytics launch waits for a sensor-launched or scheduled one on the checkpoint;
+- run monitoring with `MonitoredRunLauncher` (Dagster's default launcher plus a health check):
+  a run whose process died with the code server that launched it (the daemon killed with its
+  process group) is marked FAILURE within ``poll_interval_seconds`` instead of staying STARTED
+  for ever, so the sensors that keep a producer and a continuous analytics run alive restart it;
+  a run stuck starting or cancelling is failed after 180 s.
 """
 
 from __future__ import annotations
@@ -31,10 +36,28 @@ RUN_CONCURRENCY: dict[str, Any] = {
         ]
     }
 }
+RUN_LAUNCHER: dict[str, Any] = {
+    "run_launcher": {
+        "module": "crypto_assets.orchestration.run_launcher",
+        "class": "MonitoredRunLauncher",
+    }
+}
+RUN_MONITORING: dict[str, Any] = {
+    "run_monitoring": {
+        "enabled": True,
+        "poll_interval_seconds": 15,
+        "start_timeout_seconds": 180,
+        "cancel_timeout_seconds": 180,
+        # The default launcher cannot resume a run: a dead run fails, its sensor starts anew.
+        "max_resume_run_attempts": 0,
+    }
+}
 INSTANCE_SETTINGS: dict[str, Any] = {
     "telemetry": {"enabled": False},
     "nux": {"enabled": False},
     "concurrency": RUN_CONCURRENCY,
+    **RUN_LAUNCHER,
+    **RUN_MONITORING,
 }
 HEADER = (
     "# Written by `make` from crypto_assets/orchestration/instance_config.py: edits here are\n"
@@ -53,8 +76,10 @@ def instance_yaml() -> str:
 
 
 def concurrency_yaml() -> str:
-    """The ``concurrency:`` block a dagster.yaml of one's own needs for one run per folder."""
-    return yaml.safe_dump({"concurrency": RUN_CONCURRENCY}, sort_keys=False)
+    """The blocks a dagster.yaml of one's own needs: one run per folder, dead runs failed."""
+    return yaml.safe_dump(
+        {"concurrency": RUN_CONCURRENCY, **RUN_LAUNCHER, **RUN_MONITORING}, sort_keys=False
+    )
 
 
 def write_instance_yaml(path: Path | str) -> bool:
@@ -66,10 +91,10 @@ def write_instance_yaml(path: Path | str) -> bool:
     if path.exists():
         current = path.read_text(encoding="utf-8")
         if not current.startswith(HEADER) and current not in _EARLIER_MAKEFILE_FILES:
-            if "tag_concurrency_limits" not in current:
+            if "tag_concurrency_limits" not in current or "run_monitoring" not in current:
                 logger.warning(
                     "%s is your own: left unchanged. For one producer and one analytics run at a "
-                    "time, add to it:\n%s",
+                    "time, and dead runs failed (so their sensors restart them), add to it:\n%s",
                     path,
                     concurrency_yaml(),
                 )

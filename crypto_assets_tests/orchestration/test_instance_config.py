@@ -58,3 +58,26 @@ def test_a_dagster_yaml_of_ones_own_is_kept_with_a_warning_naming_what_to_add(
     assert str(path) in record.getMessage()
     assert "value: producer" in record.getMessage()
     assert "value: analytics" in record.getMessage()
+
+
+def test_the_demo_instance_fails_dead_runs_through_run_monitoring(tmp_path: Path) -> None:
+    assert write_instance_yaml(tmp_path / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert instance.run_monitoring_enabled
+        assert type(instance.run_launcher).__name__ == "MonitoredRunLauncher"
+        assert instance.run_monitoring_start_timeout_seconds == 180
+        assert instance.run_monitoring_cancel_timeout_seconds == 180
+
+
+def test_the_warning_names_run_monitoring_when_only_it_is_missing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "dagster.yaml"
+    own = "concurrency:\n  runs:\n    tag_concurrency_limits: []\n"
+    path.write_text(own)
+    with caplog.at_level(logging.WARNING):
+        assert not write_instance_yaml(path)
+    assert path.read_text() == own
+    (record,) = caplog.records
+    assert "run_monitoring" in record.getMessage()
+    assert "MonitoredRunLauncher" in record.getMessage()

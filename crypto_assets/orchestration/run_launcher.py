@@ -1,0 +1,75 @@
+"""Dagster's default run launcher, plus the health check run monitoring needs to fail dead runs.
+
+A run's process is a child of the code server that launched it. When only the run's process dies
+(SIGKILL, out of memory) that server marks the run FAILURE within a second. When the server dies
+with it (the daemon's process group killed, a reboot), nobody does: `DefaultRunLauncher` has no
+health check, so the run stays STARTED for ever and the sensors that keep one producer and one
+continuous analytics run alive never start another. `MonitoredRunLauncher` answers run
+monitoring's question from the run's own record: the run process's pid, which Dagster logs when
+the process starts ("Started process for run (pid: N)"), must still be alive. The monitoring
+daemon then marks a dead run FAILURE, and the sensors restart it. It holds on one host, where
+the local deployment's code servers and run processes live (also when Spark runs on Databricks:
+the run process that drives it is local).
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+_PID = "pid"
+
+
+def run_process_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
+    """The pid of the run's newest process, from its "Started process for run" event; or None."""
+    events = instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT)
+    for event in reversed(events):
+        data = event.dagster_event.engine_event_data if event.dagster_event else None
+        value = data.metadata.get(_PID) if data is not None else None
+        if value is not None:
+            return int(value.value)
+    return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # The state follows the parenthesised command name; Z: exited, not yet reaped.
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+class MonitoredRunLauncher(dg.DefaultRunLauncher):
+    """`DefaultRunLauncher` whose runs run monitoring can check: alive while their pid is."""
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        """Run monitoring may call `check_run_worker_health`."""
+        return True
+
+    def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
+        """RUNNING while the run's process lives; FAILED once it is gone and the run unfinished."""
+        current = self._instance.get_run_by_id(run.run_id)
+        if current is None or current.is_finished:
+            # It ended between monitoring's read and this check: nothing to fail.
+            return CheckRunHealthResult(WorkerStatus.SUCCESS, "the run has finished")
+        pid = run_process_pid(self._instance, run.run_id)
+        if pid is None:
+            # Not started yet, or started elsewhere: no evidence it died.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run process pid recorded yet")
+        if process_alive(pid):
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"run process {pid} is alive")
+        return CheckRunHealthResult(
+            WorkerStatus.FAILED,
+            f"run process {pid} is gone (killed, or with the Dagster process that launched it)",
+        )

@@ -1,0 +1,100 @@
+"""MonitoredRunLauncher under run monitoring: a real instance from the demo dagster.yaml, real
+processes killed with SIGKILL."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.events import EngineEventData
+from dagster._core.launcher.base import WorkerStatus
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.instance_config import write_instance_yaml
+from crypto_assets.orchestration.run_launcher import (
+    MonitoredRunLauncher,
+    process_alive,
+    run_process_pid,
+)
+
+
+@pytest.fixture
+def demo_instance(tmp_path: Path) -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance on the dagster.yaml `make ui` writes."""
+    home = tmp_path / "dagster_home"
+    write_instance_yaml(home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def run_process() -> Iterator[subprocess.Popen]:
+    """A real process standing in for a run's process."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def _started_run(instance: dg.DagsterInstance, defs: dg.Definitions, pid: int) -> dg.DagsterRun:
+    """A STARTED run whose process logged its pid, as Dagster's run process does."""
+    run = instance.create_run_for_job(
+        defs.resolve_job_def(ANALYTICS_JOB), status=dg.DagsterRunStatus.STARTED
+    )
+    instance.report_engine_event(
+        f"Started process for run (pid: {pid}).", run, EngineEventData.in_process(pid)
+    )
+    return run
+
+
+def test_the_demo_instance_monitors_runs_with_the_launcher(demo_instance):
+    assert isinstance(demo_instance.run_launcher, MonitoredRunLauncher)
+    assert demo_instance.run_launcher.supports_check_run_worker_health
+    assert demo_instance.run_monitoring_enabled
+    assert demo_instance.run_monitoring_poll_interval_seconds == 15
+    assert demo_instance.run_monitoring_max_resume_run_attempts == 0
+
+
+def test_a_run_is_healthy_while_its_process_lives_and_failed_once_killed(
+    demo_instance, defs, run_process
+):
+    run = _started_run(demo_instance, defs, run_process.pid)
+    assert run_process_pid(demo_instance, run.run_id) == run_process.pid
+    launcher = demo_instance.run_launcher
+    assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+    run_process.kill()
+    # Not reaped yet: a zombie is a dead process too.
+    assert not process_alive(run_process.pid)
+    health = launcher.check_run_worker_health(run)
+    assert health.status == WorkerStatus.FAILED
+    assert str(run_process.pid) in health.msg
+
+
+def test_run_monitoring_marks_the_dead_run_failed(demo_instance, defs, run_process):
+    run = _started_run(demo_instance, defs, run_process.pid)
+    (record,) = demo_instance.get_run_records(dg.RunsFilter(run_ids=[run.run_id]))
+    logger = logging.getLogger("test_run_launcher")
+    # What the monitoring daemon does every poll_interval_seconds for each STARTED run.
+    monitor_started_run(demo_instance, None, record, logger)
+    assert demo_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.STARTED
+    run_process.kill()
+    run_process.wait()
+    monitor_started_run(demo_instance, None, record, logger)
+    assert demo_instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def test_a_run_without_a_pid_or_already_finished_is_not_failed(demo_instance, defs):
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    launcher = demo_instance.run_launcher
+    starting = demo_instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
+    assert launcher.check_run_worker_health(starting).status == WorkerStatus.RUNNING
+    # A run that ended (its process gone) between monitoring's read and the check.
+    ended = _started_run(demo_instance, defs, 2**22 + 12345)
+    demo_instance.report_run_canceled(ended, "terminated")
+    assert launcher.check_run_worker_health(ended).status == WorkerStatus.SUCCESS
