@@ -167,7 +167,8 @@ class ProducerStats:
         now = "full now" if self.disk_full else "writable"
         return (
             f"; landing disk {now}, full for {self.disk_full_seconds:.0f} s in all, "
-            f"{self.pending_trades} trades pending, {self.dropped_trades} dropped"
+            f"{self.pending_trades} trades pending, {self.dropped_trades} dropped unlanded "
+            "(made gaps for REST back-fill)"
         )
 
     def progress_line(self, previous: ProducerStats | None = None) -> str:
