@@ -10,14 +10,25 @@ the process starts ("Started process for run (pid: N)"), must still be alive. Th
 daemon then marks a dead run FAILURE, and the sensors restart it. It holds on one host, where
 the local deployment's code servers and run processes live (also when Spark runs on Databricks:
 the run process that drives it is local).
+
+Terminate has the same blind spot: `DefaultRunLauncher` asks the code server that launched the
+run to interrupt it, and with that server gone the run stays CANCELING while its process keeps
+working (a producer still landing files beside the one its sensor starts next). Here the run's
+process is then interrupted directly (SIGINT, what the server would send), so it stops as cleanly
+as from the UI.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
 
 import dagster as dg
+from dagster._core.errors import DagsterUserCodeUnreachableError
 from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+logger = logging.getLogger(__name__)
 
 _PID = "pid"
 
@@ -73,3 +84,28 @@ class MonitoredRunLauncher(dg.DefaultRunLauncher):
             WorkerStatus.FAILED,
             f"run process {pid} is gone (killed, or with the Dagster process that launched it)",
         )
+
+    def terminate(self, run_id: str) -> bool:
+        """Interrupt the run through its code server; through its pid when that server is gone."""
+        try:
+            if super().terminate(run_id):
+                return True
+        except DagsterUserCodeUnreachableError:
+            logger.warning("the code server of run %s is unreachable", run_id)
+        return self._interrupt_run_process(run_id)
+
+    def _interrupt_run_process(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            return False
+        pid = run_process_pid(self._instance, run_id)
+        if pid is None or not process_alive(pid):
+            return False
+        os.kill(pid, signal.SIGINT)
+        self._instance.report_engine_event(
+            f"The code server that launched this run is gone: interrupted run process {pid} "
+            "(SIGINT), as Terminate does through the server.",
+            run,
+            cls=type(self),
+        )
+        return True

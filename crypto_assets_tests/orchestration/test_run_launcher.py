@@ -3,9 +3,11 @@ processes killed with SIGKILL."""
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import dagster as dg
 import pytest
 from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import WorkerStatus
+from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
@@ -22,6 +25,7 @@ from crypto_assets.orchestration.run_launcher import (
     process_alive,
     run_process_pid,
 )
+from crypto_assets_tests.dagster_services import free_port
 
 
 @pytest.fixture
@@ -98,3 +102,37 @@ def test_a_run_without_a_pid_or_already_finished_is_not_failed(demo_instance, de
     ended = _started_run(demo_instance, defs, 2**22 + 12345)
     demo_instance.report_run_canceled(ended, "terminated")
     assert launcher.check_run_worker_health(ended).status == WorkerStatus.SUCCESS
+
+
+def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
+    demo_instance, defs, tmp_path
+):
+    marker = tmp_path / "interrupted"
+    script = (
+        "import sys, time\n"
+        "try:\n    time.sleep(120)\n"
+        f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('stopped')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        run = _started_run(demo_instance, defs, process.pid)
+        # The code server that launched it: a port nothing listens on any more.
+        demo_instance.add_run_tags(
+            run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": free_port()})}
+        )
+        time.sleep(0.5)  # let the interpreter reach its sleep (and its KeyboardInterrupt handler)
+        assert demo_instance.run_launcher.terminate(run.run_id)
+        assert process.wait(timeout=30) == 0
+        assert marker.read_text() == "stopped"
+        messages = [e.message for e in demo_instance.all_logs(run.run_id)]
+        assert any(f"interrupted run process {process.pid}" in m for m in messages)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_terminate_of_a_finished_run_signals_nothing(demo_instance, defs, run_process):
+    run = _started_run(demo_instance, defs, run_process.pid)
+    demo_instance.report_run_canceled(run, "already over")
+    assert not demo_instance.run_launcher.terminate(run.run_id)
+    assert run_process.poll() is None
