@@ -9,7 +9,7 @@ DELTA_JARS := $(VENV)/delta-jars/jars.txt
 # Headless runs and `make ui` share one Dagster instance, so the UI shows `make run`'s runs.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run ui test test-slow lint format clean screenshots
+.PHONY: install run ui test test-slow test-faults lint format clean screenshots
 
 install: $(STAMP) $(DELTA_JARS)
 
@@ -46,14 +46,20 @@ screenshots: install
 
 # `make test`: everything but the slow group (about 15 minutes on 2 cores). `make test-slow`: the
 # slow group alone (the million-trade backlog, the Databricks deployment end to end on both
-# compute kinds, Delta-Spark's replays and maintenance). CI runs both.
-PYTEST_MARKERS ?= not slow
+# compute kinds, Delta-Spark's replays and maintenance). `make test-faults`: the fault suite's
+# short version (the whole pipeline under Dagster, every fault in one session, about 12 minutes);
+# FAULTS_MARKERS=faults adds the long version. CI runs all three.
+PYTEST_MARKERS ?= not slow and not faults
+FAULTS_MARKERS ?= faults and not long
 
 test: install lint
 	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
 
 test-slow: install
-	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow and not faults" $(PYTEST_ARGS)
+
+test-faults: install
+	$(BIN)/python -m pytest -m "$(FAULTS_MARKERS)" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
