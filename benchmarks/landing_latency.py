@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.server import ReplayOptions, ReplayServer
-from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
+from crypto_assets_tests.dagster_services import FINISHED, DagsterServices
 
 logger = logging.getLogger("landing_latency")
 
@@ -45,60 +45,6 @@ STARTUP_SECONDS = 180
 # After the producer stops, how long the last files may take to reach the table.
 DRAIN_SECONDS = 180
 POLL_SECONDS = 0.25
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-class DagsterProcesses(DagsterServices):
-    """The shared webserver and daemon, with the GraphQL calls this benchmark makes."""
-
-    def launch(self, job: str, run_config: dict) -> str:
-        """Launch `job` with `run_config` as the Launchpad does; the run id."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "jobName": job,
-        }
-        data = self.graphql(
-            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename "
-            "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } "
-            "... on RunConfigValidationInvalid { errors { message } } } }",
-            {"p": {"selector": selector, "runConfigData": run_config}},
-        )
-        result = data["launchRun"]
-        if result["__typename"] != "LaunchRunSuccess":
-            raise RuntimeError(f"launching {job} failed: {result}")
-        return result["run"]["runId"]
-
-    def terminate(self, run_id: str) -> None:
-        """Terminate a run, as the UI's Terminate button does."""
-        self.graphql(
-            "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id}
-        )
-
-    def runs(self, job: str) -> list[dict]:
-        """Runs of `job`: id, status, start and end (epoch seconds)."""
-        data = self.graphql(
-            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { "
-            "runId status startTime endTime } } } }",
-            {"f": {"pipelineName": job}},
-        )
-        return data["runsOrError"]["results"]
-
-    def status(self, run_id: str) -> str:
-        """A run's status name (QUEUED, STARTED, SUCCESS …)."""
-        data = self.graphql(
-            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
-        )
-        return data["runOrError"]["status"]
-
-    def wait_for(self, run_id: str, statuses: set[str], timeout: float) -> str:
-        """Poll a run until its status is one of `statuses`; the status (or the last seen)."""
-        deadline = time.monotonic() + timeout
-        status = self.status(run_id)
-        while status not in statuses and time.monotonic() < deadline:
-            time.sleep(1)
-            status = self.status(run_id)
-        return status
 
 
 class LatencyWatcher:
@@ -182,7 +128,7 @@ def summarize(label: str, values: list[float]) -> str:
 
 def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
     """Measure one mode on a fresh instance; the report lines."""
-    dagster = DagsterProcesses(root, startup_seconds=STARTUP_SECONDS)
+    dagster = DagsterServices(root, startup_seconds=STARTUP_SECONDS)
     replay = ReplayServer(
         ReplayOptions(recordings=(bundled_recording(),), speed=1.0, rebase_time=True)
     )

@@ -1,12 +1,13 @@
 """A real Dagster webserver and daemon on loopback for one temporary instance, with GraphQL calls.
 
-Shared by the end-to-end test and benchmarks/landing_latency.py: both processes are started as
-`dagster dev` starts them, on the dagster.yaml `make ui` writes, in a temporary DAGSTER_HOME and
-CRYPTO_DATA_DIR under one root folder (which also holds their logs).
+Shared by the end-to-end test, the fault harness and the benchmarks (landing_latency, soak): both
+processes are started as `dagster dev` starts them, on the dagster.yaml `make ui` writes, in a
+temporary DAGSTER_HOME and CRYPTO_DATA_DIR under one root folder (which also holds their logs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,7 @@ BIN = Path(sys.executable).parent
 LOCATION = "crypto_assets"
 REPOSITORY = "__repository__"
 STARTUP_SECONDS = 120.0
+FINISHED = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 
 def free_port() -> int:
@@ -37,8 +39,15 @@ def free_port() -> int:
 class DagsterServices:
     """A webserver and a daemon on loopback under `root`, and the GraphQL calls both users need."""
 
-    def __init__(self, root: Path, startup_seconds: float = STARTUP_SECONDS) -> None:
+    def __init__(
+        self,
+        root: Path,
+        startup_seconds: float = STARTUP_SECONDS,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`env`: variables for both processes (and so the code servers and runs) on top of ours."""
         self.root = root
+        self.extra_env = dict(env or {})
         self.log_dir = root
         self.home = root / "dagster_home"
         self.data_dir = root / "data"
@@ -46,19 +55,39 @@ class DagsterServices:
         self.startup_seconds = startup_seconds
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.processes: list[subprocess.Popen] = []
+        self.processes: dict[str, subprocess.Popen] = {}
+        self._orphan_groups: list[int] = []
 
     def start(self) -> None:
         """Write the instance, start both processes (own process groups), wait for the code."""
         self.home.mkdir(parents=True, exist_ok=True)
         # The instance `make ui` runs on: no telemetry, no nux, the run queue's limits.
         (self.home / "dagster.yaml").write_text(instance_yaml())
-        env = {
+        deadline = time.monotonic() + self.startup_seconds
+        self.spawn("webserver")
+        # The webserver creates the instance's SQLite storage; a daemon started at the same
+        # moment races it to the schema ("alembic_version has more than one head").
+        self._wait_for_server_info(deadline)
+        self.spawn("daemon")
+        while time.monotonic() < deadline:
+            if self._code_location_loaded():
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the Dagster webserver did not come up; see {self.log_dir}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment both processes get."""
+        return {
             **os.environ,
             "DAGSTER_HOME": str(self.home),
             "CRYPTO_DATA_DIR": str(self.data_dir),
             "TRADING_PAIRS": "btcusdt,ethusdt",
+            **self.extra_env,
         }
+
+    def spawn(self, name: str) -> subprocess.Popen:
+        """Start `name` (webserver or daemon) in its own process group, logging to its file."""
         workspace = str(REPO / "workspace.yaml")
         commands = {
             "webserver": [
@@ -67,28 +96,17 @@ class DagsterServices:
             ],
             "daemon": [str(BIN / "dagster-daemon"), "run", "-w", workspace],
         }  # fmt: skip
-        deadline = time.monotonic() + self.startup_seconds
-        for name, command in commands.items():
-            log = (self.log_dir / f"{name}.log").open("w")
-            self.processes.append(
-                subprocess.Popen(
-                    command,
-                    cwd=REPO,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+        with (self.log_dir / f"{name}.log").open("a") as log:
+            process = subprocess.Popen(
+                commands[name],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
-            if name == "webserver":
-                # The webserver creates the instance's SQLite storage; a daemon started at the
-                # same moment races it to the schema ("alembic_version has more than one head").
-                self._wait_for_server_info(deadline)
-        while time.monotonic() < deadline:
-            if self._code_location_loaded():
-                return
-            time.sleep(1)
-        raise RuntimeError(f"the Dagster webserver did not come up; see {self.log_dir}")
+        self.processes[name] = process
+        return process
 
     def _wait_for_server_info(self, deadline: float) -> None:
         while True:
@@ -98,7 +116,7 @@ class DagsterServices:
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 if time.monotonic() >= deadline:
                     raise RuntimeError(f"webserver did not start; see {self.log_dir}") from None
-                if self.processes[0].poll() is not None:
+                if self.processes["webserver"].poll() is not None:
                     raise RuntimeError(f"webserver exited; see {self.log_dir}") from None
                 time.sleep(0.5)
 
@@ -115,17 +133,33 @@ class DagsterServices:
             entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
         )
 
+    def restart_daemon(self) -> None:
+        """SIGKILL the daemon process alone and start a new one, as a crashed daemon restarts.
+
+        Its code server and the runs it launched live on (the code server ends once its runs
+        have, as Dagster does after losing the daemon's heartbeat); `stop` ends them too.
+        """
+        daemon = self.processes["daemon"]
+        self._orphan_groups.append(daemon.pid)  # the group keeps the daemon's pid as its id
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait(timeout=30)
+        self.spawn("daemon")
+
     def stop(self) -> None:
         """SIGTERM each process group started here, SIGKILL it if it does not end in 60 s."""
-        for process in self.processes:
+        for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+                _end_group(process, signal.SIGKILL)
+        for group in self._orphan_groups:  # what earlier daemons left running
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+        self._orphan_groups.clear()
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         """POST one GraphQL query and return its `data`; GraphQL errors raise."""
@@ -141,20 +175,106 @@ class DagsterServices:
 
     def stop_sensor(self, name: str) -> str:
         """Turn a sensor off, as the UI's toggle does; returns its new status."""
-        selector = {
-            "repositoryLocationName": LOCATION,
-            "repositoryName": REPOSITORY,
-            "sensorName": name,
-        }
-        found = self.graphql(
-            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
-            "... on Sensor { sensorState { id status } } } }",
-            {"s": selector},
-        )
-        state_id = found["sensorOrError"]["sensorState"]["id"]
+        state_id = self._sensor_state(name)["id"]
         stopped = self.graphql(
             "mutation($id: String!) { stopSensor(id: $id) { ... on StopSensorMutationResult { "
             "instigationState { status } } ... on PythonError { message } } }",
             {"id": state_id},
         )
         return stopped["stopSensor"]["instigationState"]["status"]
+
+    def start_sensor(self, name: str) -> str:
+        """Turn a sensor on, as the UI's toggle does; returns its new status."""
+        data = self.graphql(
+            "mutation($s: SensorSelector!) { startSensor(sensorSelector: $s) { __typename "
+            "... on Sensor { sensorState { status } } ... on PythonError { message } } }",
+            {"s": self._sensor_selector(name)},
+        )
+        result = data["startSensor"]
+        if result["__typename"] != "Sensor":
+            raise RuntimeError(f"starting {name} failed: {result}")
+        return result["sensorState"]["status"]
+
+    def has_sensor(self, name: str) -> bool:
+        """Whether the code location defines a sensor called `name`."""
+        found = self.graphql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { __typename } }",
+            {"s": self._sensor_selector(name)},
+        )
+        return found["sensorOrError"]["__typename"] == "Sensor"
+
+    def _sensor_selector(self, name: str) -> dict:
+        return {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "sensorName": name,
+        }
+
+    def _sensor_state(self, name: str) -> dict:
+        found = self.graphql(
+            "query($s: SensorSelector!) { sensorOrError(sensorSelector: $s) { "
+            "... on Sensor { sensorState { id status } } } }",
+            {"s": self._sensor_selector(name)},
+        )
+        return found["sensorOrError"]["sensorState"]
+
+    def launch(self, job: str, run_config: dict) -> str:
+        """Launch `job` with `run_config` as the Launchpad does; the run id."""
+        selector = {
+            "repositoryLocationName": LOCATION,
+            "repositoryName": REPOSITORY,
+            "jobName": job,
+        }
+        data = self.graphql(
+            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename "
+            "... on LaunchRunSuccess { run { runId } } ... on PythonError { message } "
+            "... on RunConfigValidationInvalid { errors { message } } } }",
+            {"p": {"selector": selector, "runConfigData": run_config}},
+        )
+        result = data["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            raise RuntimeError(f"launching {job} failed: {result}")
+        return result["run"]["runId"]
+
+    def terminate(self, run_id: str) -> None:
+        """Terminate a run, as the UI's Terminate button does."""
+        self.graphql(
+            "mutation($id: String!) { terminateRun(runId: $id) { __typename } }", {"id": run_id}
+        )
+
+    def runs(self, job: str) -> list[dict]:
+        """Runs of `job`, newest first: id, status, start and end (epoch seconds)."""
+        data = self.graphql(
+            "query($f: RunsFilter) { runsOrError(filter: $f) { ... on Runs { results { "
+            "runId status startTime endTime } } } }",
+            {"f": {"pipelineName": job}},
+        )
+        return data["runsOrError"]["results"]
+
+    def status(self, run_id: str) -> str:
+        """A run's status name (QUEUED, STARTED, SUCCESS …)."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }", {"id": run_id}
+        )
+        return data["runOrError"]["status"]
+
+    def wait_for(self, run_id: str, statuses: set[str] | frozenset[str], timeout: float) -> str:
+        """Poll a run until its status is one of `statuses`; the status (or the last seen)."""
+        deadline = time.monotonic() + timeout
+        status = self.status(run_id)
+        while status not in statuses and time.monotonic() < deadline:
+            time.sleep(1)
+            status = self.status(run_id)
+        return status
+
+
+def _end_group(process: subprocess.Popen, signum: int) -> None:
+    """Signal the process group of `process` and reap it (SIGKILL after 60 s)."""
+    try:
+        os.killpg(process.pid, signum)
+        process.wait(timeout=60)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
