@@ -28,6 +28,7 @@ from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
 from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.producer.producer import (
+    DEFAULT_MAX_PENDING_TRADES,
     Producer,
     ProducerConfig,
     ProducerStats,
@@ -89,6 +90,14 @@ class ProduceTradesConfig(CheckedConfig):
         ge=1,
         le=1_000_000,
         description="A landing file sooner when it holds this many (MAX_TRADES_PER_BATCH)",
+    )
+    max_pending_trades: int | None = Field(
+        None,
+        ge=1,
+        le=100_000_000,
+        description="Trades kept in memory while the landing disk is full (at least "
+        "max_trades_per_batch); beyond, the oldest are dropped and back-filled from REST; "
+        f"default {DEFAULT_MAX_PENDING_TRADES} or one batch if larger",
     )
     duration_minutes: float = Field(
         _DEFAULTS.run_duration_minutes or 3.0,
@@ -195,6 +204,7 @@ def producer_config(
         landing_dir=settings.landing_dir,
         batch_interval_seconds=config.batch_interval_seconds,
         max_trades_per_batch=config.max_trades_per_batch,
+        max_pending_trades=config.max_pending_trades,
         duration_seconds=config.duration(),
         # Each report needs fresh progress; the reports themselves are spaced by run_reporting.
         progress_interval_seconds=min(
@@ -255,6 +265,7 @@ class LandingReporter:
         self.landing = landing
         self.upload = upload
         self.last: ProducerStats | None = None
+        self.disk_last: ProducerStats | None = None
 
     def __call__(self, stats: ProducerStats) -> None:
         """Report what landed since the previous report, if anything did."""
@@ -268,6 +279,7 @@ class LandingReporter:
             )
         for symbol in sorted(woke):
             self.context.log.info("%s: trading again", symbol.lower())
+        self._report_disk(stats)
         if stats.files == (self.last.files if self.last else 0):
             return
         quiet = sorted(symbol.lower() for symbol in self.quiet.quiet)
@@ -282,6 +294,9 @@ class LandingReporter:
             metadata["uploaded_files"] = self.upload.files_uploaded
             metadata["uploaded_trades"] = self.upload.trades_uploaded
             metadata["pending_uploads"] = len(self.upload.pending_files())
+        metadata["pending_trades"] = stats.pending_trades
+        metadata["dropped_trades"] = stats.dropped_trades
+        metadata["disk_full_seconds"] = round(stats.disk_full_seconds, 1)
         self.context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDING_TRADES,
@@ -294,6 +309,27 @@ class LandingReporter:
             )
         )
         self.last = stats
+
+    def _report_disk(self, stats: ProducerStats) -> None:
+        """A line in the run's log when the landing disk fills, drops trades, or has room again."""
+        before = self.disk_last
+        self.disk_last = stats
+        was_full = before is not None and before.disk_full
+        dropped_before = before.dropped_trades if before is not None else 0
+        if stats.disk_full and (not was_full or stats.dropped_trades > dropped_before):
+            self.context.log.warning(
+                "landing disk full: %s trades held in memory, %s dropped so far (REST back-fills "
+                "them once space returns); free space under the landing folder",
+                stats.pending_trades,
+                stats.dropped_trades,
+            )
+        elif was_full and not stats.disk_full:
+            self.context.log.warning(
+                "landing disk writable again (full for %.0f s in all; %s trades dropped, now gaps "
+                "REST back-fills)",
+                stats.disk_full_seconds,
+                stats.dropped_trades,
+            )
 
 
 def _produce(

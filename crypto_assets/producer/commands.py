@@ -13,6 +13,7 @@ from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.producer.connection_check import check_connection
 from crypto_assets.producer.producer import (
+    DEFAULT_MAX_PENDING_TRADES,
     Producer,
     ProducerConfig,
     StateFile,
@@ -51,6 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument("--quarantine-dir", type=Path, help="[<landing-dir>/../_quarantine]")
     produce.add_argument("--batch-interval-seconds", type=float, help="[BATCH_INTERVAL_SECONDS]")
     produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
+    produce.add_argument(
+        "--max-pending-trades",
+        type=int,
+        help="trades kept in memory while the landing disk is full; beyond, the oldest are "
+        f"dropped and back-filled from REST [{DEFAULT_MAX_PENDING_TRADES}, or one batch if larger]",
+    )
     produce.add_argument("--duration-minutes", help="minutes, or 'none' [RUN_DURATION_MINUTES]")
     produce.add_argument("--duration-seconds", type=float, help="overrides --duration-minutes")
     produce.add_argument(
@@ -103,6 +110,7 @@ def produce_command(args: argparse.Namespace) -> int:
         quarantine_dir=args.quarantine_dir,
         batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
         max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
+        max_pending_trades=args.max_pending_trades,
         duration_seconds=duration,
         state_path=state_path,
         progress_interval_seconds=args.progress_seconds,

@@ -51,6 +51,8 @@ _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # How often the loop looks at the clock for flushes, gaps, progress and the deadline.
 _TICK_SECONDS = 0.1
 _DRAIN_PER_TICK = 5000
+# Trades held in memory while the landing disk is full: minutes of a busy market (~250 B each).
+DEFAULT_MAX_PENDING_TRADES = 200_000
 
 
 def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
@@ -80,8 +82,9 @@ class ProducerConfig:
     batch_interval_seconds: float = 5.0
     max_trades_per_batch: int = 1000
     # Trades held in memory while the landing disk is full (minutes of a busy market); beyond it
-    # the oldest are dropped, reported and back-filled from REST once space returns.
-    max_pending_trades: int = 200_000
+    # the oldest are dropped, reported and back-filled from REST once space returns. None: the
+    # default, or a whole batch if batches are bigger (see `pending_bound`).
+    max_pending_trades: int | None = None
     duration_seconds: float | None = None
     silence_timeout: float = 60.0
     max_connection_age: float = 23.5 * 3600
@@ -119,13 +122,22 @@ class ProducerConfig:
                 raise SettingsError(f"{name}={getattr(self, name)!r}: must be greater than zero")
         if self.max_trades_per_batch < 1:
             raise SettingsError(f"max_trades_per_batch={self.max_trades_per_batch!r}: must be ≥ 1")
-        if self.max_pending_trades < self.max_trades_per_batch:
+        if self.max_pending_trades is not None and (
+            self.max_pending_trades < self.max_trades_per_batch
+        ):
             raise SettingsError(
                 f"max_pending_trades={self.max_pending_trades!r}: must be ≥ max_trades_per_batch "
                 f"({self.max_trades_per_batch})"
             )
         if self.duration_seconds is not None and self.duration_seconds <= 0:
             raise SettingsError(f"duration_seconds={self.duration_seconds!r}: must be > 0 or None")
+
+    @property
+    def pending_bound(self) -> int:
+        """`max_pending_trades`, else the default bound (at least one whole batch)."""
+        if self.max_pending_trades is not None:
+            return self.max_pending_trades
+        return max(DEFAULT_MAX_PENDING_TRADES, self.max_trades_per_batch)
 
     @property
     def resolved_quarantine_dir(self) -> Path:
@@ -246,7 +258,7 @@ class Producer:
             config.batch_interval_seconds,
             config.max_trades_per_batch,
             on_landed=None if self.state is None else self._save_state,
-            max_pending_trades=config.max_pending_trades,
+            max_pending_trades=config.pending_bound,
             on_dropped=self._dropped,
             report_interval_seconds=config.progress_interval_seconds,
         )

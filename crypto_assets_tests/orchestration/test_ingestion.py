@@ -61,6 +61,8 @@ def test_producer_job_lands_the_recording_and_reports_periodically(
     assert last["quarantined"] == 0
     assert last["gaps_unfilled"] == 0
     assert all(r["trades_per_second"] >= 0 for r in reports)
+    # The landing disk had room: nothing held back, nothing dropped, never full.
+    assert (last["pending_trades"], last["dropped_trades"], last["disk_full_seconds"]) == (0, 0, 0)
 
 
 def test_interrupting_the_op_lands_the_current_batch(settings, replay_server_factory):

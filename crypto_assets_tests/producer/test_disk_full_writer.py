@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.producer.landing_writer import LandingWriter, trade_id_ranges
+from crypto_assets.producer.producer import ProducerConfig
 from crypto_assets.producer.trade_sequencer import Gap, TradeSequencer
+from crypto_assets.settings import SettingsError
 from crypto_assets_tests.producer.small_disk import small_disk
 
 WRITER_LOG = "crypto_assets.producer.landing_writer"
@@ -172,3 +174,14 @@ def test_reopened_ids_are_gaps_again_and_survive_an_older_gap_given_up() -> None
     assert not sequencer.accept("BTCUSDT", 20, now=3.0)
     with pytest.raises(ValueError, match="never accepted"):
         sequencer.reopen("BTCUSDT", 30, 31, now=3.0)
+
+
+def test_the_pending_bound_is_a_whole_batch_at_least() -> None:
+    base = {"ws_url": "ws://127.0.0.1:9", "pairs": ("btcusdt",), "landing_dir": Path("l")}
+    assert ProducerConfig(**base).pending_bound == 200_000
+    assert ProducerConfig(**base, max_trades_per_batch=500_000).pending_bound == 500_000
+    assert ProducerConfig(**base, max_pending_trades=5000).pending_bound == 5000
+    with pytest.raises(
+        SettingsError, match=r"max_pending_trades=10: must be ≥ max_trades_per_batch"
+    ):
+        ProducerConfig(**base, max_trades_per_batch=100, max_pending_trades=10)
