@@ -41,6 +41,9 @@ LANDING_FILES_SENSOR = "landing_files_sensor"
 ANALYTICS_OP = "streaming_analytics"
 TRIGGER_TAG = "crypto_assets/trigger"
 FAILURES_TAG = "crypto_assets/consecutive_failures"
+# How often the supervising sensors look: a dead run is restarted this soon (plus the backoff).
+# A tick is two queries of the run storage.
+SUPERVISION_INTERVAL_SECONDS = 15
 PRODUCER_BACKOFF = RestartBackoff(base_seconds=30.0, max_seconds=900.0)
 ANALYTICS_BACKOFF = RestartBackoff(base_seconds=30.0, max_seconds=900.0)
 # Failures older than this many runs no longer lengthen the backoff.
@@ -152,7 +155,7 @@ def build_producer_sensor(producer_job: dg.JobDefinition) -> dg.SensorDefinition
     @dg.sensor(
         name=PRODUCER_SENSOR,
         target=producer_job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=SUPERVISION_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Keeps exactly one continuous producer run alive; backs off after failures.",
     )
@@ -171,7 +174,7 @@ def build_continuous_analytics_sensor(trigger_seconds: float) -> dg.SensorDefini
     @dg.sensor(
         name=CONTINUOUS_ANALYTICS_SENSOR,
         target=streaming_analytics_job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=SUPERVISION_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description=(
             "Keeps exactly one continuous streaming_analytics_job run alive; backs off after "
