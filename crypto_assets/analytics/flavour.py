@@ -91,8 +91,10 @@ def build_flavour(
     name = name or default_flavour()
     if name == "local":
         landing = settings.landing_dir
-        reader = LocalLandingReader(landing, max_bytes_per_trigger, max_files_per_trigger)
         checkpoint = settings.data_dir / "checkpoints" / QUERY_NAME
+        reader = LocalLandingReader(
+            landing, max_bytes_per_trigger, max_files_per_trigger, checkpoint_dir=checkpoint
+        )
         return Flavour(
             name, landing, checkpoint, reader, DeltaSink(settings.data_dir / "delta", spark)
         )

@@ -5,12 +5,19 @@ files are read whole as bytes (`binaryFile`), so Spark never parses them: every 
 in Python by `landing_decoder`, with the rule the producer's parser shares, and no file, however
 malformed, can fail a batch. A batch takes at most `max_bytes_per_trigger` of files (always at
 least one file), so a backlog of any size is worked off in bounded batches with bounded memory.
+
+A file deleted by hand after the stream listed it is skipped (``ignoreMissingFiles``) and, given
+the checkpoint, named in a warning; a file that ends mid-line (truncated by hand) is named too,
+its cut last line going to trades_quarantine like any malformed line.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
@@ -25,6 +32,8 @@ from pyspark.sql.types import (
 
 from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing_files
 from crypto_assets.landing_files import LANDING_FILE_GLOB
+
+logger = logging.getLogger(__name__)
 
 # ~260,000 producer trades a batch: the driver peaks near 1 GB resident (measured with
 # benchmarks/analytics_throughput.py); 32 MiB took a quarter longer for a backlog.
@@ -48,10 +57,14 @@ class LocalLandingReader:
         landing_dir: Path,
         max_bytes_per_trigger: int = DEFAULT_MAX_BYTES_PER_TRIGGER,
         max_files_per_trigger: int | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> None:
         self.landing_dir = landing_dir
         self.max_bytes_per_trigger = max_bytes_per_trigger
         self.max_files_per_trigger = max_files_per_trigger
+        # The query's checkpoint: where the files of the running batch are listed (None: the
+        # files deleted after listing are skipped without being named).
+        self.checkpoint_dir = checkpoint_dir
 
     def stream(self, spark: SparkSession) -> DataFrame:
         """The streaming DataFrame of new landing files (`source_file`, `content`)."""
@@ -76,4 +89,80 @@ class LocalLandingReader:
         files = batch_df.toArrow()
         names = files["source_file"].to_pylist()
         contents = files["content"].to_pylist()
+        report_damaged_files(names, contents)
+        if self.checkpoint_dir is not None:
+            listed = files_of_running_batch(Path(self.checkpoint_dir))
+            for name in sorted(set(listed or ()) - set(names)):
+                logger.warning(
+                    "landing file %s was listed for this batch but is gone (deleted or moved by "
+                    "hand?): its trades are not in trades_raw, and the producer, whose state "
+                    "counts them as landed, will not back-fill them; to recover, put the file "
+                    "back under a new trades_*.json name, or add its trade ids to 'missing' in "
+                    "producer_state.json and restart the producer (REST back-fill)",
+                    name,
+                )
         return decode_landing_files(zip(names, contents, strict=True), processed), len(names)
+
+
+def report_damaged_files(names: list[str], contents: list[bytes]) -> None:
+    """One warning per file that is empty or ends mid-line (the producer ends every line)."""
+    for name, content in zip(names, contents, strict=True):
+        if not content:
+            logger.warning("landing file %s is empty (truncated by hand?): no trades from it", name)
+        elif not content.endswith(b"\n"):
+            logger.warning(
+                "landing file %s ends mid-line (truncated by hand?): its cut last line goes to "
+                "trades_quarantine, the trades cut off are not in trades_raw",
+                name,
+            )
+
+
+def _log_lines(path: Path) -> list[str]:
+    """The JSON lines of a Spark metadata log file (after its ``v1`` version line)."""
+    return path.read_text(encoding="utf-8").splitlines()[1:]
+
+
+def _numbered(directory: Path, suffix: str = "") -> dict[int, Path]:
+    found = {}
+    for path in directory.iterdir() if directory.is_dir() else ():
+        stem = path.name.removesuffix(suffix) if suffix else path.name
+        if stem.isdigit() and path.name == stem + suffix:
+            found[int(stem)] = path
+    return found
+
+
+def _log_offset(offsets_file: Path) -> int:
+    # Line 1 is the batch's metadata, then one offset per source: the file source's own batch.
+    return int(json.loads(_log_lines(offsets_file)[1])["logOffset"])
+
+
+def files_of_running_batch(checkpoint_dir: Path) -> list[str] | None:
+    """The file names Spark's file source assigned to the batch being run; None when unknown.
+
+    The batch being run is the checkpoint's latest in ``offsets/``; its source offset is the
+    file source's log batch, whose files ``sources/0/<n>`` (or a ``.compact`` file) lists.
+    """
+    try:
+        offsets = _numbered(checkpoint_dir / "offsets")
+        if not offsets:
+            return None
+        batch = max(offsets)
+        last = _log_offset(offsets[batch])
+        first = _log_offset(offsets[batch - 1]) + 1 if batch - 1 in offsets else last
+        sources = checkpoint_dir / "sources" / "0"
+        plain, compact = _numbered(sources), _numbered(sources, ".compact")
+        names = []
+        for log_batch in range(first, last + 1):
+            if log_batch in plain:
+                lines = _log_lines(plain[log_batch])
+            else:
+                covering = [n for n in compact if n >= log_batch]
+                lines = _log_lines(compact[min(covering)]) if covering else []
+            for line in lines:
+                entry = json.loads(line)
+                if entry.get("batchId", log_batch) == log_batch:
+                    names.append(Path(unquote(urlsplit(entry["path"]).path)).name)
+        return names
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        logger.debug("cannot read the batch's files from %s: %s", checkpoint_dir, exc)
+        return None
