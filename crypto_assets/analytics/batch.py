@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_assets.analytics.delta_sink import BatchTag
+from crypto_assets.analytics.lag import LAGS, BatchLag, RunLag
 from crypto_assets.analytics.landing_decoder import DecodedBatch
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.schema import (
@@ -104,10 +105,20 @@ class TableSink(Protocol):
         """Window rows inside `runs`, plus each symbol's first window."""
         ...
 
+    def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
+        """(symbol, window_start, alert_type) of price_alerts inside `runs`."""
+        ...
+
     def replace_alerts(
-        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+        self,
+        rows: pa.Table,
+        runs: Sequence[Run],
+        tag: BatchTag,
+        *,
+        final: bool,
+        batch_lag: str | None = None,
     ) -> int:
-        """Make price_alerts hold exactly `rows` inside `runs`."""
+        """Make price_alerts hold exactly `rows` inside `runs`; `batch_lag` goes in the commit."""
         ...
 
     def maintain(self, retention_hours: int) -> None:
@@ -137,9 +148,34 @@ class AlertRules:
         )
 
 
+@dataclass(frozen=True)
+class StreamProgress:
+    """Spark's progress of the latest completed micro-batch (`StreamingQuery.lastProgress`)."""
+
+    batch_id: int
+    input_rows: int
+    input_rows_per_second: float
+    processed_rows_per_second: float
+    batch_duration_s: float
+
+    @classmethod
+    def of(cls, progress: dict) -> StreamProgress:
+        """From a `lastProgress` dictionary."""
+        return cls(
+            int(progress["batchId"]),
+            int(progress.get("numInputRows") or 0),
+            float(progress.get("inputRowsPerSecond") or 0.0),
+            float(progress.get("processedRowsPerSecond") or 0.0),
+            float((progress.get("durationMs") or {}).get("triggerExecution") or 0) / 1000,
+        )
+
+
 @dataclass
 class AnalyticsSummary:
-    """What one run did: files and batches, rows written and in total per table, skipped rows."""
+    """What one run did: files and batches, rows written and in total per table, skipped rows.
+
+    `lag` holds the run's end-to-end lags so far; `progress` Spark's latest batch progress.
+    """
 
     files_processed: int = 0
     batches: int = 0
@@ -149,6 +185,8 @@ class AnalyticsSummary:
     late_rows: int = 0
     bad_rows: int = 0
     seconds: float = 0.0
+    lag: RunLag = field(default_factory=RunLag)
+    progress: StreamProgress | None = None
 
     def summary_line(self) -> str:
         """One line for the CLI and run metadata."""
@@ -156,11 +194,16 @@ class AnalyticsSummary:
             f"{name} +{self.rows_written[name]} ({self.rows_total[name]} total)"
             for name in ALL_TABLES
         )
+        lags = self.lag.stats()
+        p95s = ", ".join(
+            f"trade->{name} " + ("-" if lags[name].p95_s is None else f"{lags[name].p95_s:.2f} s")
+            for name in LAGS
+        )
         return (
             f"analytics: {self.files_processed} files in {self.batches} batches, "
             f"{self.seconds:.1f} s; "
             f"{tables}; duplicates skipped {self.duplicates_skipped}, late rows {self.late_rows}, "
-            f"bad rows {self.bad_rows}"
+            f"bad rows {self.bad_rows}; p95 lag {p95s}"
         )
 
 
@@ -226,6 +269,70 @@ class StepClock:
         return f"{self.total:.2f} s ({steps})"
 
 
+def now_ms() -> int:
+    """Wall clock, epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def _lags_s(trade_times: pa.Array, at_ms: int) -> list[float]:
+    return [(at_ms - t) / 1000 for t in trade_times.to_pylist()]
+
+
+def _key_ms(moment: dt.datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+class LagProbe:
+    """The lags of the trades one batch inserted, taken as the batch's commits land.
+
+    trade -> trades_raw and trade -> window are wall clock after the step's final commit minus
+    trade_time. trade -> alert is, per alert new in this batch, its detected_time minus the
+    earliest trade_time among this batch's inserted trades in its window: an upper bound of the
+    lag of the trade that triggered it (which may be a later one in the same batch).
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.samples: dict[str, list[float]] = {name: [] for name in LAGS}
+        self._open_times = pa.array([], pa.int64())
+        self._first_in_window: dict[tuple[str, int], int] = {}
+
+    def trades_committed(self, inserted: pa.Table, open_rows: pa.Array) -> None:
+        """The batch's inserted trades (symbol, trade_time) are committed to trades_raw."""
+        self.samples["raw"] = _lags_s(inserted["trade_time"], now_ms())
+        opened = inserted.filter(open_rows).select(["symbol", "trade_time"])
+        self._open_times = opened["trade_time"].combine_chunks()
+        starts = window_starts(opened["trade_time"], self.window_ms)
+        firsts = (
+            opened.append_column("start", starts)
+            .group_by(["symbol", "start"], use_threads=False)
+            .aggregate([("trade_time", "min")])
+        )
+        self._first_in_window = {
+            (row["symbol"], row["start"]): row["trade_time_min"] for row in firsts.to_pylist()
+        }
+
+    def windows_committed(self) -> None:
+        """The windows of the batch's open trades are committed to trades_analytics."""
+        self.samples["window"] = _lags_s(self._open_times, now_ms())
+
+    def alerts_found(self, new_alerts: pa.Table) -> None:
+        """Alerts about to be written that did not exist before the batch."""
+        for row in new_alerts.select(["symbol", "window_start", "detected_time"]).to_pylist():
+            first = self._first_in_window.get((row["symbol"], _key_ms(row["window_start"])))
+            if first is not None:  # a window this batch put no trade into: not its lag
+                self.samples["alert"].append((_key_ms(row["detected_time"]) - first) / 1000)
+
+    @property
+    def measured(self) -> bool:
+        """True when the batch inserted a trade."""
+        return bool(self.samples["raw"])
+
+    def batch_lag(self, tag: BatchTag) -> BatchLag:
+        """The batch's stats, as of now."""
+        return BatchLag.of(tag.app_id, tag.batch_id, now_ms(), self.samples)
+
+
 class BatchProcessor:
     """The foreachBatch function: quarantine, trades_raw, trades_analytics, price_alerts."""
 
@@ -241,6 +348,7 @@ class BatchProcessor:
         rules: AlertRules,
         maintenance: MaintenancePolicy | None = None,
         on_step: StepHook | None = None,
+        summary: AnalyticsSummary | None = None,
     ) -> None:
         self.spark = spark
         self.reader = reader
@@ -251,7 +359,7 @@ class BatchProcessor:
         self.rules = rules
         self.maintenance = maintenance
         self.on_step = on_step
-        self.summary = AnalyticsSummary()
+        self.summary = summary if summary is not None else AnalyticsSummary()
         self.failure: tuple[int, Exception] | None = None
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -275,26 +383,32 @@ class BatchProcessor:
         self._quarantine(decoded.rejected, tag)
         clock.lap(TRADES_QUARANTINE)
         good = decoded.trades
+        probe = LagProbe(self.window_ms)
+        recorded = False
         if good.num_rows:
-            runs = self._trades_raw(first_per_trade(good), good.num_rows, tag)
+            runs = self._trades_raw(first_per_trade(good), good.num_rows, tag, probe)
             clock.lap(TRADES_RAW)
             if runs:
-                self._analytics(runs, tag)
+                self._analytics(runs, tag, probe)
                 clock.lap(TRADES_ANALYTICS)
-                self._alerts(runs, tag)
+                recorded = self._alerts(runs, tag, probe)
                 clock.lap(PRICE_ALERTS)
+        if probe.measured and not recorded:  # no alerts commit to carry it: counted, not stored
+            self.summary.lag.add(probe.batch_lag(tag))
         if self.maintenance is not None and self.maintenance.due(batch_id):
             self.sink.maintain(self.maintenance.retention_hours)
             clock.lap("maintenance")
         rows = good.num_rows + decoded.rejected.num_rows
+        latest = self.summary.lag.latest
         logger.info(
-            "batch %s: %s files, %s trades, %s rejected lines, %s, %.0f rows/s",
+            "batch %s: %s files, %s trades, %s rejected lines, %s, %.0f rows/s; lag %s",
             batch_id,
             files,
             good.num_rows,
             decoded.rejected.num_rows,
             clock,
             rows / max(clock.total, 1e-9),
+            latest.line() if latest is not None and latest.batch_id == batch_id else "none",
         )
 
     def _step_done(self, table: str, batch_id: int) -> None:
@@ -323,10 +437,11 @@ class BatchProcessor:
         found, max_before = self.sink.recorded_max_trade_time(tag)
         return max_before if found else self.sink.max_trade_time()
 
-    def _trades_raw(self, good: pa.Table, landed: int, tag: BatchTag) -> list[Run]:
+    def _trades_raw(self, good: pa.Table, landed: int, tag: BatchTag, probe: LagProbe) -> list[Run]:
         """Merge the batch's unique good trades (of `landed` good rows) into trades_raw.
 
-        Returns the runs of open windows (not yet past the watermark) the batch touched.
+        Returns the runs of open windows (not yet past the watermark) the batch touched, and
+        hands the trades it inserted to `probe`.
         """
         max_before = self._watermark_input(tag)
         starts = window_starts(good["trade_time"], self.window_ms)
@@ -339,18 +454,22 @@ class BatchProcessor:
             self.summary.late_rows += late_count
             logger.info("batch %s: trades_raw already holds this batch (replay)", tag.batch_id)
         else:
-            late_keys = good.filter(late).select(["symbol", "trade_id"])
-            if late_keys.num_rows:  # late and new, or late and a duplicate of a known trade?
-                known = self.sink.existing_trades(
-                    id_runs(late_keys["symbol"], late_keys["trade_id"], 1000)
-                )
-                new = late_keys.join(known, ["symbol", "trade_id"], join_type="left anti")
-                self.summary.late_rows += new.num_rows
+            # The trades already known (duplicates, or a failed attempt's earlier pieces) are
+            # neither inserted nor late news: the rest is what this attempt inserts.
+            known = self.sink.existing_trades(id_runs(good["symbol"], good["trade_id"], 1000))
+            new = (
+                good.select(["symbol", "trade_id", "trade_time"])
+                .append_column("_late", late)
+                .join(known, ["symbol", "trade_id"], join_type="left anti")
+            )
+            self.summary.late_rows += pc.sum(new["_late"]).as_py() or 0
             inserted = 0
             pieces = by_date(good)
             for index, piece in enumerate(pieces):
                 final = index == len(pieces) - 1
                 inserted += self.sink.merge_trades_raw(piece, tag, max_before, final=final)
+                if final:
+                    probe.trades_committed(new, pc.invert(new["_late"]))
                 self._step_done(TRADES_RAW if final else f"{TRADES_RAW}:{index}", tag.batch_id)
             self.summary.rows_written[TRADES_RAW] += inserted
             self.summary.duplicates_skipped += landed - inserted
@@ -367,7 +486,7 @@ class BatchProcessor:
             good["symbol"].filter(open_rows), starts.filter(open_rows), self.window_ms, lookback
         )
 
-    def _analytics(self, runs: list[Run], tag: BatchTag) -> None:
+    def _analytics(self, runs: list[Run], tag: BatchTag, probe: LagProbe) -> None:
         if self.sink.applied(TRADES_ANALYTICS, tag):
             return
         pieces = list(chunks(runs))
@@ -376,14 +495,17 @@ class BatchProcessor:
             metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
             final = index == len(pieces) - 1
             written = self.sink.merge_analytics(metrics, tag, final=final)
+            if final:
+                probe.windows_committed()
             self.summary.rows_written[TRADES_ANALYTICS] += written
             self._step_done(
                 TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}", tag.batch_id
             )
 
-    def _alerts(self, runs: list[Run], tag: BatchTag) -> None:
+    def _alerts(self, runs: list[Run], tag: BatchTag, probe: LagProbe) -> bool:
+        """Recompute the alerts `runs` affect; True when the batch's lag went into the commit."""
         if self.sink.applied(PRICE_ALERTS, tag):
-            return
+            return False
         # A window's volume baseline covers the `lookback` slots before it, so a touched window
         # changes the alerts of the next `lookback` windows too. A late trade can also open a
         # symbol's new first window, which moves where its history starts: the old first window
@@ -406,7 +528,21 @@ class BatchProcessor:
                     volume_spike_min_history=self.rules.volume_spike_min_history,
                 )
                 alerts = within(found.toArrow(), affected)
+                if alerts.num_rows and probe.measured:
+                    before = self.sink.alert_keys(affected)
+                    keys = ["symbol", "window_start", "alert_type"]
+                    probe.alerts_found(alerts.join(before, keys, join_type="left anti"))
             final = index == len(pieces) - 1
-            written = self.sink.replace_alerts(alerts, affected, tag, final=final)
+            batch_lag = probe.batch_lag(tag) if final and probe.measured else None
+            written = self.sink.replace_alerts(
+                alerts,
+                affected,
+                tag,
+                final=final,
+                batch_lag=None if batch_lag is None else batch_lag.to_json(),
+            )
             self.summary.rows_written[PRICE_ALERTS] += written
+            if batch_lag is not None:
+                self.summary.lag.add(batch_lag)
             self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)
+        return probe.measured

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 
+from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.maintenance import compact_and_vacuum
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -266,25 +267,53 @@ class DeltaSink:
             TRADES_ANALYTICS, f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE {wanted}"
         )
 
+    def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
+        """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""
+        wanted = any_of([window_clause(r, sql_timestamp) for r in runs])
+        return self.query(
+            PRICE_ALERTS,
+            f"SELECT symbol, window_start, alert_type FROM {PRICE_ALERTS} WHERE {wanted}",
+        )
+
     def replace_alerts(
-        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+        self,
+        rows: pa.Table,
+        runs: Sequence[Run],
+        tag: BatchTag,
+        *,
+        final: bool,
+        batch_lag: str | None = None,
     ) -> int:
-        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
+        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated.
+
+        `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's metadata.
+        """
         rows = self._conform(rows, PRICE_ALERTS)
+        metadata = None if batch_lag is None else {META_BATCH_LAG: batch_lag}
         scope = any_of([window_clause(r, sql_timestamp, "t.") for r in runs])
+        table = self.table(PRICE_ALERTS)
+        before = table.version()
         metrics = (
-            self.table(PRICE_ALERTS)
-            .merge(
+            table.merge(
                 rows,
                 "t.symbol = s.symbol AND t.window_start = s.window_start "
                 "AND t.alert_type = s.alert_type",
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag if final else None),
+                commit_properties=self._commit(tag if final else None, metadata),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(scope)
             .execute()
         )
+        if final and table.version() == before:
+            # delta-rs makes no commit for a MERGE that changes nothing (no alert in scope), yet
+            # the batch's transaction and lags must be recorded: an empty append carries them.
+            write_deltalake(
+                self.path(PRICE_ALERTS),
+                rows.slice(0, 0),
+                mode="append",
+                commit_properties=self._commit(tag, metadata),
+            )
         return int(metrics["num_target_rows_inserted"]) + int(metrics["num_target_rows_updated"])

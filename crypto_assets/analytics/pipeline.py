@@ -25,6 +25,7 @@ from crypto_assets.analytics.batch import (
     AnalyticsSummary,
     BatchProcessor,
     StepHook,
+    StreamProgress,
 )
 from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
 from crypto_assets.analytics.flavour import FlavourName, build_flavour
@@ -67,6 +68,13 @@ def stop_gracefully(query: StreamingQuery, wait_seconds: float = 120.0) -> None:
         query.stop()
 
 
+def record_progress(query: StreamingQuery, summary: AnalyticsSummary) -> None:
+    """Keep Spark's latest batch progress (batch id, rows, rows/s, duration) in `summary`."""
+    progress = query.lastProgress
+    if progress and "batchId" in progress:
+        summary.progress = StreamProgress.of(progress)
+
+
 def run_analytics(
     spark: SparkSession,
     settings: Settings,
@@ -80,6 +88,7 @@ def run_analytics(
     on_step: StepHook | None = None,
     flavour: FlavourName | None = None,
     volume_root: Path | None = None,
+    summary: AnalyticsSummary | None = None,
 ) -> AnalyticsSummary:
     """Process landing files into the Delta tables: all new files (`once`) or until `stop_event`.
 
@@ -87,6 +96,8 @@ def run_analytics(
     Continuous mode compacts and vacuums the tables per `maintenance` (default every 50 batches).
     `flavour` picks the reader and sink (None: ``databricks`` inside a Databricks Runtime, else
     ``local``); `volume_root` is a folder standing in for the Volume (databricks flavour, tests).
+    `summary`, when given, is filled as batches complete (lags, Spark's progress), so another
+    thread can report a continuous run while it runs.
     """
     chosen = build_flavour(
         flavour,
@@ -132,6 +143,7 @@ def run_analytics(
         rules=AlertRules.from_settings(settings),
         maintenance=maintenance,
         on_step=on_step,
+        summary=summary,
     )
     writer = (
         reader.stream(spark)
@@ -151,7 +163,7 @@ def run_analytics(
         else:
             stop = stop_event or threading.Event()
             while not stop.is_set() and not query.awaitTermination(0.5):
-                pass
+                record_progress(query, processor.summary)
     except StreamingQueryException as exc:
         if processor.failure is not None:
             batch_id, cause = processor.failure
@@ -164,6 +176,7 @@ def run_analytics(
         stop_gracefully(query)
         lock.release()
     summary = processor.summary
+    record_progress(query, summary)
     summary.seconds = time.monotonic() - started
     summary.rows_total = {name: sink.row_count(name) for name in ALL_TABLES}
     logger.info("%s", summary.summary_line())

@@ -1,4 +1,5 @@
-"""A terminal view of the Delta tables: latest window per symbol and the most recent alerts.
+"""A terminal view of the Delta tables: latest window per symbol, the most recent alerts, and
+the freshness of the latest batches (their lags, from price_alerts' commit metadata).
 
 Reads the tables with delta-rs only, so it needs no Spark and no Java.
 """
@@ -13,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
+from crypto_assets.analytics.lag import LAGS, BatchLag, LagStats, read_recent_batch_lags
 from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS
 from crypto_assets.errors import CryptoAssetsError
 
@@ -62,7 +64,40 @@ def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def render(data_dir: Path, alert_limit: int = 10) -> str:
+def _lag_cell(stats: LagStats) -> str:
+    if stats.count == 0:
+        return "-"
+    return f"{stats.p50_s:.2f} / {stats.p95_s:.2f} / {stats.max_s:.2f}"
+
+
+def freshness_lines(batches: Sequence[BatchLag]) -> list[str]:
+    """The freshness section: each recent batch's lags (p50 / p95 / max s), newest first."""
+    title = f"Freshness (lag p50 / p95 / max in seconds, latest {len(batches)} batches)"
+    if not batches:
+        return [
+            "Freshness",
+            "(no batch lags recorded yet: they are written by analytics batches that insert "
+            "trades into open windows)",
+        ]
+    rows = [
+        [
+            str(batch.batch_id),
+            dt.datetime.fromtimestamp(batch.finished_ms / 1000, dt.UTC).strftime("%H:%M:%S"),
+            str(batch.raw.count),
+            *(_lag_cell(batch.stats[name]) for name in LAGS),
+        ]
+        for batch in batches
+    ]
+    headers = ["batch", "at (UTC)", "trades", "trade->raw", "trade->window", "trade->alert"]
+    newest = dt.datetime.fromtimestamp(batches[0].finished_ms / 1000, dt.UTC)
+    return [
+        title,
+        format_table(headers, rows),
+        f"newest batch {batches[0].batch_id} at {newest:%Y-%m-%d %H:%M:%S} UTC",
+    ]
+
+
+def render(data_dir: Path, alert_limit: int = 10, lag_batches: int = 10) -> str:
     """The text `crypto-assets show` prints for `data_dir`."""
     analytics = read_table(data_dir, TRADES_ANALYTICS)
     alerts = read_table(data_dir, PRICE_ALERTS)
@@ -97,4 +132,8 @@ def render(data_dir: Path, alert_limit: int = 10) -> str:
         newest = pc.max(analytics["updated_time"]).as_py()
         parts.append("")
         parts.append(f"tables updated {newest.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
+    parts.append("")
+    parts.extend(
+        freshness_lines(read_recent_batch_lags(data_dir / "delta" / PRICE_ALERTS, lag_batches))
+    )
     return "\n".join(parts)

@@ -29,6 +29,7 @@ from crypto_assets.analytics.delta_sink import (
     META_MAX_TRADE_TIME,
     BatchTag,
 )
+from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -192,6 +193,19 @@ class SparkDeltaSink:
         finally:
             self.spark.catalog.dropTempView(view)
 
+    def _append_empty(self, name: str, tag: BatchTag, user_metadata: str) -> None:
+        """A commit without rows in `name`, carrying the batch's transaction and metadata."""
+        schema = from_arrow_schema(TABLE_SCHEMAS[name])
+        (
+            self.spark.createDataFrame([], schema)
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", tag.app_id)
+            .option("txnVersion", tag.batch_id)
+            .option("userMetadata", user_metadata)
+            .insertInto(self.identifier(name))
+        )
+
     def max_trade_time(self) -> int | None:
         """Latest trade_time in trades_raw."""
         return self.spark.sql(f"SELECT max(trade_time) FROM {self.identifier(TRADES_RAW)}").first()[
@@ -289,10 +303,29 @@ class SparkDeltaSink:
         result = self.spark.sql(f"SELECT {_ALERT_INPUTS} FROM {table} WHERE {wanted}").toArrow()
         return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))
 
+    def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
+        """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""
+        wanted = any_of([window_clause(r, spark_timestamp) for r in runs])
+        result = self.spark.sql(
+            f"SELECT symbol, window_start, alert_type FROM {self.identifier(PRICE_ALERTS)} "
+            f"WHERE {wanted}"
+        ).toArrow()
+        schema = TABLE_SCHEMAS[PRICE_ALERTS]
+        return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))
+
     def replace_alerts(
-        self, rows: pa.Table, runs: Sequence[Run], tag: BatchTag, *, final: bool
+        self,
+        rows: pa.Table,
+        runs: Sequence[Run],
+        tag: BatchTag,
+        *,
+        final: bool,
+        batch_lag: str | None = None,
     ) -> int:
-        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated."""
+        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated.
+
+        `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's userMetadata.
+        """
         scope = any_of([window_clause(r, spark_timestamp, "t.") for r in runs])
         view = self._source(rows, PRICE_ALERTS)
         sql = (
@@ -302,8 +335,13 @@ class SparkDeltaSink:
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
             f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE"
         )
-        with self._commit(tag, final=final):
+        extra = {} if batch_lag is None else {META_BATCH_LAG: batch_lag}
+        with self._commit(tag, final=final, **extra):
             metrics = self._merge(sql, view)
+        if final and batch_lag is not None and not any(metrics.values()):
+            # A MERGE that changed nothing may leave no commit to carry the batch's lags: an
+            # empty append does (Delta skips it when the transaction is already recorded).
+            self._append_empty(PRICE_ALERTS, tag, commit_metadata(tag, final=True, **extra))
         return metrics.get("num_inserted_rows", 0) + metrics.get("num_updated_rows", 0)
 
     def maintain(self, retention_hours: int) -> None:

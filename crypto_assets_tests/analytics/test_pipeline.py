@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets_tests.analytics import reference
@@ -49,6 +50,10 @@ def test_full_recording_matches_plain_python_reference(full_run, landing_records
     )
     assert (summary.late_rows, summary.bad_rows, summary.duplicates_skipped) == (0, 0, 0)
     assert "trades_raw +34419" in summary.summary_line()
+    # Every batch's lags went into a price_alerts commit, including those that changed no alert.
+    stored = read_recent_batch_lags(full_run.data_dir / "delta" / "price_alerts", limit=1_000)
+    assert len(stored) == summary.batches
+    assert sum(lag.raw.count for lag in stored) == 34_419
 
 
 @pytest.mark.parametrize("runs", [3, 17])
@@ -198,3 +203,74 @@ def test_process_killed_mid_batch_then_restarted_gives_identical_tables(
     assert restarted.files_processed == 12
     assert restarted.rows_written[TRADES_RAW] == 0
     assert snapshot(tmp_path) == snapshot(full_run.data_dir)
+
+
+def _fresh_trades(first_ms: int, count: int) -> list[dict]:
+    """`count` BTCUSDT trades 10 ms apart from `first_ms`, the price rising 1 % (a PRICE_MOVE)."""
+    trades = []
+    for index in range(count):
+        price = 100.0 if index < count - 1 else 101.0
+        trade_time = first_ms + 10 * index
+        trades.append(
+            {
+                "event_type": "trade",
+                "event_time": trade_time,
+                "symbol": "BTCUSDT",
+                "trade_id": 1_000 + index,
+                "price": price,
+                "quantity": 0.5,
+                "trade_value_usdt": price * 0.5,
+                "trade_time": trade_time,
+                "is_buyer_maker": index % 2 == 0,
+                "ingestion_time": trade_time + 5,
+            }
+        )
+    return trades
+
+
+def test_batch_lags_follow_the_trade_times_and_are_stored_with_the_alerts_commit(
+    spark, tmp_path: Path
+) -> None:
+    first_ms = time.time_ns() // 1_000_000 - 20_000  # trades 20 s old
+    if first_ms % WINDOW_MS > WINDOW_MS - 1_000:  # keep the ten trades in one window
+        first_ms -= 1_000
+    trades = _fresh_trades(first_ms, 10)
+    times = [t["trade_time"] for t in trades]
+    write_landing_file(tmp_path / "landing" / "trades", trades, 0)
+    before_ms = time.time_ns() // 1_000_000
+    summary = run_once(spark, tmp_path)
+    after_ms = time.time_ns() // 1_000_000
+
+    latest = summary.lag.latest
+    assert latest is not None
+    assert latest.batch_id == 0
+    # Every lag is a wall-clock moment inside the run minus the trade's own time.
+    assert (before_ms - times[0]) / 1000 <= latest.raw.max_s <= (after_ms - times[0]) / 1000
+    median = sorted(times)[4] / 2 + sorted(times)[5] / 2
+    assert (before_ms - median) / 1000 <= latest.raw.p50_s <= (after_ms - median) / 1000
+    assert latest.raw.count == latest.window.count == 10
+    assert latest.window.max_s >= latest.raw.max_s  # its commit comes later
+    # One PRICE_MOVE, new in this batch: detected_time minus the window's earliest trade time.
+    assert latest.alert.count == 1
+    assert (before_ms - times[0]) / 1000 <= latest.alert.max_s <= (after_ms - times[0]) / 1000
+    run = summary.lag.stats()
+    assert run["raw"].count == 10
+    assert run["raw"].max_s == pytest.approx(latest.raw.max_s, rel=0.01)
+    assert "p95 lag trade->raw" in summary.summary_line()
+    assert summary.progress is not None
+    # Spark's numInputRows: the local reader reads each file whole (binaryFile), one row a file.
+    assert (summary.progress.batch_id, summary.progress.input_rows) == (0, 1)
+
+    stored = read_recent_batch_lags(tmp_path / "delta" / "price_alerts")
+    assert [lag.batch_id for lag in stored] == [0]
+    assert stored[0].raw == pytest.approx(latest.raw, abs=0.001)
+    assert stored[0].alert == pytest.approx(latest.alert, abs=0.001)
+
+    # The same trades again under another name: nothing inserted, so no lag, and none stored.
+    write_landing_file(tmp_path / "landing" / "trades", trades, 1)
+    again = run_once(spark, tmp_path)
+    assert again.duplicates_skipped == 10
+    assert again.lag.latest is None
+    assert [
+        lag.batch_id for lag in read_recent_batch_lags(tmp_path / "delta" / "price_alerts")
+    ] == [0]

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from crypto_assets.analytics.delta_sink import BatchTag
+from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -89,6 +90,11 @@ def test_databricks_flavour_writes_the_local_tables(
     history = spark.sql(f"DESCRIBE HISTORY delta.`{volume / '_tables' / TRADES_RAW}`").collect()
     assert any("Apache-Spark" in (row["engineInfo"] or "") for row in history)
     assert {row["operation"] for row in history} >= {"CREATE TABLE", "MERGE"}
+    # Every batch's lags are in a price_alerts commit's userMetadata, read back by delta-rs.
+    stored = read_recent_batch_lags(tmp_path / "delta" / PRICE_ALERTS, limit=1_000)
+    assert len(stored) == summary.batches
+    assert sum(lag.raw.count for lag in stored) == summary.rows_total[TRADES_RAW]
+    assert stored[0].raw == pytest.approx(summary.lag.latest.raw, abs=0.001)
 
 
 def test_bad_lines_are_quarantined_with_the_local_reasons(
