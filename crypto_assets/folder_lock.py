@@ -62,9 +62,15 @@ class FolderLock:
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            # Only a hint for the next one to fail: the lock holds without it (e.g. disk full).
+            logger.warning(
+                "locked %s but cannot write the pid into %s: %s", self.folder, self.lock_path, exc
+            )
         logger.debug("locked %s (%s)", self.folder, self.lock_path)
         return self
 

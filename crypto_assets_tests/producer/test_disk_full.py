@@ -179,3 +179,45 @@ def test_stopped_while_the_disk_is_full_a_restart_back_fills_what_was_never_land
         rows = read_landing(config.landing_dir)
 
     assert_every_trade_once(rows, expected_trades)
+
+
+def test_a_producer_started_on_a_full_disk_runs_and_lands_everything_once_space_returns(
+    tmp_path: Path,
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+    expected_trades: dict[str, dict[int, dict]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    with small_disk(tmp_path / "disk", 24 * 1024 * 1024) as disk:
+        disk.fill()  # before the producer writes its lock, its state or any landing file
+        server = replay_server_factory(speed=SPEED)
+        config = producer_config(
+            server,
+            landing_dir=disk.path / "landing" / "trades",
+            max_trades_per_batch=500,
+            max_pending_trades=BOUND,
+        )
+        watch = Watch()
+        result: dict[str, object] = {}
+        thread = threading.Thread(
+            target=lambda: result.update(
+                summary=produce_recording(server, config, on_progress=watch)
+            )
+        )
+        thread.start()
+        try:
+            wait_for(lambda: bool(watch.last and watch.last.dropped_trades > 0), 30, "drops")
+            assert thread.is_alive()
+            assert watch.last.trades_landed == 0  # type: ignore[union-attr]
+            disk.free()
+        finally:
+            disk.free()
+            thread.join(timeout=120)
+        assert not thread.is_alive()
+        rows = read_landing(config.landing_dir)
+
+    assert max(report.pending_trades for report in watch.reports) <= BOUND
+    assert_every_trade_once(rows, expected_trades)
+    assert result["summary"].dropped_trades > 0  # type: ignore[attr-defined]
+    assert messages(caplog, "cannot write the producer state file")
