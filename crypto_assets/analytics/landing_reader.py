@@ -31,6 +31,7 @@ from pyspark.sql.types import (
 )
 
 from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing_files
+from crypto_assets.analytics.landing_retention import Expired, LandingRetention
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 
 logger = logging.getLogger(__name__)
@@ -58,8 +59,11 @@ class LocalLandingReader:
         max_bytes_per_trigger: int = DEFAULT_MAX_BYTES_PER_TRIGGER,
         max_files_per_trigger: int | None = None,
         checkpoint_dir: Path | None = None,
+        retention: LandingRetention | None = None,
     ) -> None:
         self.landing_dir = landing_dir
+        # Processed files are archived by Spark and aged out (None: every file stays in place).
+        self.retention = retention
         self.max_bytes_per_trigger = max_bytes_per_trigger
         self.max_files_per_trigger = max_files_per_trigger
         # The query's checkpoint: where the files of the running batch are listed (None: the
@@ -75,6 +79,8 @@ class LocalLandingReader:
             # A file deleted between listing and reading is skipped, not a batch failed forever.
             .option("ignoreMissingFiles", "true")
         )
+        if self.retention is not None:
+            reader = reader.options(**self.retention.source_options())
         # Spark accepts one of the two limits, not both.
         if self.max_files_per_trigger:
             reader = reader.option("maxFilesPerTrigger", self.max_files_per_trigger)
@@ -83,6 +89,10 @@ class LocalLandingReader:
         return reader.load(str(self.landing_dir)).select(
             F.col("_metadata.file_name").alias("source_file"), "content"
         )
+
+    def expire_processed(self) -> Expired:
+        """Delete archived landing files older than the retention (nothing without one)."""
+        return Expired() if self.retention is None else self.retention.expire()
 
     def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
         """The batch's good trades and rejected lines, and how many files it held."""
@@ -93,6 +103,8 @@ class LocalLandingReader:
         if self.checkpoint_dir is not None:
             listed = files_of_running_batch(Path(self.checkpoint_dir))
             for name in sorted(set(listed or ()) - set(names)):
+                if (Path(self.landing_dir) / name).exists():
+                    continue  # not read for another reason (Spark reads every listed file)
                 logger.warning(
                     "landing file %s was listed for this batch but is gone (deleted or moved by "
                     "hand?): its trades are not in trades_raw, and the producer, whose state "
