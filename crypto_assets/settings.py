@@ -98,6 +98,18 @@ def _duration_minutes(value: object) -> float | None:
     return float(_number(value, float))
 
 
+def _optional_hours(value: object) -> float | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in {"none", ""}):
+        return None
+    try:
+        hours = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        hours = math.nan
+    if isinstance(value, bool) or not math.isfinite(hours) or hours < 0:
+        raise ValueError("expected a number of hours >= 0, or none to keep processed files")
+    return hours
+
+
 def _choice(choices: tuple[str, ...]) -> BeforeValidator:
     def check(value: object) -> str:
         lowered = str(value).strip().lower()
@@ -209,6 +221,11 @@ class Settings(BaseModel):
     )
     watermark_delay: Annotated[str, AfterValidator(_window)] = Field(
         "30 seconds", description="WATERMARK_DELAY: how late a trade may revise its window"
+    )
+    landing_retention_hours: Annotated[float | None, BeforeValidator(_optional_hours)] = Field(
+        24.0,
+        description="LANDING_RETENTION_HOURS: processed landing files are archived by the analytics"
+        " and deleted this many hours later; none = keep every file in the landing folder",
     )
     analytics_trigger_seconds: Annotated[float, _positive(float)] = Field(
         5.0,

@@ -35,6 +35,7 @@ from crypto_assets.analytics.landing_decoder import (
     raw_text,
 )
 from crypto_assets.analytics.landing_reader import DEFAULT_MAX_BYTES_PER_TRIGGER
+from crypto_assets.analytics.landing_retention import Expired
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 from crypto_assets.trade_validation import landing_row_problem
 
@@ -140,6 +141,10 @@ class AutoLoaderReader:
             .load(self.landing_dir)
             .select(*FIELDS, extra, F.col("_metadata.file_name").alias(SOURCE_FILE))
         )
+
+    def expire_processed(self) -> Expired:
+        """Nothing: the Volume's landing files stay (Auto Loader's cleanSource is not enabled)."""
+        return Expired()
 
     def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
         """The batch's good trades and rejected lines, and how many files it held."""

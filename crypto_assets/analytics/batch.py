@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from crypto_assets.analytics.delta_sink import BatchTag
 from crypto_assets.analytics.lag import LAGS, BatchLag, RunLag
 from crypto_assets.analytics.landing_decoder import DecodedBatch
+from crypto_assets.analytics.landing_retention import Expired
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -61,6 +62,10 @@ class LandingReader(Protocol):
 
     def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
         """The batch's (decoded rows, number of files)."""
+        ...
+
+    def expire_processed(self) -> Expired:
+        """Age out landing files archived after their batch committed (`landing_retention`)."""
         ...
 
 
@@ -397,6 +402,7 @@ class BatchProcessor:
             self.summary.lag.add(probe.batch_lag(tag))
         if self.maintenance is not None and self.maintenance.due(batch_id):
             self.sink.maintain(self.maintenance.retention_hours)
+            self.reader.expire_processed()
             clock.lap("maintenance")
         rows = good.num_rows + decoded.rejected.num_rows
         latest = self.summary.lag.latest

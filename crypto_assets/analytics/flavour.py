@@ -24,6 +24,7 @@ from crypto_assets.analytics.landing_reader import (
     DEFAULT_MAX_BYTES_PER_TRIGGER,
     LocalLandingReader,
 )
+from crypto_assets.analytics.landing_retention import LandingRetention
 from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.analytics.spark_delta_sink import (
     SparkDeltaSink,
@@ -92,8 +93,14 @@ def build_flavour(
     if name == "local":
         landing = settings.landing_dir
         checkpoint = settings.data_dir / "checkpoints" / QUERY_NAME
+        hours = settings.landing_retention_hours
+        retention = None if hours is None else LandingRetention.for_landing(landing, hours)
         reader = LocalLandingReader(
-            landing, max_bytes_per_trigger, max_files_per_trigger, checkpoint_dir=checkpoint
+            landing,
+            max_bytes_per_trigger,
+            max_files_per_trigger,
+            checkpoint_dir=checkpoint,
+            retention=retention,
         )
         return Flavour(
             name, landing, checkpoint, reader, DeltaSink(settings.data_dir / "delta", spark)

@@ -128,6 +128,7 @@ def run_analytics(
         lock.acquire()  # FolderInUseError while another query runs
     try:
         sink.ensure_tables()
+        reader.expire_processed()
     except BaseException:
         lock.release()
         raise
