@@ -312,24 +312,28 @@ class LandingReporter:
 
     def _report_disk(self, stats: ProducerStats) -> None:
         """A line in the run's log when the landing disk fills, drops trades, or has room again."""
-        before = self.disk_last
+        line = disk_report_line(self.disk_last, stats)
         self.disk_last = stats
-        was_full = before is not None and before.disk_full
-        dropped_before = before.dropped_trades if before is not None else 0
-        if stats.disk_full and (not was_full or stats.dropped_trades > dropped_before):
-            self.context.log.warning(
-                "landing disk full: %s trades held in memory, %s dropped so far (REST back-fills "
-                "them once space returns); free space under the landing folder",
-                stats.pending_trades,
-                stats.dropped_trades,
-            )
-        elif was_full and not stats.disk_full:
-            self.context.log.warning(
-                "landing disk writable again (full for %.0f s in all; %s trades dropped, now gaps "
-                "REST back-fills)",
-                stats.disk_full_seconds,
-                stats.dropped_trades,
-            )
+        if line is not None:
+            self.context.log.warning("%s", line)
+
+
+def disk_report_line(before: ProducerStats | None, stats: ProducerStats) -> str | None:
+    """The run log's line on the landing disk after `before`: it filled, dropped, or is back."""
+    was_full = before is not None and before.disk_full
+    dropped_before = before.dropped_trades if before is not None else 0
+    if stats.disk_full and (not was_full or stats.dropped_trades > dropped_before):
+        return (
+            f"landing disk full: {stats.pending_trades} trades held in memory, "
+            f"{stats.dropped_trades} dropped so far (REST back-fills them once space returns); "
+            "free space under the landing folder"
+        )
+    if was_full and not stats.disk_full:
+        return (
+            f"landing disk writable again (full for {stats.disk_full_seconds:.0f} s in all; "
+            f"{stats.dropped_trades} trades dropped, now gaps REST back-fills)"
+        )
+    return None
 
 
 def _produce(

@@ -12,6 +12,7 @@ from crypto_assets.orchestration.ingestion import (
     PRODUCER_JOB,
     PRODUCER_OP,
     ProduceTradesConfig,
+    disk_report_line,
     producer_config,
     run_reporting,
     trade_source,
@@ -235,3 +236,38 @@ def test_a_replay_names_the_pairs_it_lacks_and_reports_them_quiet(
     assert "bnbusdt" in last["quiet_pairs"].split(", ")
     assert last["quiet_pair_count"] >= 1
     assert any(m.startswith("finished: landed ") for m in messages)
+
+
+def test_the_run_log_says_when_the_landing_disk_fills_drops_and_has_room_again():
+    def stats(full: bool, dropped: int, pending: int) -> ProducerStats:
+        return ProducerStats(
+            trades=1000 + pending,
+            files=1,
+            quarantined=0,
+            duplicates_dropped=0,
+            gaps_filled=0,
+            gaps_unfilled=0,
+            reconnects=0,
+            seconds=10.0,
+            trades_landed=1000,
+            pending_trades=pending,
+            dropped_trades=dropped,
+            disk_full_seconds=4.0 if full or dropped else 0.0,
+            disk_full=full,
+        )
+
+    reports = [
+        stats(False, 0, 0),
+        stats(True, 0, 500),  # fills: said
+        stats(True, 0, 900),  # still full, nothing dropped: not said again
+        stats(True, 300, 2700),  # drops: said
+        stats(False, 300, 0),  # room again: said
+        stats(False, 300, 0),
+    ]
+    lines = [disk_report_line(b, s) for b, s in zip([None, *reports], reports, strict=False)]
+    assert lines[0] is None
+    assert lines[1].startswith("landing disk full: 500 trades held in memory, 0 dropped")
+    assert lines[2] is None
+    assert "2700 trades held in memory, 300 dropped" in lines[3]
+    assert lines[4].startswith("landing disk writable again (full for 4 s in all; 300 trades")
+    assert lines[5] is None
