@@ -49,7 +49,7 @@ def test_four_assets_with_lineage(loaded):
         assert parents == {dg.AssetKey(upstream)}
     checks = {key.name for key in graph.asset_check_keys}
     assert all(name.startswith("check_") for name in checks)
-    assert len(checks) == 4
+    assert len(checks) == 6
 
 
 def _node(loaded: dg.Definitions, key: str):

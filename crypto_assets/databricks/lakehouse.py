@@ -12,18 +12,26 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from crypto_assets.analytics.lag import BatchLag, recent_batch_lags
+from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.landing_files import is_landing_file
 from crypto_assets.orchestration.lakehouse import (
+    CheckpointSize,
+    FolderSize,
     LakehouseResource,
     LandingFile,
+    checkpoint_size,
     landing_files_in,
 )
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+# Commits of price_alerts read for the latest batches' lags (about one per batch).
+_HISTORY_DEPTH = 200
 
 
 class DatabricksLakehouse(LakehouseResource):
@@ -95,3 +103,30 @@ class DatabricksLakehouse(LakehouseResource):
         if not self._exists(table):
             return 0
         return self._spark().table(self._identifier(table)).count()
+
+    def table_size(self, table: str) -> FolderSize | None:
+        """``DESCRIBE DETAIL``'s sizeInBytes and numFiles (the current version's files)."""
+        try:
+            detail = self._spark().sql(f"DESCRIBE DETAIL {self._identifier(table)}").first()
+        except Exception:  # not created yet
+            return None
+        return FolderSize(int(detail["sizeInBytes"] or 0), int(detail["numFiles"] or 0))
+
+    def checkpoint_size(self) -> CheckpointSize | None:
+        """The checkpoint folder on the Volume, where it is mounted (on Databricks compute)."""
+        folder = Path(self.layout.checkpoint_dir(QUERY_NAME))
+        return checkpoint_size(folder) if folder.is_dir() else None
+
+    def recent_batch_lags(self, limit: int) -> list[BatchLag]:
+        """From the userMetadata of price_alerts' latest commits (``DESCRIBE HISTORY``)."""
+        try:
+            rows = (
+                self._spark()
+                .sql(f"DESCRIBE HISTORY {self._identifier(PRICE_ALERTS)} LIMIT {_HISTORY_DEPTH}")
+                .select("version", "userMetadata")
+                .collect()
+            )
+        except Exception:  # not created yet
+            return []
+        ordered = sorted(rows, key=lambda r: -r["version"])
+        return recent_batch_lags(({"userMetadata": r["userMetadata"]} for r in ordered), limit)

@@ -83,6 +83,7 @@ def run_task() -> None:
         from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415
         from crypto_assets.databricks.lakehouse import DatabricksLakehouse  # noqa: PLC0415
         from crypto_assets.orchestration.analytics_assets import run_results  # noqa: PLC0415
+        from crypto_assets.orchestration.checks import CheckLimits  # noqa: PLC0415
         from crypto_assets.orchestration.resources import DatabricksSpark  # noqa: PLC0415
         from crypto_assets.settings import Settings  # noqa: PLC0415
 
@@ -105,5 +106,5 @@ def run_task() -> None:
             schema_name=settings.schema_name,
             host=settings.databricks_host,
         )
-        for result in run_results(lakehouse, summary, extras["max_lag_seconds"], started):
+        for result in run_results(lakehouse, summary, CheckLimits.of(extras), started):
             report(pipes, result)

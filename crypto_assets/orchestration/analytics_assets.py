@@ -29,9 +29,13 @@ from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
     ANALYTICS_CHECK_SPECS,
+    LAG_BATCHES_JUDGED,
     LANDING_TRADES,
+    CheckLimits,
+    check_checkpoint_bounded,
     check_key_columns_not_null,
     check_landing_to_table_lag,
+    check_trade_lag_p95,
     check_unique_trade_ids,
     check_vwap_within_low_high,
 )
@@ -47,6 +51,9 @@ from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
     column_schema,
+    lag_metadata,
+    progress_metadata,
+    size_metadata,
     table_metadata,
     trades_raw_metadata,
 )
@@ -121,6 +128,24 @@ class StreamingAnalyticsConfig(CheckedConfig):
     max_lag_seconds: float = Field(
         300.0, gt=0, le=86400, description="check_landing_to_table_lag: how long a file may wait"
     )
+    max_p95_lag_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=86400,
+        description="check_trade_lag_p95: bound of p95 trade → trades_raw and trade → alert lag",
+    )
+    max_checkpoint_files: int = Field(
+        2_000, gt=0, description="check_checkpoint_bounded: most files the checkpoint may hold"
+    )
+    max_checkpoint_bytes: int = Field(
+        256 * 1024 * 1024,
+        gt=0,
+        description="check_checkpoint_bounded: most bytes the checkpoint may hold",
+    )
+
+    def limits(self) -> CheckLimits:
+        """The bounds the checks judge by."""
+        return CheckLimits.of(self.model_dump())
 
 
 def table_views(
@@ -128,26 +153,39 @@ def table_views(
     summary: "AnalyticsSummary | None",
     written_since: dt.datetime | None,
 ) -> dict[str, dict[str, Any]]:
-    """Each table's own metadata, read from the tables (and `summary`'s counts when known)."""
+    """Each table's own metadata, read from the tables (and `summary`'s counts when known).
+
+    Every table gets its size and the lag of the trades reaching it (trade -> trades_raw, -> its
+    window, -> alert); trades_raw also the checkpoint's size and Spark's progress.
+    """
 
     def written(table: str) -> int | None:
         return None if summary is None else summary.rows_written.get(table, 0)
 
+    def lag(name: str) -> dict[str, Any]:
+        return {} if summary is None else lag_metadata(summary.lag, name)
+
     raw = table_metadata(lakehouse.count_rows(TRADES_RAW))
     analytics = table_metadata(lakehouse.count_rows(TRADES_ANALYTICS), written(TRADES_ANALYTICS))
+    raw.update(size_metadata(lakehouse.table_size(TRADES_RAW), lakehouse.checkpoint_size()))
     if summary is not None:
         raw.update(trades_raw_metadata(summary))
+        raw.update(progress_metadata(summary.progress))
         # Late trades are in trades_raw but in no window: a trades_analytics number.
         analytics["late_rows"] = summary.late_rows
     return {
-        TRADES_RAW: raw,
+        TRADES_RAW: {**raw, **lag("raw")},
         TRADES_ANALYTICS: {
             **analytics,
+            **size_metadata(lakehouse.table_size(TRADES_ANALYTICS)),
             **analytics_metadata(lakehouse.read_table(TRADES_ANALYTICS), written_since),
+            **lag("window"),
         },
         PRICE_ALERTS: {
             **table_metadata(lakehouse.count_rows(PRICE_ALERTS), written(PRICE_ALERTS)),
+            **size_metadata(lakehouse.table_size(PRICE_ALERTS)),
             **alerts_metadata(lakehouse.read_table(PRICE_ALERTS)),
+            **lag("alert"),
         },
     }
 
@@ -167,8 +205,8 @@ def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
     return tuple(changed)
 
 
-def check_results(lakehouse: LakehouseResource, max_lag_seconds: float) -> dict[str, list]:
-    """The four data checks, grouped by the table they judge."""
+def check_results(lakehouse: LakehouseResource, limits: CheckLimits) -> dict[str, list]:
+    """The data, lag and checkpoint checks, grouped by the table they judge."""
     raw = lakehouse.read_table(TRADES_RAW, columns=["symbol", "trade_id", "source_file"])
     analytics = lakehouse.read_table(TRADES_ANALYTICS)
     processed = [] if raw is None else raw["source_file"].unique().to_pylist()
@@ -176,7 +214,15 @@ def check_results(lakehouse: LakehouseResource, max_lag_seconds: float) -> dict[
         TRADES_RAW: [
             check_unique_trade_ids(raw),
             check_landing_to_table_lag(
-                lakehouse.landing_files(), processed, time.time(), max_lag_seconds
+                lakehouse.landing_files(), processed, time.time(), limits.max_lag_seconds
+            ),
+            check_trade_lag_p95(
+                lakehouse.recent_batch_lags(LAG_BATCHES_JUDGED), limits.max_p95_lag_seconds
+            ),
+            check_checkpoint_bounded(
+                lakehouse.checkpoint_size(),
+                limits.max_checkpoint_files,
+                limits.max_checkpoint_bytes,
             ),
         ],
         TRADES_ANALYTICS: [
@@ -190,13 +236,13 @@ def check_results(lakehouse: LakehouseResource, max_lag_seconds: float) -> dict[
 def run_results(
     lakehouse: LakehouseResource,
     summary: "AnalyticsSummary",
-    max_lag_seconds: float,
+    limits: CheckLimits,
     written_since: dt.datetime | None,
 ) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
     """What a run reports: a materialization of each table it changed, every check's result."""
     changed = changed_tables(summary)
     views = table_views(lakehouse, summary, written_since) if changed else {}
-    checks = check_results(lakehouse, max_lag_seconds)
+    checks = check_results(lakehouse, limits)
     results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
     for table in TABLES:
         if table in changed:
@@ -225,8 +271,11 @@ def run_continuous(
     settings: Settings,
     config: StreamingAnalyticsConfig,
     report: Callable[[int], None],
+    summary: "AnalyticsSummary | None" = None,
 ) -> "AnalyticsSummary":
     """Run the continuous query in a worker thread; `report(batch_id)` at most once per interval.
+
+    `summary` is filled as batches complete, for `report` to read the run's lags so far.
 
     Dagster's termination (`DagsterExecutionInterruptedError` in this thread) is the way a
     continuous run ends: the query stops between batches and its summary is returned. Anything
@@ -250,6 +299,7 @@ def run_continuous(
             stop_event=stop,
             on_step=on_step,
             flavour=settings.deployment,
+            summary=summary,
         )
 
     return run_in_worker(
@@ -280,7 +330,10 @@ def streaming_analytics(
     context: dg.AssetExecutionContext, config: StreamingAnalyticsConfig
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Landing files → trades_raw → trades_analytics → price_alerts, in one streaming query."""
-    from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
+    from crypto_assets.analytics.pipeline import (  # noqa: PLC0415 - needs pyspark
+        AnalyticsSummary,
+        run_analytics,
+    )
 
     settings: Settings = context.resources.settings.to_settings()
     serverless = getattr(context.resources, SERVERLESS_KEY)
@@ -293,16 +346,19 @@ def streaming_analytics(
     context.log.debug("crypto_assets imported from %s", Path(crypto_assets.__file__).parent)
 
     last_report = dt.datetime.now(dt.UTC)
+    live = AnalyticsSummary()  # filled by the continuous query as its batches complete
 
     def report(batch_id: int) -> None:
         nonlocal last_report
         now = dt.datetime.now(dt.UTC)
-        for table, metadata in table_views(lakehouse, None, last_report).items():
+        for table, metadata in table_views(lakehouse, live, last_report).items():
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=table,
                     description=f"continuous query, after batch {batch_id}",
-                    metadata={**metadata, "batch_id": batch_id},
+                    # Spark's progress, when known, is that of the batch before (the batch_id it
+                    # names); the lags are this batch's (lag_batch_id).
+                    metadata={"batch_id": batch_id, **metadata},
                 )
             )
         last_report = now
@@ -312,7 +368,7 @@ def streaming_analytics(
         if config.mode == "once":
             summary = run_analytics(spark, settings, mode="once", flavour=settings.deployment)
         else:
-            summary = run_continuous(spark, settings, config, report)
+            summary = run_continuous(spark, settings, config, report, live)
     except CryptoAssetsError as exc:
         # One actionable line in the UI instead of a traceback.
         raise dg.Failure(description=str(exc)) from exc
@@ -320,7 +376,7 @@ def streaming_analytics(
         context.log.info("stopped on request (run terminated): %s", summary.summary_line())
     else:
         context.log.info("%s", summary.summary_line())
-    results = run_results(lakehouse, summary, config.max_lag_seconds, last_report)
+    results = run_results(lakehouse, summary, config.limits(), last_report)
     if not changed_tables(summary):
         context.log.info("no new landing files: no table changed, nothing materialized")
         context.log_event(no_change_observation(summary.seconds))

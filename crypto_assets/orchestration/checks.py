@@ -1,4 +1,5 @@
-"""Asset checks: data quality of the Delta tables, and how far the tables lag landing.
+"""Asset checks: data quality of the Delta tables, how far they lag landing and the trades, and
+whether the streaming checkpoint stays bounded.
 
 The evaluators are plain functions over Arrow tables and file listings, so tests call them on
 tiny tables; the analytics asset attaches their results to its materializations (`check_specs`).
@@ -7,14 +8,21 @@ Numeric metadata is what Dagster plots over evaluations, so only counts that can
 constants and per-column details are text.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
+from typing import Any, NamedTuple
 
 import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.orchestration.lakehouse import TRADES_ANALYTICS, TRADES_RAW, LandingFile
+from crypto_assets.analytics.lag import BatchLag, LagStats, merge_batch_lags
+from crypto_assets.orchestration.lakehouse import (
+    TRADES_ANALYTICS,
+    TRADES_RAW,
+    CheckpointSize,
+    LandingFile,
+)
 
 LANDING_TRADES = "landing_trades"
 
@@ -22,6 +30,14 @@ CHECK_UNIQUE_TRADE_IDS = "check_trades_raw_unique_trade_ids"
 CHECK_LANDING_TO_TABLE_LAG = "check_landing_to_table_lag"
 CHECK_VWAP_WITHIN_LOW_HIGH = "check_vwap_within_low_high"
 CHECK_KEY_COLUMNS_NOT_NULL = "check_trades_analytics_key_columns_not_null"
+CHECK_TRADE_LAG_P95 = "check_trade_lag_p95"
+CHECK_CHECKPOINT_BOUNDED = "check_checkpoint_bounded"
+
+# The batches the lag check judges: the latest ones, about a minute at a 5 s trigger.
+LAG_BATCHES_JUDGED = 12
+# Spark keeps this many batches in a checkpoint's offsets and commits logs (minBatchesToRetain);
+# an offsets log holding more than twice as many is not being cleaned up: it grows without bound.
+SPARK_BATCHES_RETAINED = 100
 
 ANALYTICS_KEY_COLUMNS = (
     "symbol",
@@ -60,7 +76,37 @@ ANALYTICS_CHECK_SPECS = (
         asset=TRADES_ANALYTICS,
         description="No nulls in trades_analytics' key and price columns.",
     ),
+    dg.AssetCheckSpec(
+        CHECK_TRADE_LAG_P95,
+        asset=TRADES_RAW,
+        description=(
+            "Over the latest batches, p95 of trade → trades_raw and of trade → alert lag is "
+            "within max_p95_lag_seconds."
+        ),
+    ),
+    dg.AssetCheckSpec(
+        CHECK_CHECKPOINT_BOUNDED,
+        asset=TRADES_RAW,
+        description=(
+            "The streaming checkpoint stays within max_checkpoint_files and "
+            "max_checkpoint_bytes, and Spark still purges its old batches."
+        ),
+    ),
 )
+
+
+class CheckLimits(NamedTuple):
+    """The bounds the checks judge by (fields of the analytics run config, same names)."""
+
+    max_lag_seconds: float = 300.0
+    max_p95_lag_seconds: float = 30.0
+    max_checkpoint_files: int = 2_000
+    max_checkpoint_bytes: int = 256 * 1024 * 1024
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "CheckLimits":
+        """The limits in a run config's fields (the others ignored)."""
+        return cls(**{name: config[name] for name in cls._fields if name in config})
 
 
 def check_unique_trade_ids(table: pa.Table | None) -> dg.AssetCheckResult:
@@ -169,5 +215,84 @@ def check_landing_to_table_lag(
             "files_waiting": len(waiting),
             "oldest_waiting_seconds": round(oldest, 1),
             "max_lag": f"{max_lag_seconds:g} s",
+        },
+    )
+
+
+def check_trade_lag_p95(batches: Sequence[BatchLag], max_p95_seconds: float) -> dg.AssetCheckResult:
+    """Fails when p95 trade -> trades_raw or trade -> alert lag of `batches` passes the bound.
+
+    `batches` are the latest ones (newest first); their histograms are merged, so a few slow
+    batches among many small ones weigh by their trades. No batch yet: nothing to judge, passes.
+    """
+    lags: dict[str, LagStats] = merge_batch_lags(batches)
+    raw, alert = lags["raw"], lags["alert"]
+    over = [
+        f"trade → {name} p95 {stats.p95_s:.1f} s"
+        for name, stats in (("trades_raw", raw), ("alert", alert))
+        if stats.p95_s is not None and stats.p95_s > max_p95_seconds
+    ]
+    # Without samples a p95 is left out rather than written as a made-up number.
+    p95s = {
+        f"lag_trade_to_{name}_p95_s": round(stats.p95_s, 3)
+        for name, stats in (("raw", raw), ("alert", alert))
+        if stats.p95_s is not None
+    }
+    return dg.AssetCheckResult(
+        check_name=CHECK_TRADE_LAG_P95,
+        asset_key=TRADES_RAW,
+        passed=not over,
+        # A backlog after a restart or a back-fill fails it too, and it clears by itself once
+        # the query has caught up: a warning to look at, not an error on its own.
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "batches_judged": len(batches),
+            "trades_judged": raw.count,
+            "alerts_judged": alert.count,
+            **p95s,
+            "max_p95_lag": f"{max_p95_seconds:g} s",
+            "over_bound": "; ".join(over) or "none",
+        },
+    )
+
+
+def check_checkpoint_bounded(
+    size: CheckpointSize | None, max_files: int, max_bytes: int
+) -> dg.AssetCheckResult:
+    """Fails when the checkpoint passes `max_files` or `max_bytes`, or keeps its old batches.
+
+    Spark purges a checkpoint's offsets and commits beyond its last `SPARK_BATCHES_RETAINED`
+    batches, so a healthy checkpoint's file count plateaus; an offsets log holding more than
+    twice that number means the purge stopped and the folder grows with every batch.
+    """
+    if size is None:
+        return dg.AssetCheckResult(
+            check_name=CHECK_CHECKPOINT_BOUNDED,
+            asset_key=TRADES_RAW,
+            passed=True,
+            metadata={"checkpoint": "not visible from here (not judged)"},
+        )
+    problems = []
+    if size.files > max_files:
+        problems.append(f"{size.files} files > {max_files}")
+    if size.bytes > max_bytes:
+        problems.append(f"{size.bytes} bytes > {max_bytes}")
+    if size.offsets > 2 * SPARK_BATCHES_RETAINED:
+        problems.append(
+            f"{size.offsets} batches in offsets/ > {2 * SPARK_BATCHES_RETAINED}: not purged"
+        )
+    return dg.AssetCheckResult(
+        check_name=CHECK_CHECKPOINT_BOUNDED,
+        asset_key=TRADES_RAW,
+        passed=not problems,
+        # Unbounded growth never heals by itself and ends in a full disk or a slow restart.
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "checkpoint_bytes": size.bytes,
+            "checkpoint_files": size.files,
+            "checkpoint_offsets_batches": size.offsets,
+            "max_checkpoint_files": max_files,
+            "max_checkpoint_bytes": max_bytes,
+            "problems": "; ".join(problems) or "none",
         },
     )

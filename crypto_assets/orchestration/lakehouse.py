@@ -1,8 +1,9 @@
 """Where checks, sensors and metadata read the pipeline's state: landing files and Delta tables.
 
 `LakehouseResource` is the interface; `LocalLakehouse` reads `$CRYPTO_DATA_DIR` with delta-rs
-(`deltalake`), the same tables the local analytics write. A Databricks implementation would read
-the Unity Catalog tables and the landing Volume instead.
+(`deltalake`), the same tables the local analytics write; `databricks.lakehouse` reads the Unity
+Catalog tables and the landing Volume. Both also tell the sizes of the query's checkpoint and of
+the tables, and the lags of the latest batches (`analytics.lag`), for monitoring.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import dagster as dg
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.analytics.lag import BatchLag, read_recent_batch_lags
+from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets.landing_files import is_landing_file
 
 TABLES = (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS)
@@ -33,6 +35,42 @@ class LandingTotals(NamedTuple):
 
     files: int
     rows: int
+
+
+class FolderSize(NamedTuple):
+    """Bytes and files under a folder (or of a table)."""
+
+    bytes: int
+    files: int
+
+
+class CheckpointSize(NamedTuple):
+    """A streaming checkpoint's bytes and files, and the batches its offsets log still holds."""
+
+    bytes: int
+    files: int
+    offsets: int
+
+
+def folder_size(folder: Path) -> FolderSize:
+    """Bytes and files under `folder`, recursively; zeros when it does not exist."""
+    total = files = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += (Path(root) / name).stat().st_size
+            except FileNotFoundError:  # removed while walking (Spark purges old batches)
+                continue
+            files += 1
+    return FolderSize(total, files)
+
+
+def checkpoint_size(checkpoint: Path) -> CheckpointSize:
+    """The size of a checkpoint folder and the number of batch files in its offsets log."""
+    size = folder_size(checkpoint)
+    offsets = checkpoint / "offsets"
+    batches = sum(1 for e in os.scandir(offsets) if e.name.isdigit()) if offsets.is_dir() else 0
+    return CheckpointSize(size.bytes, size.files, batches)
 
 
 def landing_files_in(folder: Path) -> list[LandingFile]:
@@ -100,6 +138,18 @@ class LakehouseResource(dg.ConfigurableResource):
         """Where the table lives, for the UI."""
         raise NotImplementedError
 
+    def table_size(self, table: str) -> FolderSize | None:
+        """The table's bytes and files; None when it does not exist yet."""
+        raise NotImplementedError
+
+    def checkpoint_size(self) -> CheckpointSize | None:
+        """The analytics query's checkpoint size; None where it cannot be seen."""
+        raise NotImplementedError
+
+    def recent_batch_lags(self, limit: int) -> list[BatchLag]:
+        """The lags of the latest `limit` analytics batches, newest first."""
+        raise NotImplementedError
+
 
 class LocalLakehouse(LakehouseResource):
     """`$CRYPTO_DATA_DIR/landing/trades/` and `$CRYPTO_DATA_DIR/delta/<table>` (delta-rs)."""
@@ -136,3 +186,16 @@ class LocalLakehouse(LakehouseResource):
         """Number of rows in the table; 0 when it does not exist yet."""
         delta = self._table(table)
         return 0 if delta is None else delta.to_pyarrow_dataset().count_rows()
+
+    def table_size(self, table: str) -> FolderSize | None:
+        """What the table's folder holds on disk: live and not yet vacuumed files, its log."""
+        location = Path(self.table_location(table))
+        return folder_size(location) if location.is_dir() else None
+
+    def checkpoint_size(self) -> CheckpointSize | None:
+        """`$CRYPTO_DATA_DIR/checkpoints/<query>`."""
+        return checkpoint_size(Path(self.data_dir) / "checkpoints" / QUERY_NAME)
+
+    def recent_batch_lags(self, limit: int) -> list[BatchLag]:
+        """From the commit metadata of price_alerts (delta-rs history)."""
+        return read_recent_batch_lags(self.table_location(PRICE_ALERTS), limit)

@@ -28,8 +28,10 @@ from crypto_assets.analytics.show import latest_windows
 from crypto_assets.orchestration.price_chart import svg_image_markdown, vwap_volume_svg
 
 if TYPE_CHECKING:
+    from crypto_assets.analytics.batch import StreamProgress
+    from crypto_assets.analytics.lag import LagStats, RunLag
     from crypto_assets.analytics.pipeline import AnalyticsSummary
-    from crypto_assets.orchestration.lakehouse import LandingTotals
+    from crypto_assets.orchestration.lakehouse import CheckpointSize, FolderSize, LandingTotals
     from crypto_assets.producer.producer import ProducerStats
 
 ALERTS_SHOWN = 10
@@ -243,6 +245,52 @@ def trades_raw_metadata(summary: AnalyticsSummary) -> dict[str, Any]:
         "bad_rows_quarantined": summary.bad_rows,
         "processing_seconds": round(summary.seconds, 2),
     }
+
+
+def _lag_keys(prefix: str, lags: Mapping[str, LagStats]) -> dict[str, float]:
+    """``<prefix>_trade_to_<lag>_{p50,p95,max}_s`` of the lags that have samples."""
+    metadata: dict[str, float] = {}
+    for name, stats in lags.items():
+        if stats.count == 0:  # no sample: left out, so the plot shows a gap, not a fake 0
+            continue
+        for part, value in (("p50", stats.p50_s), ("p95", stats.p95_s), ("max", stats.max_s)):
+            metadata[f"{prefix}_trade_to_{name}_{part}_s"] = round(float(value), 3)
+    return metadata
+
+
+def lag_metadata(lag: RunLag, name: str) -> dict[str, Any]:
+    """Lag `name` (raw, window, alert): the run's so far (``lag_trade_to_<name>_*``) and the
+    latest batch's (``batch_lag_trade_to_<name>_*``, batch ``lag_batch_id``)."""
+    metadata = _lag_keys("lag", {name: lag.stats()[name]})
+    if lag.latest is not None:
+        metadata.update(_lag_keys("batch_lag", {name: lag.latest.stats[name]}))
+        metadata["lag_batch_id"] = lag.latest.batch_id
+    return metadata
+
+
+def progress_metadata(progress: StreamProgress | None) -> dict[str, Any]:
+    """Spark's progress of the latest completed batch."""
+    if progress is None:
+        return {}
+    return {
+        "batch_id": progress.batch_id,
+        "input_rows": progress.input_rows,
+        "input_rows_per_second": round(progress.input_rows_per_second, 2),
+        "processed_rows_per_second": round(progress.processed_rows_per_second, 2),
+        "batch_duration_s": round(progress.batch_duration_s, 3),
+    }
+
+
+def size_metadata(
+    table: FolderSize | None, checkpoint: CheckpointSize | None = None
+) -> dict[str, Any]:
+    """A table's bytes and files, and (for trades_raw) the checkpoint's."""
+    metadata: dict[str, Any] = {}
+    if table is not None:
+        metadata |= {"table_bytes": table.bytes, "table_files": table.files}
+    if checkpoint is not None:
+        metadata |= {"checkpoint_bytes": checkpoint.bytes, "checkpoint_files": checkpoint.files}
+    return metadata
 
 
 def table_metadata(rows_total: int, rows_written: int | None = None) -> dict[str, Any]:

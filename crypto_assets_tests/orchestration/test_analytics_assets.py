@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import defaultdict
 from decimal import Decimal
 
 import dagster as dg
 import pytest
 
+from crypto_assets.analytics.batch import AnalyticsSummary
 from crypto_assets.orchestration.analytics_assets import (
     ANALYTICS_JOB,
     StreamingAnalyticsConfig,
@@ -95,6 +97,9 @@ ALL_CHECKS = {
     "check_landing_to_table_lag": True,
     "check_vwap_within_low_high": True,
     "check_trades_analytics_key_columns_not_null": True,
+    # The recording's trades are from August 2024: their lag is years, which this check flags.
+    "check_trade_lag_p95": False,
+    "check_checkpoint_bounded": True,
 }
 
 
@@ -111,7 +116,9 @@ def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
 
     # Files that landed between the runs: the second run reports the windows they closed.
     _land(settings, records, range(2, FILES))
+    before_ms = time.time_ns() // 1_000_000
     second = job.execute_in_process(instance=instance)
+    after_ms = time.time_ns() // 1_000_000
     assert second.success
     meta = _metadata(second)
     assert set(meta) == {"trades_raw", "trades_analytics", "price_alerts"}
@@ -121,9 +128,21 @@ def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
     assert raw["files_processed"] == FILES - 2
     assert raw["bad_rows_quarantined"] == 0
     assert raw["processing_seconds"] > 0
+    # The oldest trade the run inserted has the largest trade -> trades_raw lag.
+    oldest = min(r["trade_time"] for r in records[half:])
+    lag_max = raw["lag_trade_to_raw_max_s"]
+    assert (before_ms - oldest) / 1000 <= lag_max <= (after_ms - oldest) / 1000
+    assert raw["batch_lag_trade_to_raw_max_s"] <= lag_max
+    assert raw["lag_trade_to_raw_p50_s"] <= raw["lag_trade_to_raw_p95_s"] <= lag_max * 1.01
+    assert raw["input_rows"] >= 1
+    assert raw["batch_duration_s"] > 0
+    assert raw["checkpoint_files"] > 0
+    assert raw["table_files"] > 0
+    assert meta["trades_analytics"]["lag_trade_to_window_max_s"] >= lag_max
     # Run-level numbers belong to trades_raw only.
     analytics, alerts = meta["trades_analytics"], meta["price_alerts"]
-    for run_level in ("files_processed", "batches", "bad_rows_quarantined", "processing_seconds"):
+    run_levels = ("files_processed", "batches", "bad_rows_quarantined", "processing_seconds")
+    for run_level in (*run_levels, "input_rows", "checkpoint_bytes", "lag_trade_to_raw_p95_s"):
         assert run_level not in analytics
         assert run_level not in alerts
     windows = _windows(records)
@@ -184,15 +203,21 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
         mode="continuous", trigger_seconds=1.0, report_interval_seconds=0.5
     )
     reported: list[int] = []
+    live = AnalyticsSummary()
+    lags_seen: list[int] = []
 
     def report(batch_id: int) -> None:
         reported.append(batch_id)
+        # The live summary already holds the reported batch's lags when its report runs.
+        lags_seen.append(live.lag.latest.batch_id)
         # What Dagster raises in the step's thread when the run is terminated.
         raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
     started = dt.datetime.now(dt.UTC)
-    summary = run_continuous(spark, settings, config, report)  # a stop, not an error
-    assert reported == [0]
+    summary = run_continuous(spark, settings, config, report, live)  # a stop, not an error
+    assert reported == lags_seen == [0]
+    assert summary is live
+    assert live.lag.stats()["raw"].count == len(records)
     assert summary.rows_written["trades_raw"] == len(records)
     assert not spark.streams.active  # the query was stopped, not left running
     lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
@@ -200,7 +225,11 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
 
     # What a continuous report shows: each table's state, no run totals (none exist yet).
     views = table_views(lakehouse, None, started)
-    assert views["trades_raw"] == {"dagster/row_count": len(records)}
+    assert views["trades_raw"]["dagster/row_count"] == len(records)
+    assert set(views["trades_raw"]) == {
+        "dagster/row_count",
+        *("table_bytes", "table_files", "checkpoint_bytes", "checkpoint_files"),
+    }
     written = _written_rows(views["trades_analytics"]["windows_written"].value)
     assert {symbol for symbol, _ in written} == {r["symbol"] for r in records}
     assert len(written) == views["trades_analytics"]["dagster/row_count"] == len(_windows(records))

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
+from crypto_assets.analytics.lag import BatchLag
 from crypto_assets.orchestration.checks import (
+    SPARK_BATCHES_RETAINED,
+    CheckLimits,
+    check_checkpoint_bounded,
     check_key_columns_not_null,
     check_landing_to_table_lag,
+    check_trade_lag_p95,
     check_unique_trade_ids,
     check_vwap_within_low_high,
 )
-from crypto_assets.orchestration.lakehouse import LandingFile
+from crypto_assets.orchestration.lakehouse import CheckpointSize, LandingFile, checkpoint_size
 
 T0 = dt.datetime(2024, 8, 9, 0, 0, tzinfo=dt.UTC)
 
@@ -103,3 +109,77 @@ def test_landing_to_table_lag():
     on_time = check_landing_to_table_lag(landing, paths, now, max_lag_seconds=300)
     assert on_time.passed
     assert on_time.metadata["files_waiting"].value == 1
+
+
+def _batch(batch_id: int, raw: list[float], alert: list[float] = ()) -> BatchLag:
+    return BatchLag.of("q", batch_id, 1_000 * batch_id, {"raw": raw, "alert": list(alert)})
+
+
+def test_trade_lag_p95_passes_within_the_bound_and_without_batches():
+    fast = [_batch(i, [0.5 + 0.1 * k for k in range(40)], [2.0]) for i in range(10)]
+    result = check_trade_lag_p95(fast, max_p95_seconds=30.0)
+    assert result.passed
+    assert result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["batches_judged"].value == 10
+    assert result.metadata["trades_judged"].value == 400
+    # p95 of 0.5..4.4 s in steps of 0.1, each value 10 times: 4.2 s, within the 1 % histogram.
+    assert abs(result.metadata["lag_trade_to_raw_p95_s"].value - 4.2) <= 0.05
+    nothing = check_trade_lag_p95([], max_p95_seconds=30.0)
+    assert nothing.passed
+    assert nothing.metadata["batches_judged"].value == 0
+    assert "lag_trade_to_raw_p95_s" not in nothing.metadata
+
+
+def test_trade_lag_p95_fails_on_slow_trades_or_slow_alerts():
+    # 6 of 100 trades 60 s late: more than 5 %, so the p95 is 60 s.
+    slow_raw = [_batch(1, [1.0] * 94 + [60.0] * 6)]
+    result = check_trade_lag_p95(slow_raw, max_p95_seconds=30.0)
+    assert not result.passed
+    assert "trade → trades_raw p95" in result.metadata["over_bound"].value
+    assert abs(result.metadata["lag_trade_to_raw_p95_s"].value - 60.0) <= 0.6  # 1 % histogram
+    # 4 of 100 slow trades stay under the p95: passes.
+    assert check_trade_lag_p95([_batch(1, [1.0] * 96 + [60.0] * 4)], 30.0).passed
+    slow_alert = [_batch(2, [1.0] * 50, alert=[45.0])]
+    result = check_trade_lag_p95(slow_alert, max_p95_seconds=30.0)
+    assert not result.passed
+    assert "trade → alert" in result.metadata["over_bound"].value
+    assert "trades_raw" not in result.metadata["over_bound"].value
+
+
+def test_checkpoint_bounded_passes_under_the_bounds_and_when_not_visible():
+    result = check_checkpoint_bounded(CheckpointSize(10_000, 300, 100), 2_000, 1 << 20)
+    assert result.passed
+    assert result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["checkpoint_files"].value == 300
+    assert check_checkpoint_bounded(None, 2_000, 1 << 20).passed
+
+
+def test_checkpoint_bounded_fails_on_files_bytes_or_batches_not_purged():
+    too_many = check_checkpoint_bounded(CheckpointSize(10_000, 2_001, 100), 2_000, 1 << 20)
+    assert not too_many.passed
+    assert "2001 files > 2000" in too_many.metadata["problems"].value
+    too_big = check_checkpoint_bounded(CheckpointSize((1 << 20) + 1, 10, 5), 2_000, 1 << 20)
+    assert not too_big.passed
+    unpurged = check_checkpoint_bounded(
+        CheckpointSize(10_000, 500, 2 * SPARK_BATCHES_RETAINED + 1), 2_000, 1 << 20
+    )
+    assert not unpurged.passed
+    assert "not purged" in unpurged.metadata["problems"].value
+
+
+def test_checkpoint_size_counts_files_bytes_and_offset_batches(tmp_path: Path):
+    offsets = tmp_path / "offsets"
+    offsets.mkdir()
+    for batch in range(3):
+        (offsets / str(batch)).write_bytes(b"x" * 10)
+        (offsets / f".{batch}.crc").write_bytes(b"c")
+    (tmp_path / "metadata").write_bytes(b"{}")
+    assert checkpoint_size(tmp_path) == CheckpointSize(bytes=33 + 2, files=7, offsets=3)
+    assert checkpoint_size(tmp_path / "missing") == CheckpointSize(0, 0, 0)
+
+
+def test_check_limits_from_a_run_config():
+    limits = CheckLimits.of({"max_lag_seconds": 60.0, "max_p95_lag_seconds": 12.5, "mode": "once"})
+    assert limits.max_lag_seconds == 60.0
+    assert limits.max_p95_lag_seconds == 12.5
+    assert limits.max_checkpoint_files == CheckLimits().max_checkpoint_files

@@ -9,18 +9,23 @@ import xml.etree.ElementTree as ET
 
 import pyarrow as pa
 
+from crypto_assets.analytics.batch import StreamProgress
+from crypto_assets.analytics.lag import BatchLag, RunLag
 from crypto_assets.analytics.schema import TABLE_SCHEMAS, TRADES_ANALYTICS_SCHEMA
 from crypto_assets.analytics.show import latest_windows
-from crypto_assets.orchestration.lakehouse import LandingTotals
+from crypto_assets.orchestration.lakehouse import CheckpointSize, FolderSize, LandingTotals
 from crypto_assets.orchestration.metadata import (
     LANDING_SCHEMA,
     alerts_metadata,
     analytics_metadata,
     column_schema,
     decimals_of,
+    lag_metadata,
     newest_alerts_markdown,
     price_decimals,
     producer_metadata,
+    progress_metadata,
+    size_metadata,
 )
 from crypto_assets.producer.producer import ProducerStats
 
@@ -213,3 +218,47 @@ def test_newest_alerts_first_and_limited():
     assert "BTCUSDT" not in markdown  # the oldest alert is beyond the limit
     counts = alerts_metadata(alerts)
     assert (counts["alerts_price_move"], counts["alerts_volume_spike"]) == (2, 1)
+
+
+def test_lag_keys_of_the_run_so_far_and_of_the_latest_batch():
+    run = RunLag()
+    run.add(BatchLag.of("q", 7, 1, {"raw": [1.0, 2.0, 3.0], "window": [4.0]}))
+    run.add(BatchLag.of("q", 8, 2, {"raw": [5.0]}))
+    raw = lag_metadata(run, "raw")
+    # The run: samples 1, 2, 3, 5 s; the latest batch (8): 5 s alone.
+    assert raw["lag_trade_to_raw_max_s"] == 5.0
+    assert abs(raw["lag_trade_to_raw_p50_s"] - 2.0) <= 0.02  # "lower" median, 1 % histogram
+    assert raw["batch_lag_trade_to_raw_p50_s"] == raw["batch_lag_trade_to_raw_max_s"] == 5.0
+    assert raw["lag_batch_id"] == 8
+    window = lag_metadata(run, "window")
+    assert window["lag_trade_to_window_max_s"] == 4.0
+    assert "batch_lag_trade_to_window_p95_s" not in window  # batch 8 had no window sample
+    assert set(lag_metadata(run, "alert")) == {"lag_batch_id"}
+    assert lag_metadata(RunLag(), "raw") == {}
+
+
+def test_progress_and_size_keys():
+    progress = StreamProgress.of(
+        {
+            "batchId": 12,
+            "numInputRows": 3,
+            "inputRowsPerSecond": 0.6,
+            "processedRowsPerSecond": 1.5,
+            "durationMs": {"triggerExecution": 2000, "addBatch": 1800},
+        }
+    )
+    assert progress_metadata(progress) == {
+        "batch_id": 12,
+        "input_rows": 3,
+        "input_rows_per_second": 0.6,
+        "processed_rows_per_second": 1.5,
+        "batch_duration_s": 2.0,
+    }
+    assert progress_metadata(None) == {}
+    assert size_metadata(FolderSize(100, 2), CheckpointSize(50, 9, 3)) == {
+        "table_bytes": 100,
+        "table_files": 2,
+        "checkpoint_bytes": 50,
+        "checkpoint_files": 9,
+    }
+    assert size_metadata(None) == {}
