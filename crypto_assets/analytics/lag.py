@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,22 +204,29 @@ def describe(stats: LagStats) -> str:
 
 @dataclass
 class RunLag:
-    """A run's lags so far: one histogram per lag, and the latest batch's stats."""
+    """A run's lags so far: one histogram per lag, and the latest batch's stats.
+
+    The query's thread adds batches while a continuous run's reports read it: a lock keeps a
+    reader from iterating a histogram that is being updated.
+    """
 
     histograms: dict[str, LagHistogram] = field(
         default_factory=lambda: {name: LagHistogram() for name in LAGS}
     )
     latest: BatchLag | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, batch: BatchLag) -> None:
         """Count a batch's samples into the run."""
-        for name in LAGS:
-            self.histograms[name].merge(batch.histograms[name])
-        self.latest = batch
+        with self._lock:
+            for name in LAGS:
+                self.histograms[name].merge(batch.histograms[name])
+            self.latest = batch
 
     def stats(self) -> dict[str, LagStats]:
         """p50/p95/max per lag over the run so far."""
-        return {name: self.histograms[name].stats() for name in LAGS}
+        with self._lock:
+            return {name: self.histograms[name].stats() for name in LAGS}
 
 
 def merge_batch_lags(batches: Iterable[BatchLag]) -> dict[str, LagStats]:
