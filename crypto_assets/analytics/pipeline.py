@@ -165,6 +165,7 @@ def run_analytics(
             stop = stop_event or threading.Event()
             while not stop.is_set() and not query.awaitTermination(0.5):
                 record_progress(query, processor.summary)
+                processor.summary.seconds = time.monotonic() - started  # for live reports
     except StreamingQueryException as exc:
         if processor.failure is not None:
             batch_id, cause = processor.failure

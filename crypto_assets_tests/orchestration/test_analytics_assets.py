@@ -210,6 +210,7 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
         reported.append(batch_id)
         # The live summary already holds the reported batch's lags when its report runs.
         lags_seen.append(live.lag.latest.batch_id)
+        assert live.seconds > 0  # the run's time so far, for the report's processing_seconds
         # What Dagster raises in the step's thread when the run is terminated.
         raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
