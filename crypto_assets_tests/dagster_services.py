@@ -56,7 +56,7 @@ class DagsterServices:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.processes: dict[str, subprocess.Popen] = {}
-        self._orphan_groups: list[int] = []
+        self.orphan_groups: list[int] = []
 
     def start(self) -> None:
         """Write the instance, start both processes (own process groups), wait for the code."""
@@ -140,7 +140,7 @@ class DagsterServices:
         have, as Dagster does after losing the daemon's heartbeat); `stop` ends them too.
         """
         daemon = self.processes["daemon"]
-        self._orphan_groups.append(daemon.pid)  # the group keeps the daemon's pid as its id
+        self.orphan_groups.append(daemon.pid)  # the group keeps the daemon's pid as its id
         with contextlib.suppress(ProcessLookupError):
             os.kill(daemon.pid, signal.SIGKILL)
         daemon.wait(timeout=30)
@@ -156,10 +156,10 @@ class DagsterServices:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 _end_group(process, signal.SIGKILL)
-        for group in self._orphan_groups:  # what earlier daemons left running
+        for group in self.orphan_groups:  # what earlier daemons left running
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
-        self._orphan_groups.clear()
+        self.orphan_groups.clear()
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         """POST one GraphQL query and return its `data`; GraphQL errors raise."""
