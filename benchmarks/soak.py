@@ -359,6 +359,7 @@ def run_soak(args: argparse.Namespace, root: Path) -> dict:
         trigger_seconds=args.trigger_seconds,
         max_connection_age=args.max_connection_age,
         price_change_threshold_pct=args.price_change_threshold_pct,
+        landing_retention_hours=args.landing_retention_hours,
     )
     harness = PipelineHarness(root, options)
     soak = Soak(harness)
@@ -535,6 +536,12 @@ def main() -> int:
         default=0.05,
         help="PRICE_MOVE threshold (default 0.05, not 0.5: the replay's calm hours raise alerts, "
         "so the trade -> alert lag is measured)",
+    )
+    parser.add_argument(
+        "--landing-retention-hours",
+        type=float,
+        default=0.25,
+        help="LANDING_RETENTION_HOURS (default 0.25, not 24: retention kicks in within the soak)",
     )
     parser.add_argument(
         "--faults",

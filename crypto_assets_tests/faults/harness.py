@@ -69,6 +69,8 @@ class HarnessOptions:
     volume_spike_lookback: int = 10
     volume_spike_min_history: int = 5
     max_connection_age: float | None = None  # the 24 h rotation, shortened
+    # Processed landing files are archived, then deleted this many hours later (None: kept).
+    landing_retention_hours: float | None = 24.0
     shutdown_grace: float = 1.0
     startup_seconds: float = 180.0
 
@@ -196,6 +198,9 @@ class PipelineHarness:
             "VOLUME_SPIKE_FACTOR": str(o.volume_spike_factor),
             "VOLUME_SPIKE_LOOKBACK": str(o.volume_spike_lookback),
             "VOLUME_SPIKE_MIN_HISTORY": str(o.volume_spike_min_history),
+            "LANDING_RETENTION_HOURS": (
+                "none" if o.landing_retention_hours is None else str(o.landing_retention_hours)
+            ),
         }
 
     # Lifecycle
