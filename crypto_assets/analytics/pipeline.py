@@ -59,6 +59,26 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+# Spark's classes that read a query's checkpoint logs (offsets/, commits/, sources/, metadata).
+_CHECKPOINT_READERS = ("HDFSMetadataLog", "OffsetSeqLog", "CommitLog", "StreamMetadata")
+
+
+def checkpoint_advice(error: BaseException, checkpoint: Path) -> str:
+    """What to do when `error` came from reading the checkpoint ('' when it did not)."""
+    # The Java stack trace is kept by PySpark's captured exception (and its causes) only.
+    traces = []
+    while error is not None:
+        traces.append(str(getattr(error, "_stackTrace", "") or ""))
+        error = getattr(error, "_cause", None)
+    if not any(reader in trace for trace in traces for reader in _CHECKPOINT_READERS):
+        return ""
+    return (
+        f"; the query's checkpoint {checkpoint} cannot be read (damaged?): stop the analytics and "
+        "move that folder aside, the next run starts a new checkpoint and nothing is lost or "
+        "doubled (README: Recover from a corrupted checkpoint)"
+    )
+
+
 def stop_gracefully(query: StreamingQuery, wait_seconds: float = 120.0) -> None:
     """Stop `query` between batches, so a running batch finishes its writes first."""
     deadline = time.monotonic() + wait_seconds
@@ -173,7 +193,8 @@ def run_analytics(
                 f"analytics batch {batch_id} failed: {type(cause).__name__}: {first_line(cause)}"
                 " (the next run re-runs it)"
             ) from cause
-        raise AnalyticsError(f"analytics query failed: {first_line(exc)}") from exc
+        advice = checkpoint_advice(exc, checkpoint)
+        raise AnalyticsError(f"analytics query failed: {first_line(exc)}{advice}") from exc
     finally:
         stop_gracefully(query)
         lock.release()
