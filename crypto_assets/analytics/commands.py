@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--once", action="store_true", help="process all new files, then exit")
     mode.add_argument("--continuous", action="store_true", help="run until SIGINT/SIGTERM")
     analytics.add_argument(
-        "--trigger-seconds", type=float, default=10.0, help="micro-batch interval [10]"
+        "--trigger-seconds",
+        type=float,
+        default=None,
+        help="micro-batch interval [ANALYTICS_TRIGGER_SECONDS, 5]",
     )
     analytics.set_defaults(func=analytics_command)
 
@@ -43,9 +46,10 @@ def _data_dir(path: Path) -> Path:
 
 def analytics_command(args: argparse.Namespace) -> int:
     """``crypto-assets analytics``: run the query once or continuously; print the summary last."""
-    if args.trigger_seconds <= 0:
+    if args.trigger_seconds is not None and args.trigger_seconds <= 0:
         raise CryptoAssetsError(f"--trigger-seconds {args.trigger_seconds}: must be above zero")
     settings = Settings.from_env().replace(data_dir=_data_dir(args.data_dir))
+    trigger = args.trigger_seconds or settings.analytics_trigger_seconds
     # py4j logs every callback at INFO; the summary line is what the user wants to see.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     stop = threading.Event()
@@ -56,7 +60,7 @@ def analytics_command(args: argparse.Namespace) -> int:
         get_spark_session(),
         settings,
         mode="continuous" if args.continuous else "once",
-        trigger_seconds=args.trigger_seconds,
+        trigger_seconds=trigger,
         stop_event=stop,
     )
     print(summary.summary_line())
