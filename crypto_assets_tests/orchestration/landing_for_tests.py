@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+from crypto_assets.analytics.landing_retention import archive_dir_for
 from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
@@ -17,10 +18,16 @@ def write_landing_file(landing_dir: Path, name: str, lines: list[str] | None = N
     return path
 
 
+def landed_files(landing_dir: Path) -> list[Path]:
+    """The complete landing files of `landing_dir`: still there, or archived after processing."""
+    archived = archive_dir_for(landing_dir).rglob("trades_*.json")
+    return sorted([*landing_dir.glob("trades_*.json"), *archived], key=lambda path: path.name)
+
+
 def landed_trades(landing_dir: Path) -> dict[str, int]:
-    """Trades per symbol in the complete landing files under `landing_dir`, read with json."""
+    """Trades per symbol in the landed files of `landing_dir` (`landed_files`), read with json."""
     counts: dict[str, int] = {}
-    for path in sorted(landing_dir.glob("trades_*.json")):
+    for path in landed_files(landing_dir):
         for line in path.read_text().splitlines():
             symbol = json.loads(line)["symbol"]
             counts[symbol] = counts.get(symbol, 0) + 1

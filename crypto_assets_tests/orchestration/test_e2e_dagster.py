@@ -20,6 +20,7 @@ from deltalake import DeltaTable
 from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 from crypto_assets_tests.lock_holder import lock_held_by_a_child
 from crypto_assets_tests.orchestration.landing_for_tests import (
+    landed_files,
     landed_trades,
     landing_records,
     write_landing_file,
@@ -177,7 +178,7 @@ def test_producer_then_analytics_through_the_webserver_and_daemon(
     (raw,) = dagster.materializations("trades_raw", limit=5)
     assert raw["run_id"] == analytics_run
     assert raw["dagster/row_count"] == raw["rows_written"] == total
-    assert raw["files_processed"] == len(list(dagster.landing_dir.glob("*.json")))
+    assert raw["files_processed"] == len(landed_files(dagster.landing_dir))
     assert raw["bad_rows_quarantined"] == 0
     assert raw["processing_seconds"] > 0
     (analytics,) = dagster.materializations("trades_analytics", limit=5)

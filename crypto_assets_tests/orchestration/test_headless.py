@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from crypto_assets.orchestration.headless import PipelineRunError, run_pipeline
-from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
+from crypto_assets_tests.orchestration.landing_for_tests import landed_files, landed_trades
 
 
 @pytest.mark.spark
@@ -19,7 +19,7 @@ def test_run_pipeline_produces_then_processes(settings, instance, spark, caplog)
     caplog.set_level(logging.INFO, logger="crypto_assets")
     result = run_pipeline(short, instance, progress_seconds=1.0)
     landed = sum(landed_trades(short.landing_dir).values())
-    files = len(list(short.landing_dir.glob("trades_*.json")))
+    files = len(landed_files(short.landing_dir))
     assert landed > 0
     assert result.assets["landing_trades"]["run_trades"] == landed
     assert result.assets["trades_raw"]["dagster/row_count"] == landed
