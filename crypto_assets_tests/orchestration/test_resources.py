@@ -20,6 +20,7 @@ RUN_CONFIG_FIELDS = {
     "volume_spike_min_history",
     "analytics_window",
     "watermark_delay",
+    "landing_retention_hours",
     "catalog",
     "schema_name",
     "binance_ws_url",
