@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -73,7 +74,8 @@ def test_a_run_is_healthy_while_its_process_lives_and_failed_once_killed(
     launcher = demo_instance.run_launcher
     assert launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
     run_process.kill()
-    # Not reaped yet: a zombie is a dead process too.
+    # Wait until it has exited, without reaping it: a zombie is a dead process too.
+    os.waitid(os.P_PID, run_process.pid, os.WEXITED | os.WNOWAIT)
     assert not process_alive(run_process.pid)
     health = launcher.check_run_worker_health(run)
     assert health.status == WorkerStatus.FAILED
@@ -108,9 +110,10 @@ def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
     demo_instance, defs, tmp_path
 ):
     marker = tmp_path / "interrupted"
+    ready = tmp_path / "ready"
     script = (
         "import sys, time\n"
-        "try:\n    time.sleep(120)\n"
+        f"try:\n    open({str(ready)!r}, 'w').close()\n    time.sleep(120)\n"
         f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('stopped')\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script])
@@ -120,7 +123,11 @@ def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
         demo_instance.add_run_tags(
             run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": free_port()})}
         )
-        time.sleep(0.5)  # let the interpreter reach its sleep (and its KeyboardInterrupt handler)
+        # The interpreter has reached its sleep, inside the KeyboardInterrupt handler.
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the stand-in run process never started"
+            time.sleep(0.05)
         assert demo_instance.run_launcher.terminate(run.run_id)
         assert process.wait(timeout=30) == 0
         assert marker.read_text() == "stopped"
