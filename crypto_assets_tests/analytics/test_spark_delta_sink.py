@@ -71,6 +71,7 @@ def run_databricks(spark, tmp_path: Path, **options: object):
     )
 
 
+@pytest.mark.slow  # the recording through both flavours: a minute of Delta-Spark
 def test_databricks_flavour_writes_the_local_tables(
     spark, full_run, landing_records, tmp_path: Path
 ) -> None:
@@ -97,6 +98,7 @@ def test_databricks_flavour_writes_the_local_tables(
     assert stored[0].raw == pytest.approx(summary.lag.latest.raw, abs=0.001)
 
 
+@pytest.mark.slow  # Delta-Spark's quarantine: a minute on 2 cores
 def test_bad_lines_are_quarantined_with_the_local_reasons(
     spark, landing_records, tmp_path: Path
 ) -> None:
@@ -124,6 +126,7 @@ def test_bad_lines_are_quarantined_with_the_local_reasons(
     assert_raw_holds_each_trade_once(tmp_path, good)
 
 
+@pytest.mark.slow  # Delta-Spark: tens of seconds on 2 cores
 def test_a_json_array_line_is_read_as_its_elements(spark, landing_records, tmp_path: Path) -> None:
     # Spark's JSON reader (Auto Loader's too) takes a top-level array as rows, one per element:
     # the one way this flavour differs from the local reader, which rejects the line.
