@@ -49,7 +49,6 @@ def analytics_command(args: argparse.Namespace) -> int:
     if args.trigger_seconds is not None and args.trigger_seconds <= 0:
         raise CryptoAssetsError(f"--trigger-seconds {args.trigger_seconds}: must be above zero")
     settings = Settings.from_env().replace(data_dir=_data_dir(args.data_dir))
-    trigger = args.trigger_seconds or settings.analytics_trigger_seconds
     # py4j logs every callback at INFO; the summary line is what the user wants to see.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     stop = threading.Event()
@@ -60,7 +59,7 @@ def analytics_command(args: argparse.Namespace) -> int:
         get_spark_session(),
         settings,
         mode="continuous" if args.continuous else "once",
-        trigger_seconds=trigger,
+        trigger_seconds=args.trigger_seconds,
         stop_event=stop,
     )
     print(summary.summary_line())

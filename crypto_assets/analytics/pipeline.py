@@ -100,7 +100,7 @@ def run_analytics(
     settings: Settings,
     *,
     mode: Mode = "once",
-    trigger_seconds: float = 10.0,
+    trigger_seconds: float | None = None,
     stop_event: threading.Event | None = None,
     maintenance: MaintenancePolicy | None = None,
     max_files_per_trigger: int | None = None,
@@ -112,6 +112,7 @@ def run_analytics(
 ) -> AnalyticsSummary:
     """Process landing files into the Delta tables: all new files (`once`) or until `stop_event`.
 
+    Continuous mode triggers every `trigger_seconds` (None: the settings' trigger interval).
     Batches hold at most `max_bytes_per_trigger` of files (or `max_files_per_trigger` files).
     Continuous mode compacts and vacuums the tables per `maintenance` (default every 50 batches).
     `flavour` picks the reader and sink (None: ``databricks`` inside a Databricks Runtime, else
@@ -175,7 +176,8 @@ def run_analytics(
     if mode == "once":
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=f"{trigger_seconds} seconds")
+        seconds = settings.analytics_trigger_seconds if trigger_seconds is None else trigger_seconds
+        writer = writer.trigger(processingTime=f"{seconds} seconds")
     started = time.monotonic()
     query = writer.start()
     try:

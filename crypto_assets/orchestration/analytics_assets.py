@@ -113,14 +113,25 @@ TABLE_SPECS = tuple(
 )
 
 
+_DEFAULTS = Settings()
+
+
 class StreamingAnalyticsConfig(CheckedConfig):
-    """Run config of the analytics: once (availableNow) or a continuous query."""
+    """Run config of the analytics: once (availableNow) or a continuous query.
+
+    `StreamingAnalyticsConfig.for_settings` derives the class the asset uses, whose
+    `trigger_seconds` default (what the Launchpad pre-fills) is the deployment's
+    ANALYTICS_TRIGGER_SECONDS.
+    """
 
     mode: Literal["once", "continuous"] = Field(
         "once", description="once: all new files then stop; continuous: until terminated"
     )
     trigger_seconds: float = Field(
-        10.0, gt=0, le=3600, description="Continuous mode's trigger interval"
+        _DEFAULTS.analytics_trigger_seconds,
+        gt=0,
+        le=3600,
+        description="Continuous mode's trigger interval (ANALYTICS_TRIGGER_SECONDS)",
     )
     report_interval_seconds: float = Field(
         60.0, gt=0, le=3600, description="Continuous mode: how often materializations are reported"
@@ -146,6 +157,11 @@ class StreamingAnalyticsConfig(CheckedConfig):
     def limits(self) -> CheckLimits:
         """The bounds the checks judge by."""
         return CheckLimits.of(self.model_dump())
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> "type[StreamingAnalyticsConfig]":
+        """This config class with the deployment's ANALYTICS_TRIGGER_SECONDS as its default."""
+        return cls.with_defaults(trigger_seconds=settings.analytics_trigger_seconds)
 
 
 def table_views(
@@ -313,23 +329,10 @@ def run_continuous(
     )
 
 
-@dg.multi_asset(
-    name="streaming_analytics",
-    specs=list(TABLE_SPECS),
-    check_specs=list(ANALYTICS_CHECK_SPECS),
-    required_resource_keys={
-        STEP_LAUNCHER_KEY,
-        SERVERLESS_KEY,
-        SPARK_KEY,
-        SETTINGS_KEY,
-        LAKEHOUSE_KEY,
-    },
-    can_subset=False,
-)
-def streaming_analytics(
+def _streaming_analytics(
     context: dg.AssetExecutionContext, config: StreamingAnalyticsConfig
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Landing files → trades_raw → trades_analytics → price_alerts, in one streaming query."""
+    """The body of `streaming_analytics` (see `build_streaming_analytics`)."""
     from crypto_assets.analytics.pipeline import (  # noqa: PLC0415 - needs pyspark
         AnalyticsSummary,
         run_analytics,
@@ -381,6 +384,32 @@ def streaming_analytics(
         context.log.info("no new landing files: no table changed, nothing materialized")
         context.log_event(no_change_observation(summary.seconds))
     yield from results
+
+
+def build_streaming_analytics(settings: Settings) -> dg.AssetsDefinition:
+    """The three tables' multi-asset, its config's defaults the deployment's settings."""
+    config_cls = StreamingAnalyticsConfig.for_settings(settings)
+
+    @dg.multi_asset(
+        name="streaming_analytics",
+        specs=list(TABLE_SPECS),
+        check_specs=list(ANALYTICS_CHECK_SPECS),
+        required_resource_keys={
+            STEP_LAUNCHER_KEY,
+            SERVERLESS_KEY,
+            SPARK_KEY,
+            SETTINGS_KEY,
+            LAKEHOUSE_KEY,
+        },
+        can_subset=False,
+    )
+    def streaming_analytics(
+        context: dg.AssetExecutionContext, config: config_cls
+    ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        """Landing files → trades_raw → trades_analytics → price_alerts, in one streaming query."""
+        yield from _streaming_analytics(context, config)
+
+    return streaming_analytics
 
 
 streaming_analytics_job = dg.define_asset_job(

@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 
 from crypto_assets.orchestration.analytics_assets import (
-    streaming_analytics,
+    build_streaming_analytics,
     streaming_analytics_job,
 )
 from crypto_assets.orchestration.checks import LANDING_TRADES
@@ -128,7 +128,7 @@ def build_definitions(
     """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
     resources = resources_for(settings)
     producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
-    assets = with_locations([landing_trades, streaming_analytics], settings)
+    assets = with_locations([landing_trades, build_streaming_analytics(settings)], settings)
     return dg.Definitions(
         assets=with_freshness(assets, freshness),
         jobs=[producer_job, streaming_analytics_job],

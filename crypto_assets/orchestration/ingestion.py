@@ -7,14 +7,13 @@ the op logs what it landed and returns, and the run ends SUCCESS (a stop is not 
 """
 
 import contextlib
-import copy
 import dataclasses
 import queue
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Literal
 
 import dagster as dg
-from pydantic import Field, create_model, field_validator
+from pydantic import Field, field_validator
 
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
@@ -155,19 +154,13 @@ class ProduceTradesConfig(CheckedConfig):
     @classmethod
     def for_settings(cls, settings: Settings) -> "type[ProduceTradesConfig]":
         """This config class with the deployment's producer settings as its defaults."""
-        defaults = {
-            "pairs": list(settings.trading_pairs),
-            "batch_interval_seconds": settings.batch_interval_seconds,
-            "max_trades_per_batch": settings.max_trades_per_batch,
-            "duration_minutes": settings.run_duration_minutes or _DEFAULTS.run_duration_minutes,
-            "continuous": settings.run_duration_minutes is None,
-        }
-        fields: dict[str, Any] = {}
-        for name, default in defaults.items():
-            field = copy.copy(cls.model_fields[name])
-            field.default = default
-            fields[name] = (field.annotation, field)
-        return create_model(cls.__name__, __base__=cls, __module__=__name__, **fields)
+        return cls.with_defaults(
+            pairs=list(settings.trading_pairs),
+            batch_interval_seconds=settings.batch_interval_seconds,
+            max_trades_per_batch=settings.max_trades_per_batch,
+            duration_minutes=settings.run_duration_minutes or _DEFAULTS.run_duration_minutes,
+            continuous=settings.run_duration_minutes is None,
+        )
 
     def duration(self) -> float | None:
         """Seconds to produce, or None to produce until stopped."""

@@ -4,15 +4,20 @@ Dagster's config schema checks types, enums and required fields at launch (the L
 those); ranges it cannot express. They are pydantic constraints on the fields, checked when the
 op's config is built, before the op's body runs: a bad value raises `dg.Failure` whose
 description (the UI's headline) is one line, instead of pydantic's multi-line error.
+
+A config whose defaults are the deployment's settings is derived with `with_defaults`: the
+Launchpad then pre-fills the values the deployment was built with, and `Settings` stays the one
+place a default is written down.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Self
 
 import annotated_types
 import dagster as dg
-from pydantic import ValidationError
+from pydantic import ValidationError, create_model
 from pydantic.fields import FieldInfo
 
 _BOUNDS = (
@@ -63,3 +68,13 @@ class CheckedConfig(dg.Config):
             super().__init__(**values)
         except ValidationError as exc:
             raise dg.Failure(description=config_error_line(type(self), exc)) from None
+
+    @classmethod
+    def with_defaults(cls, **defaults: Any) -> type[Self]:
+        """This config class with `defaults` as its fields' defaults (bounds and docs kept)."""
+        fields: dict[str, Any] = {}
+        for name, default in defaults.items():
+            field = copy.copy(cls.model_fields[name])
+            field.default = default
+            fields[name] = (field.annotation, field)
+        return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **fields)

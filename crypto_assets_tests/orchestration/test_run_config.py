@@ -4,8 +4,11 @@ import dagster as dg
 import pytest
 from pydantic import Field
 
-from crypto_assets.orchestration.analytics_assets import StreamingAnalyticsConfig
+from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB, StreamingAnalyticsConfig
+from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.orchestration.run_config import CheckedConfig
+from crypto_assets.orchestration.sensors import ANALYTICS_OP
+from crypto_assets.settings import Settings
 
 
 class IntervalConfig(CheckedConfig):
@@ -77,3 +80,21 @@ def test_the_analytics_mode_is_an_enum_the_launchpad_checks():
         dg.validate_run_config(
             analytics_config_job, {"ops": {"analytics_op": {"config": {"mode": "sometimes"}}}}
         )
+
+
+def test_with_defaults_changes_the_defaults_and_keeps_the_bounds():
+    derived = IntervalConfig.with_defaults(seconds=30.0)
+    assert (derived().seconds, derived().count) == (30.0, 1)
+    with pytest.raises(dg.Failure) as failure:
+        derived(seconds=61.0)
+    assert failure.value.description == "IntervalConfig: seconds=61.0: allowed > 0 and ≤ 60"
+
+
+def test_the_launchpads_trigger_seconds_is_the_deployments_analytics_trigger_seconds(tmp_path):
+    default = Settings(data_dir=tmp_path)
+    for deployed in (default, default.replace(analytics_trigger_seconds=2.5)):
+        job = build_definitions(deployed).resolve_job_def(ANALYTICS_JOB)
+        config = dg.validate_run_config(job, {})["ops"][ANALYTICS_OP]["config"]
+        assert config["trigger_seconds"] == deployed.analytics_trigger_seconds
+    # The settings model is the one source of the default (DESIGN.md: 5 seconds).
+    assert StreamingAnalyticsConfig().trigger_seconds == default.analytics_trigger_seconds == 5.0
