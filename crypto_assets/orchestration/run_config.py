@@ -1,9 +1,12 @@
 """Op config that fails in one line: a value out of range names its field and the allowed range.
 
 Dagster's config schema checks types, enums and required fields at launch (the Launchpad shows
-those); ranges it cannot express. They are pydantic constraints on the fields, checked when the
-op's config is built, before the op's body runs: a bad value raises `dg.Failure` whose
-description (the UI's headline) is one line, instead of pydantic's multi-line error.
+those); ranges it cannot express (Dagster 1.13's config types have no bounds). They are pydantic
+constraints on the fields, checked when the op's config is built, before the op's body runs: a
+bad value fails the step with `dg.Failure` whose description is one line, instead of pydantic's
+multi-line error. Dagster shows every step failure with its stack trace (a `dg.Failure` too,
+raised here or in the op's body alike), so the same line is first logged at ERROR in the run's
+event log: the one event that reads as just that line.
 
 A config whose defaults are the deployment's settings is derived with `with_defaults`: the
 Launchpad then pre-fills the values the deployment was built with, and `Settings` stays the one
@@ -59,15 +62,27 @@ def config_error_line(config_cls: type[dg.Config], error: ValidationError) -> st
     return f"{config_cls.__name__}: " + "; ".join(problems)
 
 
+def log_in_run(line: str) -> None:
+    """Log `line` at ERROR in the event log of the step being executed, if one is."""
+    try:
+        context = dg.OpExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return  # built outside a step (a test, a sensor): the Failure alone says it
+    context.log.error(line)
+
+
 class CheckedConfig(dg.Config):
     """A `dg.Config` whose validation error is a `dg.Failure` with a one-line description."""
 
     def __init__(self, **values: Any) -> None:
-        """Validate `values`; a bad one raises `dg.Failure` naming it and what it accepts."""
+        """Validate `values`; a bad one is logged and raised as `dg.Failure`, in one line."""
         try:
             super().__init__(**values)
         except ValidationError as exc:
-            raise dg.Failure(description=config_error_line(type(self), exc)) from None
+            line = config_error_line(type(self), exc)
+            log_in_run(line)
+            # A retry would read the same config: fail for good even under a retry policy.
+            raise dg.Failure(description=line, allow_retries=False) from None
 
     @classmethod
     def with_defaults(cls, **defaults: Any) -> type[Self]:

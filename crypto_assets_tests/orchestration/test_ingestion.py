@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 
 import dagster as dg
@@ -159,6 +160,31 @@ def test_an_out_of_range_value_fails_in_one_line_before_any_work(
     assert "\n" not in description
     # Failed before the producer started: not even the landing folder exists.
     assert not settings.landing_dir.exists()
+
+
+def test_an_out_of_range_value_is_one_error_line_in_the_run_log(defs, instance):
+    # Dagster's config schema has no ranges, so the Launchpad accepts -2 and the run fails. Every
+    # step failure shows its stack trace in the UI; the ERROR line before it is just the message.
+    line = "ProduceTradesConfig: batch_interval_seconds=-2.0: allowed > 0 and ≤ 3600"
+    result = defs.resolve_job_def(PRODUCER_JOB).execute_in_process(
+        run_config={"ops": {PRODUCER_OP: {"config": {"batch_interval_seconds": -2.0}}}},
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    records = instance.all_logs(result.run_id)
+    logged = [r for r in records if r.dagster_event is None and r.level == logging.ERROR]
+    assert [(r.user_message, r.step_key) for r in logged] == [(line, PRODUCER_OP)]
+    failures = [
+        r.dagster_event
+        for r in records
+        if r.dagster_event is not None
+        and r.dagster_event.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    assert len(failures) == 1
+    data = failures[0].step_failure_data
+    assert data.user_failure_data.description == line
+    assert data.error.message.strip().endswith(f"Failure: {line}")
 
 
 def test_mistyped_op_config_is_refused_by_the_config_schema_at_launch(defs):

@@ -53,6 +53,24 @@ def test_an_out_of_range_value_fails_the_step_in_one_line_before_its_body():
     )
 
 
+def test_a_retry_policy_does_not_retry_a_bad_config():
+    @dg.op(retry_policy=dg.RetryPolicy(max_retries=2))
+    def retried_op(config: IntervalConfig) -> None:
+        del config
+
+    @dg.job
+    def retried_job() -> None:
+        retried_op()
+
+    result = retried_job.execute_in_process(
+        run_config={"ops": {"retried_op": {"config": {"seconds": 0.0}}}}, raise_on_error=False
+    )
+    assert not result.success
+    types = [event.event_type for event in result.all_events]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in types
+    assert types.count(dg.DagsterEventType.STEP_FAILURE) == 1
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
