@@ -10,6 +10,10 @@ Faults can also be asked for while the market runs (`corrupt_next`, `withhold_ne
 to the next trades it publishes. Trades withheld from REST too are remembered by id (a set that
 grows only with the faults asked for) and never served: an unfillable gap.
 
+The market can open mid-recording (``first_event`` of ``first_lap``: where an earlier run of the
+market stopped). ``history_from`` makes REST serve a symbol's trades from an earlier id: trades the
+market made before it opened, while nobody listened, which a resuming client back-fills.
+
 With ``clock_time`` every published time is the wall clock at which the market publishes it:
 recorded times are rebased to the market's start and divided by the speed, so at 10x a trade's
 ``T`` is about when it is sent (end-to-end lag stays measurable) and never runs ahead of the clock.
@@ -21,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -91,14 +95,23 @@ class Market:
         corrupt_every: int | None,
         gap_every: int | None,
         first_lap: int = 0,
+        first_event: int = 0,
+        history_from: Mapping[str, int] | None = None,
         clock_time: bool = False,
     ) -> None:
         if clock_time and speed is None:
             raise ValueError("clock_time needs a finite speed")
+        if not 0 <= first_event < len(recording.events):
+            raise ValueError(
+                f"first_event must be within 0..{len(recording.events) - 1}, got {first_event}"
+            )
         self._recording = recording
         self._clock_time = clock_time
         self._clock_origin_ms = 0
         self._first_lap = first_lap
+        self._first_event = first_event
+        # The recorded time of the first event published: time zero of the market's clock.
+        self._origin_ms = recording.recorded_ms(recording.events[first_event])
         self._speed = speed
         self._loop = loop
         self._rebase_time = rebase_time
@@ -109,11 +122,20 @@ class Market:
         self._by_stream: dict[str, list[Subscriber]] = {}
         self._has_subscribers = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._open = False  # the clock runs and the time shifts are set
         self._rebase_shift_ms = 0
-        # Per symbol, positions (lap * trades per lap + index) of the published trades: from
-        # the first lap's start (earlier laps were never published) up to this end.
-        self._first_position = {s: first_lap * len(t.trades) for s, t in recording.symbols.items()}
-        self._published: dict[str, int] = dict(self._first_position)
+        # Per symbol, positions (lap * trades per lap + index, see SymbolTrades.looped_position)
+        # of the published trades: from where the market opens, or from `history_from` (the
+        # trades it made before), up to this end.
+        before = recording.trades_before(first_event)
+        self._published: dict[str, int] = {
+            s: first_lap * len(t.trades) + before[s] for s, t in recording.symbols.items()
+        }
+        self._first_position = dict(self._published)
+        for symbol, trade_id in (history_from or {}).items():
+            if symbol in self._first_position:
+                position = recording.symbols[symbol].looped_position(trade_id)
+                self._first_position[symbol] = max(0, min(position, self._published[symbol]))
         # Run-time faults: how many of the next trades to corrupt or withhold.
         self._corrupt_left = 0
         self._withhold_left = 0
@@ -189,18 +211,20 @@ class Market:
     def published_trades(
         self, symbol: str, from_id: int | None, limit: int
     ) -> list[PublishedTrade]:
-        """Up to ``limit`` published trades with id >= ``from_id`` (or the latest), ascending."""
+        """Up to ``limit`` published trades with id >= ``from_id`` (or the latest), ascending.
+
+        Nothing before the market opens: the times of its trades are set when it does.
+        """
+        if not self._open:
+            return []
         table = self._recording.symbols[symbol]
         count = len(table.trades)
         published = self._published[symbol]
         first = self._first_position[symbol]
         if from_id is None:
             start = max(first, published - limit)
-        elif from_id < table.ids[0]:
-            start = first
         else:
-            lap = (from_id - table.ids[0]) // table.span
-            start = max(first, lap * count + table.position_of(from_id - lap * table.span))
+            start = max(first, table.looped_position(from_id))
         hidden = self._hidden.get(symbol, ())
         rows: list[PublishedTrade] = []
         position = start
@@ -219,9 +243,7 @@ class Market:
         if not self._clock_time:
             return lap * self._recording.lap_ms + self._rebase_shift_ms
         recording = self._recording
-        elapsed = (
-            recorded_ms - recording.first_trade_time + (lap - self._first_lap) * recording.lap_ms
-        )
+        elapsed = recorded_ms - self._origin_ms + (lap - self._first_lap) * recording.lap_ms
         assert self._speed is not None  # checked in __init__
         return self._clock_origin_ms + round(elapsed / self._speed) - recorded_ms
 
@@ -237,21 +259,23 @@ class Market:
         first_lap = self._first_lap
         self._clock_origin_ms = int(time.time() * 1000)
         if self._rebase_time:
-            # The first published trade (of lap `first_lap`) is at now.
-            first_time = recording.first_trade_time + first_lap * recording.lap_ms
+            # The first event published (event `first_event` of lap `first_lap`) is at now.
+            first_time = self._origin_ms + first_lap * recording.lap_ms
             self._rebase_shift_ms = int(time.time() * 1000) - first_time
+        self._open = True
         clock = asyncio.get_running_loop()
         started = clock.time()
         lap_ns = recording.lap_ms * 1_000_000
-        first_ns = recording.first_recv_ns
+        first_ns = recording.events[self._first_event].recv_ns
         logger.info(
-            "market open (speed %s, loop %s, first lap %s)",
+            "market open (speed %s, loop %s, first lap %s, first event %s)",
             self._speed or "max",
             self._loop,
             first_lap,
+            self._first_event,
         )
         last_lap = first_lap
-        timeline = recording.timeline(self._loop, first_lap)
+        timeline = recording.timeline(self._loop, first_lap, self._first_event)
         for count, (lap, event) in enumerate(timeline, start=1):
             if lap != last_lap:
                 last_lap = lap
@@ -298,8 +322,7 @@ class Market:
                 corruption = CORRUPTION_KINDS[self._corrupt_left % len(CORRUPTION_KINDS)]
             time_shift = self._time_shift(lap, trade.trade_time)
         else:
-            elapsed_ms = (event.recv_ns - self._recording.first_recv_ns) // 1_000_000
-            time_shift = self._time_shift(lap, self._recording.first_trade_time + elapsed_ms)
+            time_shift = self._time_shift(lap, self._recording.recorded_ms(event))
         subscribers = self._by_stream.get(event.stream)
         if not subscribers:
             return []

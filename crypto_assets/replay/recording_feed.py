@@ -17,7 +17,7 @@ import logging
 import math
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +77,20 @@ class SymbolTrades:
         """Index of the first trade whose id is >= ``trade_id`` (may be len: past the end)."""
         return bisect_left(self.ids, trade_id)
 
+    def looped_position(self, trade_id: int) -> int:
+        """Where the first trade with an id >= ``trade_id`` is in the looped recording.
+
+        Positions count trades from lap 0's first: ``lap * len(trades) + index``, where lap N
+        publishes the recorded ids + N * span; an id below the recording's is negative.
+        """
+        lap = (trade_id - self.ids[0]) // self.span
+        return lap * len(self.trades) + self.position_of(trade_id - lap * self.span)
+
+    def looped_id(self, position: int) -> int:
+        """The trade id the looped recording publishes at ``position`` (see `looped_position`)."""
+        lap, index = divmod(position, len(self.trades))
+        return self.ids[index] + lap * self.span
+
 
 @dataclass(frozen=True)
 class Recording:
@@ -97,28 +111,36 @@ class Recording:
         """Number of distinct trades in one lap."""
         return sum(len(table.trades) for table in self.symbols.values())
 
-    def timeline(self, loop: bool, first_lap: int = 0) -> Iterator[tuple[int, RecordedEvent]]:
-        """``(lap, event)`` in receive order from lap ``first_lap``; forever when ``loop``."""
+    def recorded_ms(self, event: RecordedEvent) -> int:
+        """The recorded time (ms) of an event: a trade's ``T``, else its receive time's."""
+        if event.trade is not None:
+            return event.trade.trade_time
+        return self.first_trade_time + (event.recv_ns - self.first_recv_ns) // 1_000_000
+
+    def trades_before(self, event_index: int) -> dict[str, int]:
+        """Per symbol, how many of its trades a lap publishes before its event ``event_index``."""
+        counts = dict.fromkeys(self.symbols, 0)
+        for event in self.events[:event_index]:
+            if event.trade is not None:
+                counts[event.trade.symbol] = event.position + 1
+        return counts
+
+    def timeline(
+        self, loop: bool, first_lap: int = 0, first_event: int = 0
+    ) -> Iterator[tuple[int, RecordedEvent]]:
+        """``(lap, event)`` in receive order from event ``first_event`` of lap ``first_lap``.
+
+        Forever when ``loop``; later laps start at their first event.
+        """
         lap = first_lap
+        events = self.events[first_event:]
         while True:
-            for event in self.events:
+            for event in events:
                 yield lap, event
             if not loop:
                 return
             lap += 1
-
-
-def first_lap_above(recording: Recording, highs: Mapping[str, int]) -> int:
-    """The smallest lap whose trade ids are all above ``highs`` (symbol -> id) for every symbol.
-
-    Symbols the recording does not trade are ignored; no highs: lap 0.
-    """
-    first_lap = 0
-    for symbol, high in highs.items():
-        table = recording.symbols.get(symbol)
-        if table is not None and high >= table.ids[0]:
-            first_lap = max(first_lap, (high - table.ids[0]) // table.span + 1)
-    return first_lap
+            events = self.events
 
 
 def load_recordings(paths: Sequence[Path]) -> Recording:

@@ -12,8 +12,8 @@ import asyncio
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
@@ -66,6 +66,11 @@ class ReplayOptions:
     max_connection_age: float | None = None  # seconds; Binance closes connections after 24 h
     # The market starts at this lap, as --loop would publish it: ids + N * span, times + N laps.
     first_lap: int = 0
+    # No flags for these two; the in-process continuation (crypto_assets.replay.continuation) sets
+    # them: the market opens at this event of its first lap, and REST serves each symbol's trades
+    # from this id on (the market's past, made while nobody listened).
+    first_event: int = 0
+    history_from: Mapping[str, int] = field(default_factory=dict)
     # Every time the wall clock at publication: rebased, and divided by the speed.
     clock_time: bool = False
 
@@ -90,6 +95,8 @@ class ReplayOptions:
             raise CryptoAssetsError(
                 f"first_lap (--first-lap) must be 0 or more, got {self.first_lap}"
             )
+        if self.first_event < 0:
+            raise CryptoAssetsError(f"first_event must be 0 or more, got {self.first_event}")
 
 
 @dataclass(frozen=True)
@@ -291,6 +298,8 @@ class ReplayServer:
             corrupt_every=options.corrupt_every,
             gap_every=options.gap_every,
             first_lap=options.first_lap,
+            first_event=options.first_event,
+            history_from=options.history_from,
             clock_time=options.clock_time,
         )
         try:

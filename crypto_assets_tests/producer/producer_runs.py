@@ -1,4 +1,5 @@
-"""Run a real producer against a replay server until everything sent has been handled."""
+"""Run a real producer: against a replay server until everything sent has been handled, or on
+the source the settings pick for a while."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from typing import Any
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
+from crypto_assets.producer.source import open_source
+from crypto_assets.settings import Settings
 
 
 def produce_recording(
@@ -49,3 +52,22 @@ def produce_recording(
     finally:
         done.set()
         watcher.join()
+
+
+def produce_from_source(
+    settings: Settings, seconds: float, pairs: tuple[str, ...] = ("btcusdt", "ethusdt")
+) -> ProducerSummary:
+    """One producer run of `seconds` on the source `settings` picks, as the producer op runs it."""
+    with open_source(settings) as source:
+        config = ProducerConfig(
+            ws_url=source.ws_url,
+            rest_url=source.rest_url,
+            pairs=pairs,
+            landing_dir=settings.landing_dir,
+            batch_interval_seconds=0.5,
+            duration_seconds=seconds,
+            gap_grace_seconds=0.3,
+            source=source.kind,
+            resume=source.resume,
+        )
+        return Producer(config).run()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import websocket
 
-from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
 from crypto_assets.producer.source import (
     REPLAY_WARNING,
     TradeSource,
@@ -20,8 +19,6 @@ from crypto_assets.producer.source import (
     open_source,
 )
 from crypto_assets.settings import Settings
-from crypto_assets_tests.producer.landing_reader import read_landing
-from crypto_assets_tests.recorded_trades import recorded_landing_rows
 
 
 def test_live_uses_the_configured_urls_without_probing(unused_port: int) -> None:
@@ -77,68 +74,6 @@ def test_auto_uses_live_when_the_handshake_succeeds(
     with open_source(settings) as source:
         assert (source.kind, source.ws_url) == ("live", server.url)  # type: ignore[attr-defined]
         assert source.rest_url == server.rest_url  # type: ignore[attr-defined]
-
-
-@pytest.fixture(scope="module")
-def recorded_ids(recording: Path) -> dict[str, list[int]]:
-    """Trade ids by symbol, in recorded order, read independently of the replay's loader."""
-    return ids_by_symbol(list(recorded_landing_rows(recording)))
-
-
-def produce_from_replay(settings: Settings, seconds: float) -> ProducerSummary:
-    """One producer run of `seconds` on the source `settings` picks (the replay here)."""
-    with open_source(settings) as source:
-        config = ProducerConfig(
-            ws_url=source.ws_url,
-            rest_url=source.rest_url,
-            pairs=("btcusdt", "ethusdt"),
-            landing_dir=settings.landing_dir,
-            batch_interval_seconds=0.5,
-            duration_seconds=seconds,
-            gap_grace_seconds=0.3,
-            source=source.kind,
-            resume=source.resume,
-        )
-        return Producer(config).run()
-
-
-def read_landing_file(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-
-
-def ids_by_symbol(rows: list[dict]) -> dict[str, list[int]]:
-    ids: dict[str, list[int]] = {}
-    for row in rows:
-        ids.setdefault(row["symbol"], []).append(row["trade_id"])
-    return ids
-
-
-def test_a_second_replay_run_lands_new_trades_above_the_first_runs(
-    tmp_path: Path, recorded_ids: dict[str, list[int]], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="crypto_assets.replay.continuation")
-    settings = Settings(source="replay", data_dir=tmp_path)
-    first = produce_from_replay(settings, 3.0)
-    first_ids = ids_by_symbol(read_landing(settings.landing_dir))
-    first_files = set(settings.landing_dir.glob("trades_*.json"))
-    second = produce_from_replay(settings, 3.0)
-    new_files = set(settings.landing_dir.glob("trades_*.json")) - first_files
-    second_ids = ids_by_symbol([row for path in new_files for row in read_landing_file(path)])
-
-    assert first.trades > 0
-    assert second.trades > 0
-    span = {s: max(ids) - min(ids) + 1 for s, ids in recorded_ids.items()}
-    assert set(second_ids) == set(first_ids) == {"BTCUSDT", "ETHUSDT"}
-    for symbol, ids in second_ids.items():
-        assert min(ids) > max(first_ids[symbol])
-        assert sorted(ids) == list(range(min(ids), max(ids) + 1))  # contiguous within the run
-        assert len(ids) == len(set(ids))
-        assert min(ids) == recorded_ids[symbol][0] + span[symbol]  # lap 1 of the recording
-    assert second.duplicates_dropped == 0
-    # The ids between the first run's high and lap 1 never existed in this replayed market.
-    assert second.gaps_unfilled == 0
-    assert second.per_symbol == {s: len(ids) for s, ids in second_ids.items()}
-    assert "replay continues at lap 1" in caplog.text
 
 
 def _server_source(server: object, kind: str) -> TradeSource:

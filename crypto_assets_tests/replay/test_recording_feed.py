@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.errors import CryptoAssetsError
-from crypto_assets.replay.recording_feed import first_lap_above, load_recordings
+from crypto_assets.replay.recording_feed import load_recordings
 from crypto_assets_tests.replay.recordings import read_frames, write_recording
 
 
@@ -103,20 +103,35 @@ def test_malformed_line_names_file_and_line(tmp_path: Path, line: str, why: str)
     assert why in str(info.value)
 
 
-def test_first_lap_above_puts_every_symbol_above_its_high(
+def test_looped_positions_count_trades_from_lap_0_and_map_back_to_ids(
     recording: Path, recorded_trades: list[dict]
 ) -> None:
     loaded = load_recordings([recording])
-    ids: dict[str, list[int]] = {}
-    for trade in recorded_trades:
-        ids.setdefault(trade["s"], []).append(trade["t"])
-    low = {symbol: min(values) for symbol, values in ids.items()}
-    span = {symbol: max(values) - min(values) + 1 for symbol, values in ids.items()}
+    ids = [t["t"] for t in recorded_trades if t["s"] == "ETHUSDT"]
+    table, low, span = loaded.symbols["ETHUSDT"], min(ids), max(ids) - min(ids) + 1
 
-    assert first_lap_above(loaded, {}) == 0
-    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"] - 1}) == 0
-    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"]}) == 1
-    assert first_lap_above(loaded, {"BTCUSDT": low["BTCUSDT"] + span["BTCUSDT"] - 1}) == 1
-    highs = {"BTCUSDT": low["BTCUSDT"] + 100, "ETHUSDT": low["ETHUSDT"] + 2 * span["ETHUSDT"]}
-    assert first_lap_above(loaded, highs) == 3
-    assert first_lap_above(loaded, {"DOGEUSDT": 10**12}) == 0  # not in the recording
+    assert table.looped_position(low) == 0
+    assert table.looped_position(low + 2 * span + 7) == 2 * len(ids) + 7
+    assert table.looped_position(low - 1) == -1  # below the recording
+    for position in (0, 7, len(ids) - 1, len(ids), 3 * len(ids) + 5):
+        assert table.looped_position(table.looped_id(position)) == position
+    assert table.looped_id(len(ids)) == low + span  # lap 1's first
+
+
+def test_a_timeline_can_open_mid_lap_and_counts_what_came_before(
+    recording: Path, recorded_trades: list[dict]
+) -> None:
+    loaded = load_recordings([recording])
+    opening = 1000
+    before = loaded.trades_before(opening)
+    timeline = loaded.timeline(loop=True, first_lap=2, first_event=opening)
+    lap, event = next(timeline)
+
+    assert (lap, event.trade.trade_id) == (2, recorded_trades[opening]["t"])
+    assert before == {
+        symbol: sum(1 for t in recorded_trades[:opening] if t["s"] == symbol)
+        for symbol in ("BTCUSDT", "ETHUSDT")
+    }
+    rest_of_lap = [next(timeline) for _ in range(len(recorded_trades) - opening)]
+    assert rest_of_lap[-1][0] == 3  # the next lap starts at its first event
+    assert rest_of_lap[-1][1].trade.trade_id == recorded_trades[0]["t"]

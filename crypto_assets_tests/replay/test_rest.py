@@ -265,3 +265,35 @@ def test_exchange_info_errors_are_binance_errors(replay_server_factory, query, c
     assert status == 400
     assert body["code"] == code
     assert body["msg"].startswith(message)
+
+
+def test_a_market_opening_mid_lap_serves_its_history_once_open_times_before_now(
+    replay_server_factory, small_recording, recorded_trades: list[dict]
+) -> None:
+    recorded = [t for t in recorded_trades[:400] if t["s"] == "BTCUSDT"]
+    span = recorded[-1]["t"] - recorded[0]["t"] + 1
+    opening = next(i for i, t in enumerate(recorded_trades[:400]) if t["t"] == recorded[100]["t"])
+    server = replay_server_factory(
+        recordings=(small_recording,),
+        speed=1.0,
+        rebase_time=True,
+        first_lap=1,
+        first_event=opening,
+        history_from={"BTCUSDT": recorded[40]["t"] + span},
+    )
+    query = f"{server.rest_url}/api/v3/historicalTrades?symbol=BTCUSDT"
+
+    _, before_open = get(f"{query}&fromId=0")
+    with stream_client(f"{server.url}/ws/btcusdt@trade") as ws:
+        first = json.loads(ws.recv(timeout=5))
+    opened_ms = time.time() * 1000
+    _, history = get(f"{query}&fromId=0&limit=1000")
+
+    assert before_open == []  # the times of the market's past are set when it opens
+    assert first["t"] == recorded[100]["t"] + span
+    assert abs(first["T"] - opened_ms) < 5_000
+    served = [row["id"] for row in history]
+    assert served[:60] == [t["t"] + span for t in recorded[40:100]]  # the past, then the streamed
+    assert [row["price"] for row in history[:60]] == [t["p"] for t in recorded[40:100]]
+    assert all(row["time"] <= first["T"] for row in history[:60])
+    assert history[0]["time"] < first["T"]
