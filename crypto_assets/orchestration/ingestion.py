@@ -121,7 +121,7 @@ class ProduceTradesConfig(CheckedConfig):
         30.0, gt=0, le=3600, description="How often landing_trades materializations are reported"
     )
     progress_interval_seconds: float = Field(
-        10.0, gt=0, le=3600, description="How often the producer logs a progress line"
+        10.0, gt=0, le=3600, description="How often the run's log gets a progress line"
     )
     quiet_pair_seconds: float = Field(
         120.0, gt=0, le=86400, description="A pair without a trade this long is reported quiet"
@@ -205,6 +205,7 @@ def producer_config(
         ),
         source=source.kind,
         resume=source.resume,
+        log_progress=False,  # the op logs the progress lines in the run's log (ProgressLog)
     )
 
 
@@ -213,8 +214,12 @@ def run_reporting(
     progress: queue.Queue[ProducerStats],
     report: Callable[[ProducerStats], None],
     min_interval_seconds: float = 0.0,
+    on_each: Callable[[ProducerStats], None] | None = None,
 ) -> ProducerSummary:
     """Run `producer` in a worker thread and `report` its progress from this thread.
+
+    `report` gets the newest progress at most once per `min_interval_seconds`; `on_each` (the
+    run log's progress lines) every progress update.
 
     Dagster's termination (`DagsterExecutionInterruptedError` in this thread) is a stop request:
     the producer lands its current batch and its summary (`stopped=True`) is returned. Anything
@@ -231,10 +236,36 @@ def run_reporting(
             name="binance-producer",
             min_interval_seconds=min_interval_seconds,
             stop_on=(dg.DagsterExecutionInterruptedError,),
+            on_each=on_each,
         )
         return summary
     finally:
         report(summary or producer.stats())
+
+
+class ProgressLog:
+    """Logs the producer's progress line in the run's log every `interval_seconds` of its run.
+
+    Progress arrives every `update_seconds` (the producer's progress interval, which is also
+    bounded by the report interval), so not every update makes a line: one does once
+    `interval_seconds` have passed since the previous line, less half an update of jitter.
+    """
+
+    def __init__(
+        self, context: dg.OpExecutionContext, interval_seconds: float, update_seconds: float
+    ) -> None:
+        self.context = context
+        self.interval_seconds = interval_seconds
+        self.slack_seconds = update_seconds / 2
+        self.last: ProducerStats | None = None
+
+    def __call__(self, stats: ProducerStats) -> None:
+        """Log `stats` as a progress line if one is due."""
+        since = stats.seconds - (self.last.seconds if self.last else 0.0)
+        if since < self.interval_seconds - self.slack_seconds:
+            return
+        self.context.log.info("%s", stats.progress_line(self.last))
+        self.last = stats
 
 
 class LandingReporter:
@@ -366,7 +397,12 @@ def _produce(
             LandingCounter(conf.landing_dir) if upload is None else None,
             upload,
         )
-        return run_reporting(producer, progress, reporter, config.report_interval_seconds)
+        lines = ProgressLog(
+            context, config.progress_interval_seconds, conf.progress_interval_seconds
+        )
+        return run_reporting(
+            producer, progress, reporter, config.report_interval_seconds, on_each=lines
+        )
 
 
 def _produce_trades(

@@ -53,13 +53,15 @@ def run_in_worker(
     name: str,
     min_interval_seconds: float = 0.0,
     stop_on: tuple[type[BaseException], ...] = (),
+    on_each: Callable[[Update], None] | None = None,
 ) -> Result:
     """`work()` in a worker thread; `report` its newest update at most once per interval.
 
     Updates (never None) arriving faster than `min_interval_seconds` are folded into the newest
-    one. Whatever interrupts this thread (Dagster's termination included) calls `stop()` and
-    waits for `work` to return before the exception propagates; an exception of `work` is raised
-    here. An interruption of a type in `stop_on` is a stop request, not an error: `work`'s
+    one; `on_each`, when given, sees every update as it arrives, in this thread. Whatever
+    interrupts this thread (Dagster's termination included) calls `stop()` and waits for `work`
+    to return before the exception propagates; an exception of `work` is raised here. An
+    interruption of a type in `stop_on` is a stop request, not an error: `work`'s
     result is returned as if it had ended by itself.
     """
     worker = _Worker(work, name)
@@ -70,6 +72,8 @@ def run_in_worker(
         while worker.is_alive():
             with contextlib.suppress(queue.Empty):
                 newest = updates.get(timeout=_POLL_SECONDS)
+                if on_each is not None:
+                    on_each(newest)
             if newest is not None and time.monotonic() >= next_report:
                 report(newest)
                 newest, next_report = None, time.monotonic() + min_interval_seconds

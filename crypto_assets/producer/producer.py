@@ -95,6 +95,9 @@ class ProducerConfig:
     max_consecutive_failures: int = 10
     # How often a progress line is logged and `on_progress` called.
     progress_interval_seconds: float = 10.0
+    # Whether this module logs the progress line; off where the caller writes it elsewhere (the
+    # Dagster op puts it in the run's log, which `crypto-assets run` prints as well).
+    log_progress: bool = True
     # At stop, ask REST for trades after the last id seen (lost in flight by a late drop).
     fill_tail_on_stop: bool = True
     source: str | None = None  # a label for the summary: live, replay; None: the ws_url
@@ -419,7 +422,8 @@ class Producer:
                 if next_progress <= now:
                     next_progress = now + self.config.progress_interval_seconds
                 stats = self.stats()
-                logger.info("%s", stats.progress_line(previous))
+                if self.config.log_progress:
+                    logger.info("%s", stats.progress_line(previous))
                 previous = stats
                 if self.on_progress is not None:
                     self.on_progress(stats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 
 import dagster as dg
 import pytest
@@ -262,6 +263,30 @@ def test_a_replay_names_the_pairs_it_lacks_and_reports_them_quiet(
     assert "bnbusdt" in last["quiet_pairs"].split(", ")
     assert last["quiet_pair_count"] >= 1
     assert any(m.startswith("finished: landed ") for m in messages)
+
+
+@pytest.mark.parametrize("report_seconds", [0.5, 3.0])
+def test_the_producers_progress_lines_are_in_the_run_log_every_progress_interval(
+    defs, instance, replay_server_factory, report_seconds
+):
+    server = replay_server_factory(speed=None)
+    op_config = {
+        "ws_url": server.url,
+        "source": "replay",
+        "pairs": ["btcusdt", "ethusdt"],
+        "duration_seconds": 5.0,
+        "progress_interval_seconds": 2.0,
+        # Materializations more often than progress lines, then less often: lines every 2 s.
+        "report_interval_seconds": report_seconds,
+    }
+    result = defs.resolve_job_def(PRODUCER_JOB).execute_in_process(
+        run_config={"ops": {PRODUCER_OP: {"config": op_config}}}, instance=instance
+    )
+    assert result.success
+    lines = [m for m in _run_messages(instance, result.run_id) if m.startswith("progress after ")]
+    seconds = [int(re.match(r"progress after (\d+) s: \d+ trades landed in ", m)[1]) for m in lines]
+    assert len(seconds) == 2, lines
+    assert 2 <= seconds[0] < seconds[1] <= 5
 
 
 def test_the_run_log_says_when_the_landing_disk_fills_drops_and_has_room_again():

@@ -59,6 +59,30 @@ def test_updates_faster_than_the_interval_fold_into_the_newest():
     assert reported[0][0] >= 0.6 - 0.01
 
 
+def test_on_each_sees_every_update_while_reports_fold_them():
+    updates: queue.Queue[int] = queue.Queue()
+    seen: list[int] = []
+    reported: list[int] = []
+
+    def work() -> None:
+        for number in range(1, 21):
+            updates.put(number)
+            time.sleep(0.02)
+        time.sleep(0.6)  # room for the last one to be seen
+
+    run_in_worker(
+        work,
+        lambda: None,
+        updates,
+        reported.append,
+        name="each",
+        min_interval_seconds=10.0,
+        on_each=seen.append,
+    )
+    assert seen == list(range(1, 21))
+    assert reported == []  # the first report would be due after 10 s
+
+
 def test_an_interruption_while_reporting_stops_the_work_and_waits_for_it():
     stop = threading.Event()
     finished: list[bool] = []
