@@ -47,8 +47,10 @@ landing_trades = dg.AssetSpec(
         "Binance trades landed as NDJSON files, one trade per line. Written by the "
         f"`{PRODUCER_OP}` op of `{PRODUCER_JOB}`: launch the job, or turn on "
         "`binance_producer_sensor`, which starts it and keeps one run going. Each "
-        "materialization reports what landed since the previous one, and the rows "
-        "(`dagster/row_count`) and files the landing folder holds."
+        "materialization reports what landed since the previous one, and the trades "
+        "(`dagster/row_count`, the Row count) and files the landing folder holds: those waiting "
+        "in landing/trades/ and those the analytics archived to landing/_processed/, until "
+        "LANDING_RETENTION_HOURS deletes them."
     ),
     group_name="ingestion",
     kinds={"python", "websocket", "json"},
@@ -324,7 +326,7 @@ class LandingReporter:
         self.context.log_event(
             dg.AssetMaterialization(
                 asset_key=LANDING_TRADES,
-                description=f"{stats.trades} trades in {stats.files} files so far this run",
+                description=landing_description(stats, self.landing is not None),
                 metadata={
                     **metadata,
                     "quiet_pairs": dg.MetadataValue.text(", ".join(quiet) or "none"),
@@ -340,6 +342,18 @@ class LandingReporter:
         self.disk_last = stats
         if line is not None:
             self.context.log.warning("%s", line)
+
+
+def landing_description(stats: ProducerStats, counted: bool) -> str:
+    """A landing_trades materialization's description: this run, and what the Row count counts."""
+    run = f"{stats.trades} trades in {stats.files} files so far this run."
+    if not counted:
+        return run
+    return (
+        f"{run} Row count: the trades the landing folder holds, in files waiting in "
+        "landing/trades/ or processed and archived in landing/_processed/ (until "
+        "LANDING_RETENTION_HOURS deletes them)."
+    )
 
 
 def disk_report_line(before: ProducerStats | None, stats: ProducerStats) -> str | None:

@@ -17,6 +17,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from crypto_assets.analytics.lag import BatchLag, read_recent_batch_lags
+from crypto_assets.analytics.landing_retention import archive_dir_for
 from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets.landing_files import is_landing_file
 
@@ -31,10 +32,15 @@ class LandingFile(NamedTuple):
 
 
 class LandingTotals(NamedTuple):
-    """What a landing folder holds: complete files and the trade lines in them."""
+    """What a landing folder holds: complete files and the trade lines in them.
+
+    `files` and `rows` count the files waiting in the folder and those the analytics archived
+    beside it; `archived_files` the latter alone.
+    """
 
     files: int
     rows: int
+    archived_files: int = 0
 
 
 class FolderSize(NamedTuple):
@@ -88,31 +94,60 @@ def landing_files_in(folder: Path) -> list[LandingFile]:
     return sorted(files)
 
 
-class LandingCounter:
-    """Counts a landing folder's complete files and their non-blank lines, for `landing_trades`.
+def _landing_paths(folder: Path, recursive: bool) -> dict[str, Path]:
+    """The complete landing files under `folder` by name (directly in it unless `recursive`)."""
+    if not folder.is_dir():
+        return {}
+    if not recursive:
+        return {e.name: Path(e.path) for e in os.scandir(folder) if is_landing_file(e.name)}
+    return {
+        name: Path(root) / name
+        for root, _, names in os.walk(folder)
+        for name in names
+        if is_landing_file(name)
+    }
 
-    A landing file never changes once renamed into place, so each one is read once per counter:
-    a report costs a directory listing plus the files that are new since the previous one.
+
+def _count_lines(path: Path) -> int | None:
+    """Non-blank lines of `path`; None when it is gone."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
+class LandingCounter:
+    """Counts the trades a landing folder holds, for `landing_trades`: waiting or archived.
+
+    The analytics move each processed file from the folder to the archive beside it
+    (`landing/_processed/`), where it stays until LANDING_RETENTION_HOURS deletes it; the trades
+    held are those of both. A landing file never changes once renamed into place and keeps its
+    unique name when archived, so each is read once per counter: a report costs listing both
+    folders (as many files as the retention keeps) plus reading the files new since the last.
     """
 
     def __init__(self, landing_dir: Path) -> None:
         self.landing_dir = Path(landing_dir)
+        self.archive_dir = archive_dir_for(self.landing_dir)
         self._rows: dict[str, int] = {}
 
     def totals(self) -> LandingTotals:
-        """The folder's files and rows now."""
-        names = set()
-        if self.landing_dir.is_dir():
-            names = {e.name for e in os.scandir(self.landing_dir) if is_landing_file(e.name)}
-        for name in names - self._rows.keys():
-            try:
-                data = (self.landing_dir / name).read_bytes()
-            except FileNotFoundError:  # removed between listing and reading
-                continue
-            self._rows[name] = sum(1 for line in data.split(b"\n") if line.strip())
-        for name in self._rows.keys() - names:
+        """The files and rows held now, waiting and archived."""
+        # The folder before the archive: a file moved in between is seen twice, never missed.
+        waiting = _landing_paths(self.landing_dir, recursive=False)
+        archived = _landing_paths(self.archive_dir, recursive=True)
+        held = {**waiting, **archived}
+        for name in held.keys() - self._rows.keys():
+            rows = _count_lines(held[name])
+            # None: gone since listed (deleted, or archived meanwhile: counted next time).
+            if rows is not None:
+                self._rows[name] = rows
+        for name in self._rows.keys() - held.keys():
             del self._rows[name]
-        return LandingTotals(len(self._rows), sum(self._rows.values()))
+        return LandingTotals(
+            len(self._rows), sum(self._rows.values()), len(archived.keys() & self._rows.keys())
+        )
 
 
 class LakehouseResource(dg.ConfigurableResource):

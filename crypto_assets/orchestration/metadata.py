@@ -47,7 +47,8 @@ def producer_metadata(
 ) -> dict[str, Any]:
     """One landing_trades report: what was landed since `previous` (the whole run if None).
 
-    With `landing`, also what the whole landing folder holds (rows and files, any run's).
+    With `landing`, also what the landing folder holds, any run's: the trades (`Row count`) and
+    files waiting in it or archived beside it by the analytics, until the retention deletes them.
     """
     before_symbols: Mapping[str, int] = previous.per_symbol if previous else {}
     trades = stats.trades - (previous.trades if previous else 0)
@@ -55,7 +56,11 @@ def producer_metadata(
     folder = (
         {}
         if landing is None
-        else {"dagster/row_count": landing.rows, "landing_files": landing.files}
+        else {
+            "dagster/row_count": landing.rows,
+            "landing_files": landing.files,
+            "archived_files": landing.archived_files,
+        }
     )
     return {
         **folder,

@@ -60,6 +60,11 @@ def test_producer_job_lands_the_recording_and_reports_periodically(
     assert last["run_trades"] == sum(recorded_trades.values())
     # The folder holds this run's files only: its totals are what landed.
     assert (last["dagster/row_count"], last["landing_files"]) == (sum(landed.values()), files)
+    assert last["archived_files"] == 0  # no analytics ran
+    description = result.asset_materializations_for_node(PRODUCER_OP)[-1].description
+    assert description.startswith(f"{last['run_trades']} trades in {last['run_files']} files so")
+    assert "Row count: the trades the landing folder holds" in description
+    assert "landing/_processed/" in description
     assert (last["source"], last["ws_url"]) == ("replay", server.url)
     assert last["quarantined"] == 0
     assert last["gaps_unfilled"] == 0

@@ -62,8 +62,10 @@ def test_producer_report_counts_what_landed_since_the_previous_one():
     assert (whole["trades"], whole["files"], whole["trades_per_second"]) == (150, 3, 15.0)
     assert "dagster/row_count" not in whole  # the folder was not counted
     # The whole folder (earlier runs' files too), as the landing counter found it.
-    folder = producer_metadata(second, first, "replay", "ws://x", LandingTotals(files=9, rows=700))
+    held = LandingTotals(files=9, rows=700, archived_files=6)
+    folder = producer_metadata(second, first, "replay", "ws://x", held)
     assert (folder["dagster/row_count"], folder["landing_files"]) == (700, 9)
+    assert folder["archived_files"] == 6
 
 
 def _analytics() -> pa.Table:
