@@ -35,7 +35,13 @@ from crypto_assets.producer.producer import (
     default_rest_url,
 )
 from crypto_assets.producer.quiet_pairs import QuietPairs
-from crypto_assets.producer.source import REPLAY_WARNING, TradeSource, check_pairs, open_source
+from crypto_assets.producer.source import (
+    REPLAY_WARNING,
+    TradeSource,
+    carried_pairs,
+    check_pairs,
+    open_source,
+)
 from crypto_assets.settings import Settings, parse_pairs
 
 PRODUCER_JOB = "binance_producer_job"
@@ -72,13 +78,15 @@ class ProduceTradesConfig(CheckedConfig):
     """Run config of the producer op; its defaults are the deployment's settings.
 
     `ProduceTradesConfig.for_settings` derives the class the job uses, whose defaults (what the
-    Launchpad pre-fills) are the deployment's TRADING_PAIRS, BATCH_INTERVAL_SECONDS,
-    MAX_TRADES_PER_BATCH and RUN_DURATION_MINUTES.
+    Launchpad pre-fills) are the deployment's BATCH_INTERVAL_SECONDS, MAX_TRADES_PER_BATCH and
+    RUN_DURATION_MINUTES. `pairs` is unset by default: the deployment's TRADING_PAIRS, narrowed
+    on a replay to those the recording carries (`run_pairs`), so the demo has no silent pairs.
     """
 
-    pairs: list[str] = Field(
-        list(_DEFAULTS.trading_pairs),
-        description="Binance symbols to subscribe to (TRADING_PAIRS), e.g. btcusdt",
+    pairs: list[str] | None = Field(
+        None,
+        description="Binance symbols to subscribe to, e.g. [btcusdt, ethusdt]; unset: "
+        "TRADING_PAIRS (on a replay, those of them it carries)",
     )
     batch_interval_seconds: float = Field(
         _DEFAULTS.batch_interval_seconds,
@@ -131,7 +139,9 @@ class ProduceTradesConfig(CheckedConfig):
 
     @field_validator("pairs")
     @classmethod
-    def _pairs(cls, value: list[str]) -> list[str]:
+    def _pairs(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
         pairs = list(parse_pairs(",".join(value), "pairs"))
         if len(pairs) > MAX_PAIRS:
             raise ValueError(
@@ -157,7 +167,6 @@ class ProduceTradesConfig(CheckedConfig):
     def for_settings(cls, settings: Settings) -> "type[ProduceTradesConfig]":
         """This config class with the deployment's producer settings as its defaults."""
         return cls.with_defaults(
-            pairs=list(settings.trading_pairs),
             batch_interval_seconds=settings.batch_interval_seconds,
             max_trades_per_batch=settings.max_trades_per_batch,
             duration_minutes=settings.run_duration_minutes or _DEFAULTS.run_duration_minutes,
@@ -182,20 +191,50 @@ def trade_source(config: ProduceTradesConfig, settings: Settings) -> Iterator[Tr
         yield TradeSource(kind, config.ws_url.rstrip("/"), rest)
         return
     source = settings.source if config.source == "default" else config.source
-    # The live probe subscribes to the run's own pairs.
-    chosen = settings.replace(source=source, trading_pairs=tuple(config.pairs))
+    chosen = settings.replace(source=source)
+    if config.pairs is not None:  # the live probe subscribes to the run's own pairs
+        chosen = chosen.replace(trading_pairs=tuple(config.pairs))
     with open_source(chosen) as source:
         yield source
 
 
-def producer_config(
+def run_pairs(
     config: ProduceTradesConfig, settings: Settings, source: TradeSource
+) -> tuple[tuple[str, ...], str | None]:
+    """The pairs to produce, and a line saying why when they are not all of TRADING_PAIRS.
+
+    The config's when set; else TRADING_PAIRS, on a replay only those the recording carries
+    (all of them if it carries none or cannot say: `check_pairs` then warns).
+    """
+    if config.pairs is not None:
+        return tuple(config.pairs), None
+    pairs = settings.trading_pairs
+    carried = carried_pairs(source, pairs) if source.kind == "replay" else None
+    if not carried or carried == pairs:
+        return pairs, None
+    missing = ", ".join(pair for pair in pairs if pair not in carried)
+    return carried, (
+        f"pairs not set: the pairs of TRADING_PAIRS the replay carries, {', '.join(carried)} "
+        f"(it has no {missing})"
+    )
+
+
+def producer_config(
+    config: ProduceTradesConfig,
+    settings: Settings,
+    source: TradeSource,
+    pairs: tuple[str, ...] | None = None,
 ) -> ProducerConfig:
-    """The producer's configuration for this run."""
+    """The producer's configuration for this run, of `pairs` (`run_pairs`' answer).
+
+    Without `pairs`: the config's, else TRADING_PAIRS (a replay is not asked what it carries).
+    """
+    if pairs is None:
+        pairs = tuple(config.pairs) if config.pairs is not None else settings.trading_pairs
     return ProducerConfig(
         ws_url=source.ws_url,
         rest_url=source.rest_url,
-        pairs=tuple(config.pairs),
+        pairs=pairs,
         landing_dir=settings.landing_dir,
         batch_interval_seconds=config.batch_interval_seconds,
         max_trades_per_batch=config.max_trades_per_batch,
@@ -380,7 +419,10 @@ def _produce(
     with trade_source(config, settings) as source:
         if source.kind == "replay":
             context.log.warning(REPLAY_WARNING)
-        conf = producer_config(config, settings, source)
+        pairs, why = run_pairs(config, settings, source)
+        if why is not None:
+            context.log.info("%s", why)
+        conf = producer_config(config, settings, source, pairs)
         upload = None
         if settings.deployment == "databricks":
             # Files land in a local spool and are uploaded to the Volume one PUT each.

@@ -124,6 +124,17 @@ def check_pairs(source: TradeSource, pairs: tuple[str, ...], timeout: float = 5.
     return warnings
 
 
+def carried_pairs(
+    source: TradeSource, pairs: tuple[str, ...], timeout: float = 5.0
+) -> tuple[str, ...] | None:
+    """Those of `pairs` the source lists (``exchangeInfo``), in order; None if it cannot say."""
+    try:
+        infos, _ = _listed(BinanceRestClient(source.rest_url, timeout=timeout), pairs)
+    except RestError:
+        return None
+    return tuple(pair for pair in pairs if pair.upper() in infos)
+
+
 def probe_live(ws_url: str, pairs: tuple[str, ...], timeout: float = PROBE_TIMEOUT_SECONDS) -> None:
     """One websocket handshake with `ws_url`; raises `StreamUnavailableError` if it fails."""
     try:

@@ -209,7 +209,7 @@ def test_the_op_config_defaults_are_the_deployments_producer_settings(settings):
     )
     job = build_definitions(deployed).resolve_job_def(PRODUCER_JOB)
     config = dg.validate_run_config(job, {})["ops"][PRODUCER_OP]["config"]
-    assert config["pairs"] == ["solusdt"]
+    assert config["pairs"] is None  # unset: TRADING_PAIRS, decided when the source is known
     assert config["batch_interval_seconds"] == 2.0
     assert config["max_trades_per_batch"] == 50
     assert (config["duration_minutes"], config["continuous"]) == (7.5, False)
@@ -226,6 +226,46 @@ def test_a_partial_override_keeps_the_other_defaults(defs, settings, replay_serv
     assert result.success
     landed = landed_trades(settings.landing_dir)
     assert set(landed) == {"ETHUSDT"}
+
+
+def test_unset_pairs_on_a_replay_are_the_trading_pairs_it_carries(
+    settings, instance, replay_server_factory
+):
+    # TRADING_PAIRS asks for a pair the bundled recording lacks: no noise, no quiet pair.
+    deployed = settings.replace(trading_pairs=("btcusdt", "bnbusdt", "ethusdt"))
+    server = replay_server_factory(speed=None)
+    op_config = {"ws_url": server.url, "source": "replay", "duration_seconds": 2.0}
+    result = (
+        build_definitions(deployed)
+        .resolve_job_def(PRODUCER_JOB)
+        .execute_in_process(
+            run_config={"ops": {PRODUCER_OP: {"config": op_config}}}, instance=instance
+        )
+    )
+    assert result.success
+    assert set(landed_trades(deployed.landing_dir)) == {"BTCUSDT", "ETHUSDT"}
+    messages = _run_messages(instance, result.run_id)
+    assert (
+        "pairs not set: the pairs of TRADING_PAIRS the replay carries, btcusdt, ethusdt "
+        "(it has no bnbusdt)"
+    ) in messages
+    assert any(m.startswith("producing btcusdt,ethusdt from ") for m in messages)
+    assert not [m for m in messages if "does not carry" in m or "no trade for" in m]
+
+
+def test_unset_pairs_on_live_are_the_trading_pairs(settings, instance, replay_server_factory):
+    server = replay_server_factory(speed=None)  # answers as live Binance would
+    deployed = settings.replace(trading_pairs=("ethusdt",))
+    op_config = {"ws_url": server.url, "duration_seconds": 1.0}
+    result = (
+        build_definitions(deployed)
+        .resolve_job_def(PRODUCER_JOB)
+        .execute_in_process(
+            run_config={"ops": {PRODUCER_OP: {"config": op_config}}}, instance=instance
+        )
+    )
+    assert result.success
+    assert set(landed_trades(deployed.landing_dir)) == {"ETHUSDT"}
 
 
 def _run_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
