@@ -15,8 +15,8 @@ from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.definitions import defs
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.code_versions import source_version
-from crypto_assets.orchestration.deployments import data_locations
-from crypto_assets.orchestration.resources import STEP_LAUNCHER_KEY
+from crypto_assets.orchestration.deployments import build_definitions, data_locations
+from crypto_assets.orchestration.resources import SERVERLESS_KEY, STEP_LAUNCHER_KEY
 from crypto_assets.settings import Settings
 from crypto_assets_tests.recorded_trades import LANDING_FIELDS
 
@@ -132,13 +132,34 @@ def test_no_ui_text_points_outside_the_repository(loaded):
     assert not [text for text in texts if "DESIGN.md" in text or "../shared" in text]
 
 
-def test_spark_assets_require_the_step_launcher_which_is_nothing_locally(loaded):
+LOCAL_RESOURCES = {"settings", "spark", "lakehouse"}
+
+
+def _analytics_resource_keys(loaded: dg.Definitions) -> set[str]:
     job = loaded.resolve_job_def("streaming_analytics_job")
-    node = job.graph.node_named("streaming_analytics")
-    assert STEP_LAUNCHER_KEY in node.definition.required_resource_keys
-    launcher = loaded.resources[STEP_LAUNCHER_KEY]
-    assert isinstance(launcher, dg.ResourceDefinition)
-    assert launcher.resource_fn(dg.build_init_resource_context()) is None
+    return set(job.graph.node_named("streaming_analytics").definition.required_resource_keys)
+
+
+def test_the_local_deployment_has_no_databricks_resource(loaded):
+    # Nothing to launch locally: the Launchpads and the resources page list no Databricks stand-in.
+    assert set(loaded.resources) == LOCAL_RESOURCES
+    assert _analytics_resource_keys(loaded) == LOCAL_RESOURCES
+
+
+@pytest.mark.parametrize(
+    ("compute", "key"), [("cluster", STEP_LAUNCHER_KEY), ("serverless", SERVERLESS_KEY)]
+)
+def test_a_databricks_deployment_has_the_resource_of_its_compute_only(tmp_path, compute, key):
+    settings = Settings(
+        deployment="databricks",
+        databricks_compute=compute,
+        databricks_host="https://example.cloud.databricks.com",
+        databricks_node_type="i3.xlarge",
+        data_dir=tmp_path,
+    )
+    loaded = build_definitions(settings)
+    assert set(loaded.resources) == LOCAL_RESOURCES | {key}
+    assert _analytics_resource_keys(loaded) == LOCAL_RESOURCES | {key}
 
 
 def test_environment_is_read_when_definitions_are_built(monkeypatch, tmp_path):

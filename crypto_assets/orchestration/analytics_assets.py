@@ -1,8 +1,10 @@
 """The three Spark assets: one streaming query turns landing files into three Delta tables.
 
 `trades_raw`, `trades_analytics` and `price_alerts` are written by the same query, so they are
-one multi-asset that is never subset. It requires the `pyspark_step_launcher` resource: nothing
-locally, the Databricks step launcher when the deployment runs Spark on a cluster.
+one multi-asset that is never subset, built per deployment (`build_streaming_analytics`). Where
+the deployment runs Spark elsewhere it requires that compute's resource too: the Databricks step
+launcher (`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on serverless;
+locally neither exists.
 
 `once` (the default) processes every new landing file (Spark's availableNow trigger) and stops;
 `continuous` keeps the query running with a processing-time trigger until the run is terminated,
@@ -17,7 +19,7 @@ import datetime as dt
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -74,6 +76,9 @@ if TYPE_CHECKING:
     from crypto_assets.analytics.pipeline import AnalyticsSummary
 
 ANALYTICS_JOB = "streaming_analytics_job"
+# Where Spark runs, when not in the step's own process: a Databricks cluster through the step
+# launcher, or serverless compute through Pipes. A deployment registers the one it uses, if any.
+COMPUTE_KEYS = frozenset({STEP_LAUNCHER_KEY, SERVERLESS_KEY})
 
 _TABLE_DEFINITIONS = (
     (
@@ -339,7 +344,7 @@ def _streaming_analytics(
     )
 
     settings: Settings = context.resources.settings.to_settings()
-    serverless = getattr(context.resources, SERVERLESS_KEY)
+    serverless = getattr(context.resources, SERVERLESS_KEY, None)
     if serverless is not None:  # Databricks serverless: the same analytics, through Pipes
         yield from serverless.run(context, settings, config.model_dump())
         return
@@ -386,21 +391,22 @@ def _streaming_analytics(
     yield from results
 
 
-def build_streaming_analytics(settings: Settings) -> dg.AssetsDefinition:
-    """The three tables' multi-asset, its config's defaults the deployment's settings."""
+def build_streaming_analytics(
+    settings: Settings, resource_keys: Collection[str]
+) -> dg.AssetsDefinition:
+    """The three tables' multi-asset, its config's defaults the deployment's settings.
+
+    It requires the settings, Spark and lakehouse resources, and of the compute resources
+    (`COMPUTE_KEYS`) those among the deployment's `resource_keys`.
+    """
     config_cls = StreamingAnalyticsConfig.for_settings(settings)
 
     @dg.multi_asset(
         name="streaming_analytics",
         specs=list(TABLE_SPECS),
         check_specs=list(ANALYTICS_CHECK_SPECS),
-        required_resource_keys={
-            STEP_LAUNCHER_KEY,
-            SERVERLESS_KEY,
-            SPARK_KEY,
-            SETTINGS_KEY,
-            LAKEHOUSE_KEY,
-        },
+        required_resource_keys={SPARK_KEY, SETTINGS_KEY, LAKEHOUSE_KEY}
+        | (COMPUTE_KEYS & set(resource_keys)),
         can_subset=False,
     )
     def streaming_analytics(

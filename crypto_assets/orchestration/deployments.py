@@ -40,13 +40,12 @@ from crypto_assets.settings import Settings
 
 def local_resources(settings: Settings) -> dict[str, object]:
     """The embedded default: Spark in the step's process, tables under CRYPTO_DATA_DIR."""
+    # Spark runs in the step's own process: no step launcher, no Pipes client, so neither is
+    # registered (the Launchpads and the resources page would list them for nothing).
     return {
         SETTINGS_KEY: CryptoSettings.from_settings(settings),
         SPARK_KEY: LocalSpark(),
         LAKEHOUSE_KEY: LocalLakehouse(data_dir=str(settings.data_dir)),
-        # Spark runs in the step's own process, so there is nothing to launch.
-        STEP_LAUNCHER_KEY: dg.ResourceDefinition.none_resource(),
-        SERVERLESS_KEY: dg.ResourceDefinition.none_resource(),
     }
 
 
@@ -61,10 +60,11 @@ def databricks_resources(settings: Settings) -> dict[str, object]:
     from crypto_assets.databricks.serverless import ServerlessAnalytics  # noqa: PLC0415
     from crypto_assets.databricks.step_launcher import databricks_step_launcher  # noqa: PLC0415
 
+    compute: dict[str, object]
     if settings.databricks_compute == "cluster":
-        launcher, serverless = databricks_step_launcher(settings), None
+        compute = {STEP_LAUNCHER_KEY: databricks_step_launcher(settings)}
     else:
-        launcher, serverless = dg.ResourceDefinition.none_resource(), ServerlessAnalytics()
+        compute = {SERVERLESS_KEY: ServerlessAnalytics()}
     return {
         SETTINGS_KEY: CryptoSettings.from_settings(settings),
         SPARK_KEY: DatabricksSpark(),
@@ -73,8 +73,7 @@ def databricks_resources(settings: Settings) -> dict[str, object]:
             schema_name=settings.schema_name,
             host=settings.databricks_host,
         ),
-        STEP_LAUNCHER_KEY: launcher,
-        SERVERLESS_KEY: serverless or dg.ResourceDefinition.none_resource(),
+        **compute,
     }
 
 
@@ -128,7 +127,8 @@ def build_definitions(
     """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
     resources = resources_for(settings)
     producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
-    assets = with_locations([landing_trades, build_streaming_analytics(settings)], settings)
+    analytics = build_streaming_analytics(settings, resources.keys())
+    assets = with_locations([landing_trades, analytics], settings)
     return dg.Definitions(
         assets=with_freshness(assets, freshness),
         jobs=[producer_job, streaming_analytics_job],

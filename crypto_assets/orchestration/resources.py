@@ -1,8 +1,9 @@
 """Resources the assets need: the project's settings and a Spark session, one interface each.
 
 Each deployment picks its implementations in `deployments.py`; assets only see the interfaces.
-The Spark step launcher is a resource too (key `pyspark_step_launcher`): nothing locally, the
-Databricks step launcher on the `databricks` deployment.
+Where Spark runs elsewhere, so is its launcher: the Databricks step launcher
+(`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on serverless compute;
+the local deployment has neither.
 """
 
 from __future__ import annotations
