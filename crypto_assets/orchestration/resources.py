@@ -42,8 +42,20 @@ _NOT_IN_RUN_CONFIG = (
 _CONFIG_TYPES: dict[Any, Any] = {tuple[str, ...]: list[str], Path: str}
 
 
+# The resource's description in the UI, written for a user of the Launchpad. Dagster shows the
+# class's docstring as it is, indentation included, so the class `from_settings` builds carries
+# this one paragraph instead.
+SETTINGS_DESCRIPTION = (
+    "The deployment's settings: each field is an environment variable (its description names "
+    "it) and defaults to the value the deployment was started with. Set one here to change it "
+    "for one run; the others keep theirs. A malformed value fails the run before any step "
+    "starts, in one line naming it. The producer's pairs, batch interval, batch size and "
+    "duration are the producer op's config instead."
+)
+
+
 class CryptoSettings(dg.ConfigurableResource):
-    """The project's settings (the README's environment variables) as a resource runs can override.
+    """The project's settings as a resource runs can override (see `SETTINGS_DESCRIPTION`).
 
     Its fields are `Settings`' own, derived by `from_settings` with the deployment's values as
     their defaults (so an override of one field keeps the others); `to_settings` validates the
@@ -67,7 +79,7 @@ class CryptoSettings(dg.ConfigurableResource):
             if name in values
         }
         resource_cls = create_model(
-            cls.__name__, __base__=cls, __module__=__name__, __doc__=cls.__doc__, **fields
+            cls.__name__, __base__=cls, __module__=__name__, __doc__=SETTINGS_DESCRIPTION, **fields
         )
         resource_cls.built_from = settings
         return resource_cls()

@@ -133,3 +133,14 @@ def test_malformed_resource_built_in_code_is_a_settings_error():
     bad = CryptoSettings.from_settings(DEPLOYED).model_copy(update={"volume_spike_lookback": 0})
     with pytest.raises(SettingsError, match="volume_spike_lookback=0"):
         bad.to_settings()
+
+
+def test_the_description_is_written_for_a_user_of_the_ui():
+    description = CryptoSettings.from_settings(DEPLOYED).get_resource_definition().description
+    assert description.startswith("The deployment's settings: each field is an environment")
+    assert "for one run" in description
+    assert not [
+        word for word in ("from_settings", "to_settings", "`Settings`") if word in description
+    ]
+    # One paragraph: the UI shows the description as written, indentation included.
+    assert "\n\n" not in description
