@@ -107,7 +107,7 @@ class SparkResource(dg.ConfigurableResource):
 
 
 class LocalSpark(SparkResource):
-    """Local PySpark (`local[*]`) in the step's own process: the embedded default."""
+    """Local PySpark (`local[2]`) in the step's own process: the embedded default."""
 
     def get_session(self) -> SparkSession:
         """Create (or reuse) the process's local Spark session."""

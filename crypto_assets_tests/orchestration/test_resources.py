@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
+from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings, LocalSpark
 from crypto_assets.settings import Settings, SettingsError
 
 # Every setting a run may override here: all but the deployment and DAGSTER_HOME (the process's
@@ -144,3 +144,9 @@ def test_the_description_is_written_for_a_user_of_the_ui():
     ]
     # One paragraph: the UI shows the description as written, indentation included.
     assert "\n\n" not in description
+
+
+def test_the_local_spark_description_names_the_master_it_uses():
+    from crypto_assets.analytics.spark_session import DEFAULT_MASTER  # noqa: PLC0415
+
+    assert f"`{DEFAULT_MASTER}`" in LocalSpark().get_resource_definition().description
