@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -86,6 +86,8 @@ def producer_metadata(
 
 # Binance quotes prices with at most 8 decimals (tick sizes down to 1e-8).
 MAX_PRICE_DECIMALS = 8
+# Significant digits of a window's volume in the narrow tables: enough to compare windows.
+QUANTITY_DIGITS = 4
 # A double holds about 16 significant digits; differences below this share of a value are noise.
 _FLOAT_NOISE = 1e-12
 # What the chart covers, and how many written windows are listed at most.
@@ -140,26 +142,55 @@ def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
-def _quantity(value: float | None) -> str:
-    """A quantity with Binance's 8 decimals at most, without trailing zeros (15.07702)."""
-    return "n/a" if value is None else f"{value:,.{MAX_PRICE_DECIMALS}f}".rstrip("0").rstrip(".")
+def short_quantity(value: float | None) -> str:
+    """A window's volume to 4 significant digits, whole units kept (2.865, 96.58, 12,345)."""
+    if value is None:
+        return "n/a"
+    magnitude = math.floor(math.log10(abs(value))) + 1 if value else 1
+    places = min(max(QUANTITY_DIGITS - magnitude, 0), MAX_PRICE_DECIMALS)
+    text = f"{value:,.{places}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def window_clock(starts: Sequence[dt.datetime]) -> tuple[str, str]:
+    """A compact strftime format for window starts, and the caption naming what it leaves out.
+
+    The time of day alone when the starts share a date (the caption names the date), month and
+    day too when they do not; seconds only when a start has some (windows under a minute).
+    """
+    time_format = "%H:%M:%S" if any(start.second for start in starts) else "%H:%M"
+    dates = sorted({start.date() for start in starts})
+    if len(dates) > 1:
+        return f"%m-%d {time_format}", f"UTC, {dates[0]:%Y-%m-%d} to {dates[-1]:%Y-%m-%d}"
+    return time_format, f"UTC, {dates[0]:%Y-%m-%d}" if dates else "UTC"
 
 
 def latest_windows_markdown(latest: pa.Table | None, decimals: Mapping[str, int]) -> str:
-    """A Markdown table: per symbol, its newest window's VWAP, change %, buy/sell ratio."""
-    lines = [
-        "| symbol | window (UTC) | trades | VWAP | change % | buy/sell |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for row in [] if latest is None else latest.to_pylist():
-        places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
-        lines.append(
-            f"| {row['symbol']} | {row['window_start']:%Y-%m-%d %H:%M} | {row['trade_count']} "
-            f"| {_number(row['vwap'], places)} | {_number(row['price_change_pct'], 3)} "
-            f"| {_number(row['buy_sell_ratio'], 3)} |"
+    """A Markdown table: per symbol, its newest window's VWAP, change % and buy/sell ratio.
+
+    Narrow enough for the UI's metadata panel: the start is said once above the table when every
+    symbol's newest window starts at the same time (the usual case), else it is a column.
+    """
+    rows = [] if latest is None else latest.to_pylist()
+    if not rows:
+        return (
+            "| symbol | VWAP | chg % | buy/sell |\n|---|---:|---:|---:|\n| (no windows yet) | | | |"
         )
-    if len(lines) == 2:
-        lines.append("| (no windows yet) | | | | | |")
+    starts = sorted({row["window_start"] for row in rows})
+    clock, caption = window_clock(starts)
+    if len(starts) == 1:
+        lines = [f"Window {starts[0]:{clock}} {caption}", ""]
+        lines += ["| symbol | VWAP | chg % | buy/sell |", "|---|---:|---:|---:|"]
+    else:
+        lines = [f"Starts in {caption}", ""]
+        lines += ["| symbol | start | VWAP | chg % | buy/sell |", "|---|---|---:|---:|---:|"]
+    for row in rows:
+        places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
+        start = "" if len(starts) == 1 else f" {row['window_start']:{clock}} |"
+        lines.append(
+            f"| {row['symbol']} |{start} {_number(row['vwap'], places)} "
+            f"| {_number(row['price_change_pct'], 2)} | {_number(row['buy_sell_ratio'], 2)} |"
+        )
     return "\n".join(lines)
 
 
@@ -204,23 +235,27 @@ def vwap_volume_chart_markdown(recent: pa.Table, decimals: Mapping[str, int]) ->
 def written_windows_markdown(
     written: pa.Table, decimals: Mapping[str, int], limit: int = WINDOWS_LISTED
 ) -> str:
-    """A Markdown table of the windows a run wrote (symbol, then time), at most `limit` rows."""
-    lines = [
-        "| symbol | window (UTC) | trades | VWAP | volume | change % |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    """The windows a run wrote, at most `limit`: a narrow Markdown table per symbol, by time."""
+    if written.num_rows == 0:
+        return "(no windows written)"
     ordered = written.sort_by([("symbol", "ascending"), ("window_start", "ascending")])
-    for row in ordered.slice(0, limit).to_pylist():
-        places = decimals.get(row["symbol"], MAX_PRICE_DECIMALS)
+    rows = ordered.slice(0, limit).to_pylist()
+    clock, caption = window_clock([row["window_start"] for row in rows])
+    lines = [f"Starts in {caption}"]
+    symbol = None
+    for row in rows:
+        if row["symbol"] != symbol:
+            symbol = row["symbol"]
+            lines += ["", f"**{symbol}**", ""]
+            lines += ["| start | trades | VWAP | volume | chg % |", "|---|---:|---:|---:|---:|"]
+        places = decimals.get(symbol, MAX_PRICE_DECIMALS)
         lines.append(
-            f"| {row['symbol']} | {row['window_start']:%Y-%m-%d %H:%M:%S} | {row['trade_count']} "
-            f"| {_number(row['vwap'], places)} | {_quantity(row['volume'])} "
-            f"| {_number(row['price_change_pct'], 3)} |"
+            f"| {row['window_start']:{clock}} | {row['trade_count']} "
+            f"| {_number(row['vwap'], places)} | {short_quantity(row['volume'])} "
+            f"| {_number(row['price_change_pct'], 2)} |"
         )
     if written.num_rows > limit:
-        lines.append(f"| … and {written.num_rows - limit} more | | | | | |")
-    if written.num_rows == 0:
-        lines.append("| (no windows written) | | | | | |")
+        lines += ["", f"… and {written.num_rows - limit} more"]
     return "\n".join(lines)
 
 

@@ -84,11 +84,15 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 
 
 def _written_rows(markdown: str) -> dict[tuple[str, str], list[str]]:
-    """The windows_written table's rows: (symbol, window) -> [trades, VWAP, volume, change]."""
+    """The rows of windows_written's table per symbol: (symbol, start) -> [trades, VWAP, …]."""
     rows = {}
-    for line in markdown.splitlines()[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[(cells[0], cells[1])] = cells[2:]
+    symbol = ""
+    for line in markdown.splitlines():
+        if line.startswith("**"):
+            symbol = line.strip("*")
+        elif line.startswith("| ") and not line.startswith("| start "):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[(symbol, cells[0])] = cells[1:]
     return rows
 
 
@@ -159,11 +163,13 @@ def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
     written = _written_rows(analytics["windows_written"])
     touched = {(r["symbol"], r["trade_time"] - r["trade_time"] % WINDOW_MS) for r in records[half:]}
     expected = {}
+    dates = {dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date() for _, ms in touched}
+    clock = "%H:%M" if len(dates) == 1 else "%m-%d %H:%M"  # month and day across midnight
     for symbol, start_ms in touched:
         start = dt.datetime.fromtimestamp(start_ms / 1000, dt.UTC)
         trades = windows[(symbol, start)]
         vwap = f"{round(_vwap(trades), decimals[symbol]):,.{decimals[symbol]}f}"
-        expected[(symbol, f"{start:%Y-%m-%d %H:%M:%S}")] = [str(len(trades)), vwap]
+        expected[(symbol, f"{start:{clock}}")] = [str(len(trades)), vwap]
     assert {key: cells[:2] for key, cells in written.items()} == expected
     chart = analytics["vwap_volume_last_hour"]
     assert chart.count("data:image/svg+xml;base64,") == len(decimals)

@@ -25,7 +25,10 @@ from crypto_assets.orchestration.metadata import (
     price_decimals,
     producer_metadata,
     progress_metadata,
+    short_quantity,
     size_metadata,
+    window_clock,
+    written_windows_markdown,
 )
 from crypto_assets.producer.producer import ProducerStats
 
@@ -104,9 +107,52 @@ def test_latest_window_per_symbol_and_vwap_rounded_to_the_price_precision():
     assert meta["vwap_btcusdt"] == 60100.75
     assert meta["vwap_ethusdt"] == 2501.0
     table = meta["latest_windows"].value
-    assert "| BTCUSDT | 2024-08-09 00:01 | 9 | 60,100.75 | 0.312 | 0.500 |" in table
-    assert "| ETHUSDT | 2024-08-09 00:01 | 4 | 2,501.0 | n/a | n/a |" in table
+    # Both newest windows start at 00:01: said once above the table, not in a column.
+    assert table.startswith("Window 00:01 UTC, 2024-08-09\n")
+    assert "| symbol | VWAP | chg % | buy/sell |" in table
+    assert "| BTCUSDT | 60,100.75 | 0.31 | 0.50 |" in table
+    assert "| ETHUSDT | 2,501.0 | n/a | n/a |" in table
     assert "2500.5" not in table
+    assert _fits(table)
+
+
+def _fits(markdown: str) -> bool:
+    """Whether `markdown` fits the UI's metadata panel, as measured there at 1440 px of window.
+
+    The value column is about 335 px wide; a table costs about 7.5 px a character of its widest
+    cells plus 15 px a column, a line of text 8.4 px a character (it does not wrap). The tables
+    that were cut off came to 495 px (latest_windows) and 502 px (windows_written).
+    """
+    text = [line for line in markdown.splitlines() if line and not line.startswith("|")]
+    columns = len(next(line for line in markdown.splitlines() if line.startswith("|")).split("|"))
+    table_px = 7.5 * _widest_row(markdown) + 15 * (columns - 2)
+    return table_px <= 335 and all(8.4 * len(line) <= 335 for line in text)
+
+
+def _widest_row(markdown: str) -> int:
+    """Characters of the widest table row as the UI lays it out: widest cell per column, summed."""
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in markdown.splitlines()
+        if line.startswith("|") and not line.startswith("|---")
+    ]
+    return sum(max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0])))
+
+
+def test_newest_windows_that_start_apart_get_a_start_column():
+    table = _analytics().take([1, 3])  # BTCUSDT's newest at 00:00, ETHUSDT's at 00:01
+    markdown = analytics_metadata(table)["latest_windows"].value
+    assert markdown.startswith("Starts in UTC, 2024-08-09\n")
+    assert "| BTCUSDT | 00:00 | 60,000.2 |" in markdown  # its prices have one decimal
+    assert "| ETHUSDT | 00:01 | 2,501.0 |" in markdown
+    assert _fits(markdown)
+
+
+def test_window_starts_print_as_short_as_they_can():
+    day = [T0, T0 + MINUTE]
+    assert window_clock(day) == ("%H:%M", "UTC, 2024-08-09")
+    assert window_clock([T0 - MINUTE, T0]) == ("%m-%d %H:%M", "UTC, 2024-08-08 to 2024-08-09")
+    assert window_clock([T0, T0 + dt.timedelta(seconds=30)])[0] == "%H:%M:%S"
 
 
 def _svg_charts(markdown: str) -> dict[str, ET.Element]:
@@ -170,11 +216,31 @@ def test_windows_written_since_the_previous_report_are_listed():
     windows = _hours_of_windows(0.5)  # updated two minutes after each window starts
     since = T0 + 20 * MINUTE  # windows 18..29 were written since
     meta = analytics_metadata(windows, since)
-    rows = [line for line in meta["windows_written"].value.splitlines() if "USDT |" in line]
+    markdown = meta["windows_written"].value
+    # One narrow table per symbol, under its name; the date said once above them.
+    assert markdown.startswith("Starts in UTC, 2024-08-09\n\n**BTCUSDT**\n")
+    assert "\n**ETHUSDT**\n" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| 00:")]
     assert len(rows) == 2 * 12
     # Volume 1 + 18 = 19.0 is printed without trailing zeros.
-    assert rows[0].startswith("| BTCUSDT | 2024-08-09 00:18:00 | 10 | 60,000.18 | 19 |")
+    assert rows[0] == "| 00:18 | 10 | 60,000.18 | 19 | 0.00 |"
+    assert _fits(markdown)
     assert "windows_written" not in analytics_metadata(windows)  # no report to compare with
+    many = analytics_metadata(_hours_of_windows(1.5), T0)["windows_written"].value
+    assert many.endswith("\n\n… and 60 more")  # 180 written, 120 listed
+    assert written_windows_markdown(windows.slice(0, 0), {}) == "(no windows written)"
+
+
+def test_volumes_print_to_four_significant_digits():
+    quantities = [2.86512, 96.5781, 19.0, 12345.6, 0.000123456, 0.0]
+    assert [short_quantity(q) for q in quantities] == [
+        "2.865",
+        "96.58",
+        "19",
+        "12,346",
+        "0.0001235",
+        "0",
+    ]
 
 
 def test_column_schema_holds_every_arrow_field():
