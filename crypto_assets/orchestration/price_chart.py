@@ -4,7 +4,8 @@ Dagster plots numeric metadata against the time each event was logged, one point
 materialization, so windows that closed between two runs would never show as points. A chart
 drawn from the table itself shows every window of the last hour, however the runs fell; Dagster's
 Markdown metadata renders `data:` images (the pattern its users follow for matplotlib figures),
-and a hand-written SVG needs no plotting library.
+and a hand-written SVG needs no plotting library. Where windows are missing (no trade, or nothing
+landed) the VWAP line stops and the missing time is shaded, so no line crosses a gap.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ PRICE_HEIGHT = 150
 VOLUME_HEIGHT = 60
 MARGIN_LEFT = 90
 MARGIN = 12
+# The narrowest gap band (px) that says how long it is.
+MIN_LABELLED_GAP = 80
 _LABEL = 'font-family="sans-serif" font-size="11" fill="#555"'
 
 
@@ -29,10 +32,40 @@ def _scale(value: float, low: float, high: float, top: float, height: float) -> 
     return top + height * (1 - share)
 
 
+def runs(windows: Sequence[dict[str, Any]], window: dt.timedelta) -> list[list[dict[str, Any]]]:
+    """The windows with a VWAP (oldest first) in runs of consecutive ones.
+
+    A run ends where the next window starts more than one window length later: no trade fell in
+    between (the market was quiet, or nothing was landed then), so no line may cross it.
+    """
+    found: list[list[dict[str, Any]]] = []
+    for w in windows:
+        if w["vwap"] is None:
+            continue
+        if found and w["window_start"] - found[-1][-1]["window_start"] <= window:
+            found[-1].append(w)
+        else:
+            found.append([w])
+    return found
+
+
+def _duration_label(span: dt.timedelta) -> str:
+    """`50 min`, `2 h 5 min`, `30 s`: how long a gap is, for its label."""
+    seconds = round(span.total_seconds())
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, minutes = divmod(seconds // 60, 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
 def vwap_volume_svg(
     symbol: str, windows: Sequence[dict[str, Any]], decimals: int, window: dt.timedelta
 ) -> str:
-    """An SVG of one symbol's windows (oldest first): a VWAP line above volume bars."""
+    """An SVG of one symbol's windows (oldest first): a VWAP line above volume bars.
+
+    The line is broken where windows are missing (see `runs`), and the missing time is shaded
+    and labelled; a run of a single window is a dot.
+    """
     starts = [w["window_start"] for w in windows]
     first, last = min(starts), max(starts)
     slots = max(round((last - first) / window) + 1, 1)
@@ -46,13 +79,37 @@ def vwap_volume_svg(
     def x(start: dt.datetime) -> float:
         return MARGIN_LEFT + step * (round((start - first) / window) + 0.5)
 
-    points = " ".join(
-        f"{x(w['window_start']):.1f},{_scale(w['vwap'], low, high, price_top, PRICE_HEIGHT):.1f}"
-        for w in windows
-        if w["vwap"] is not None
-    )
+    def y(w: dict[str, Any]) -> float:
+        return _scale(w["vwap"], low, high, price_top, PRICE_HEIGHT)
+
+    lines = ""
+    gaps = ""
+    previous: dict[str, Any] | None = None
+    for run in runs(windows, window):
+        if previous is not None:  # the slots between the two runs hold no window
+            left = x(previous["window_start"]) + step / 2
+            right = x(run[0]["window_start"]) - step / 2
+            label = _duration_label(run[0]["window_start"] - previous["window_start"] - window)
+            gaps += (
+                f'<rect class="gap" x="{left:.1f}" y="{price_top}" width="{right - left:.1f}" '
+                f'height="{volume_top + VOLUME_HEIGHT - price_top}" fill="#eeeeee"/>'
+            )
+            if right - left >= MIN_LABELLED_GAP:  # a narrower band would be overwritten
+                gaps += (
+                    f'<text x="{(left + right) / 2:.1f}" y="{price_top + PRICE_HEIGHT / 2:.1f}" '
+                    f'text-anchor="middle" {_LABEL}>no data for {label}</text>'
+                )
+        if len(run) == 1:
+            lines += (
+                f'<circle cx="{x(run[0]["window_start"]):.1f}" cy="{y(run[0]):.1f}" r="2.5" '
+                'fill="#1f5fa8"/>'
+            )
+        else:
+            points = " ".join(f"{x(w['window_start']):.1f},{y(w):.1f}" for w in run)
+            lines += f'<polyline points="{points}" fill="none" stroke="#1f5fa8" stroke-width="2"/>'
+        previous = run[-1]
     bars = "".join(
-        f'<rect x="{x(w["window_start"]) - step * 0.4:.1f}" '
+        f'<rect class="volume" x="{x(w["window_start"]) - step * 0.4:.1f}" '
         f'y="{_scale(w["volume"] or 0.0, 0.0, most, volume_top, VOLUME_HEIGHT):.1f}" '
         f'width="{step * 0.8:.1f}" '
         f'height="{VOLUME_HEIGHT * ((w["volume"] or 0.0) / most if most else 0):.1f}" '
@@ -70,7 +127,7 @@ def vwap_volume_svg(
         f"{_LABEL}>{low:,.{decimals}f}</text>"
         f'<text x="{MARGIN_LEFT - 6}" y="{volume_top + 4}" text-anchor="end" {_LABEL}>'
         f"vol {most:,.4g}</text>"
-        f'<polyline points="{points}" fill="none" stroke="#1f5fa8" stroke-width="2"/>{bars}'
+        f"{gaps}{lines}{bars}"
         f'<text x="{MARGIN_LEFT}" y="{total - 4}" {_LABEL}>{first:%Y-%m-%d %H:%M} UTC</text>'
         f'<text x="{WIDTH - MARGIN}" y="{total - 4}" text-anchor="end" {_LABEL}>'
         f"{last:%H:%M} UTC</text></svg>"
