@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.analytics.delta_sink import BatchTag
+from crypto_assets.analytics.delta_sink import BatchTag, MergeCounts
 from crypto_assets.analytics.lag import LAGS, BatchLag, RunLag
 from crypto_assets.analytics.landing_decoder import DecodedBatch
 from crypto_assets.analytics.landing_retention import Expired
@@ -102,8 +102,8 @@ class TableSink(Protocol):
         """trades_raw trades in the windows of `runs`, as a Spark DataFrame."""
         ...
 
-    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
-        """Upsert window rows."""
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
+        """Upsert window rows: new windows inserted, windows already there rewritten."""
         ...
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
@@ -122,7 +122,7 @@ class TableSink(Protocol):
         *,
         final: bool,
         batch_lag: str | None = None,
-    ) -> int:
+    ) -> MergeCounts:
         """Make price_alerts hold exactly `rows` inside `runs`; `batch_lag` goes in the commit."""
         ...
 
@@ -175,17 +175,27 @@ class StreamProgress:
         )
 
 
+def _per_table() -> dict[str, int]:
+    return dict.fromkeys(ALL_TABLES, 0)
+
+
 @dataclass
 class AnalyticsSummary:
-    """What one run did: files and batches, rows written and in total per table, skipped rows.
+    """What one run did: files and batches, rows per table (new, revised, removed, in all).
 
-    `lag` holds the run's end-to-end lags so far; `progress` Spark's latest batch progress.
+    `rows_written` counts the rows a run added to each table; `rows_revised` the rewrites of rows
+    already there (a window updated by later trades, an alert recomputed with it: each rewrite
+    once, so a window revised by three batches counts three); `rows_removed` the rows deleted
+    (an alert that no longer holds). `lag` holds the run's end-to-end lags so far; `progress`
+    Spark's latest batch progress.
     """
 
     files_processed: int = 0
     batches: int = 0
-    rows_written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_TABLES, 0))
-    rows_total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_TABLES, 0))
+    rows_written: dict[str, int] = field(default_factory=_per_table)
+    rows_revised: dict[str, int] = field(default_factory=_per_table)
+    rows_removed: dict[str, int] = field(default_factory=_per_table)
+    rows_total: dict[str, int] = field(default_factory=_per_table)
     duplicates_skipped: int = 0
     late_rows: int = 0
     bad_rows: int = 0
@@ -193,12 +203,24 @@ class AnalyticsSummary:
     lag: RunLag = field(default_factory=RunLag)
     progress: StreamProgress | None = None
 
+    def count(self, table: str, merged: MergeCounts) -> None:
+        """Add what one MERGE did to `table`."""
+        self.rows_written[table] += merged.inserted
+        self.rows_revised[table] += merged.updated
+        self.rows_removed[table] += merged.deleted
+
+    def table_line(self, table: str) -> str:
+        """``trades_analytics +4 new, 2 revised (8 in the table)``: what the run did to it."""
+        parts = [f"+{self.rows_written[table]} new"]
+        if self.rows_revised[table]:
+            parts.append(f"{self.rows_revised[table]} revised")
+        if self.rows_removed[table]:
+            parts.append(f"{self.rows_removed[table]} removed")
+        return f"{table} {', '.join(parts)} ({self.rows_total[table]} in the table)"
+
     def summary_line(self) -> str:
         """One line for the CLI and run metadata."""
-        tables = ", ".join(
-            f"{name} +{self.rows_written[name]} ({self.rows_total[name]} total)"
-            for name in ALL_TABLES
-        )
+        tables = ", ".join(self.table_line(name) for name in ALL_TABLES)
         lags = self.lag.stats()
         p95s = ", ".join(
             f"trade->{name} " + ("-" if lags[name].p95_s is None else f"{lags[name].p95_s:.2f} s")
@@ -500,10 +522,10 @@ class BatchProcessor:
             trades = self.sink.read_trades(piece, self.window_ms)
             metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
             final = index == len(pieces) - 1
-            written = self.sink.merge_analytics(metrics, tag, final=final)
+            merged = self.sink.merge_analytics(metrics, tag, final=final)
             if final:
                 probe.windows_committed()
-            self.summary.rows_written[TRADES_ANALYTICS] += written
+            self.summary.count(TRADES_ANALYTICS, merged)
             self._step_done(
                 TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}", tag.batch_id
             )
@@ -540,14 +562,14 @@ class BatchProcessor:
                     probe.alerts_found(alerts.join(before, keys, join_type="left anti"))
             final = index == len(pieces) - 1
             batch_lag = probe.batch_lag(tag) if final and probe.measured else None
-            written = self.sink.replace_alerts(
+            merged = self.sink.replace_alerts(
                 alerts,
                 affected,
                 tag,
                 final=final,
                 batch_lag=None if batch_lag is None else batch_lag.to_json(),
             )
-            self.summary.rows_written[PRICE_ALERTS] += written
+            self.summary.count(PRICE_ALERTS, merged)
             if batch_lag is not None:
                 self.summary.lag.add(batch_lag)
             self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)

@@ -58,6 +58,23 @@ class BatchTag(NamedTuple):
     batch_id: int
 
 
+class MergeCounts(NamedTuple):
+    """What one MERGE did to a table: rows it inserted, rewrote in place and deleted."""
+
+    inserted: int
+    updated: int = 0
+    deleted: int = 0
+
+
+def merge_counts(metrics: dict) -> MergeCounts:
+    """The counts of a delta-rs MERGE from its metrics."""
+    return MergeCounts(
+        int(metrics["num_target_rows_inserted"]),
+        int(metrics["num_target_rows_updated"]),
+        int(metrics["num_target_rows_deleted"]),
+    )
+
+
 def sql_timestamp(epoch_ms: int) -> str:
     """A SQL timestamp literal (UTC) for epoch milliseconds."""
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=epoch_ms)
@@ -225,10 +242,10 @@ class DeltaSink:
             wanted = wanted | ((F.col("symbol") == run.symbol) & in_run)
         return self.spark.read.schema(TRADE_INPUTS).parquet(*files).where(wanted)
 
-    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
-        """Upsert window rows on (symbol, window_start); returns rows inserted or replaced."""
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
+        """Upsert window rows on (symbol, window_start); returns rows inserted and replaced."""
         if rows.num_rows == 0 and not final:
-            return 0
+            return MergeCounts(0)
         rows = self._conform(rows, TRADES_ANALYTICS)
         first = pc.min(rows["window_start"]).value // 1000 if rows.num_rows else 0
         predicate = (
@@ -248,7 +265,7 @@ class DeltaSink:
             .when_not_matched_insert_all()
             .execute()
         )
-        return int(metrics["num_target_rows_inserted"]) + int(metrics["num_target_rows_updated"])
+        return merge_counts(metrics)
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
         """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`), plus each symbol's first."""
@@ -283,8 +300,8 @@ class DeltaSink:
         *,
         final: bool,
         batch_lag: str | None = None,
-    ) -> int:
-        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated.
+    ) -> MergeCounts:
+        """Make price_alerts hold exactly `rows` inside `runs`; returns what it changed.
 
         `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's metadata.
         """
@@ -316,4 +333,4 @@ class DeltaSink:
                 mode="append",
                 commit_properties=self._commit(tag, metadata),
             )
-        return int(metrics["num_target_rows_inserted"]) + int(metrics["num_target_rows_updated"])
+        return merge_counts(metrics)

@@ -28,6 +28,7 @@ from crypto_assets.analytics.delta_sink import (
     META_BATCH_ID,
     META_MAX_TRADE_TIME,
     BatchTag,
+    MergeCounts,
 )
 from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.schema import (
@@ -165,6 +166,15 @@ class SparkDeltaSink:
         frame.createOrReplaceTempView(view)
         return view
 
+    def _merged(self, sql: str, view: str) -> MergeCounts:
+        """Run a MERGE; what it did (nothing when Delta skipped an applied transaction)."""
+        metrics = self._merge(sql, view)
+        return MergeCounts(
+            metrics.get("num_inserted_rows", 0),
+            metrics.get("num_updated_rows", 0),
+            metrics.get("num_deleted_rows", 0),
+        )
+
     def _merge(self, sql: str, view: str) -> dict[str, int]:
         try:
             result = self.spark.sql(sql).first()
@@ -266,10 +276,10 @@ class SparkDeltaSink:
             f"SELECT {columns} FROM {self.identifier(TRADES_RAW)} WHERE {predicate}"
         )
 
-    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> int:
-        """Upsert window rows on (symbol, window_start); returns rows inserted or replaced."""
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
+        """Upsert window rows on (symbol, window_start); returns rows inserted and replaced."""
         if rows.num_rows == 0 and not final:
-            return 0
+            return MergeCounts(0)
         first = pc.min(rows["window_start"]).value // 1000 if rows.num_rows else 0
         view = self._source(rows, TRADES_ANALYTICS)
         sql = (
@@ -279,8 +289,7 @@ class SparkDeltaSink:
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
         with self._commit(tag, final=final):
-            metrics = self._merge(sql, view)
-        return metrics.get("num_inserted_rows", 0) + metrics.get("num_updated_rows", 0)
+            return self._merged(sql, view)
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
         """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`), plus each symbol's first."""
@@ -321,8 +330,8 @@ class SparkDeltaSink:
         *,
         final: bool,
         batch_lag: str | None = None,
-    ) -> int:
-        """Make price_alerts hold exactly `rows` inside `runs`; returns rows inserted/updated.
+    ) -> MergeCounts:
+        """Make price_alerts hold exactly `rows` inside `runs`; returns what it changed.
 
         `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's userMetadata.
         """
@@ -337,12 +346,12 @@ class SparkDeltaSink:
         )
         extra = {} if batch_lag is None else {META_BATCH_LAG: batch_lag}
         with self._commit(tag, final=final, **extra):
-            metrics = self._merge(sql, view)
-        if final and batch_lag is not None and not any(metrics.values()):
+            merged = self._merged(sql, view)
+        if final and batch_lag is not None and not any(merged):
             # A MERGE that changed nothing may leave no commit to carry the batch's lags: an
             # empty append does (Delta skips it when the transaction is already recorded).
             self._append_empty(PRICE_ALERTS, tag, commit_metadata(tag, final=True, **extra))
-        return metrics.get("num_inserted_rows", 0) + metrics.get("num_updated_rows", 0)
+        return merged
 
     def maintain(self, retention_hours: int) -> None:
         """Compact the small batch files of every table and vacuum the replaced ones."""

@@ -180,14 +180,17 @@ def table_views(
     window, -> alert); trades_raw also the checkpoint's size and Spark's progress.
     """
 
-    def written(table: str) -> int | None:
-        return None if summary is None else summary.rows_written.get(table, 0)
+    def counts(table: str, total: int) -> dict[str, Any]:
+        if summary is None:
+            return table_metadata(total)
+        written, revised = summary.rows_written.get(table, 0), summary.rows_revised.get(table, 0)
+        return table_metadata(total, written, revised)
 
     def lag(name: str) -> dict[str, Any]:
         return {} if summary is None else lag_metadata(summary.lag, name)
 
     raw = table_metadata(lakehouse.count_rows(TRADES_RAW))
-    analytics = table_metadata(lakehouse.count_rows(TRADES_ANALYTICS), written(TRADES_ANALYTICS))
+    analytics = counts(TRADES_ANALYTICS, lakehouse.count_rows(TRADES_ANALYTICS))
     raw.update(size_metadata(lakehouse.table_size(TRADES_RAW), lakehouse.checkpoint_size()))
     if summary is not None:
         raw.update(trades_raw_metadata(summary))
@@ -203,7 +206,7 @@ def table_views(
             **lag("window"),
         },
         PRICE_ALERTS: {
-            **table_metadata(lakehouse.count_rows(PRICE_ALERTS), written(PRICE_ALERTS)),
+            **counts(PRICE_ALERTS, lakehouse.count_rows(PRICE_ALERTS)),
             **size_metadata(lakehouse.table_size(PRICE_ALERTS)),
             **alerts_metadata(lakehouse.read_table(PRICE_ALERTS)),
             **lag("alert"),
@@ -215,13 +218,15 @@ def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
     """The tables a run changed, so the ones it materializes.
 
     trades_raw when the run read files (even when every trade was a duplicate, the table is
-    then up to date with landing); trades_analytics and price_alerts when it wrote windows, since
-    alerts are recomputed exactly for the windows written.
+    then up to date with landing); trades_analytics and price_alerts when it wrote windows (new
+    or revised), since alerts are recomputed exactly for the windows written.
     """
     changed = []
     if summary.files_processed:
         changed.append(TRADES_RAW)
-    if summary.rows_written.get(TRADES_ANALYTICS, 0):
+    if summary.rows_written.get(TRADES_ANALYTICS, 0) or summary.rows_revised.get(
+        TRADES_ANALYTICS, 0
+    ):
         changed.extend([TRADES_ANALYTICS, PRICE_ALERTS])
     return tuple(changed)
 

@@ -48,9 +48,10 @@ class PipelineResult:
         ]
         for table in TABLES:
             meta = self.assets.get(table, {})
+            revised = f", {meta['rows_revised']} revised" if meta.get("rows_revised") else ""
             lines.append(
                 f"{table}: {meta.get('dagster/row_count', 0)} rows "
-                f"(+{meta.get('rows_written', 0)}) (run {self.analytics_run_id})"
+                f"(+{meta.get('rows_written', 0)} new{revised}) (run {self.analytics_run_id})"
             )
         return lines
 

@@ -333,11 +333,19 @@ def size_metadata(
     return metadata
 
 
-def table_metadata(rows_total: int, rows_written: int | None = None) -> dict[str, Any]:
-    """Row count of one Delta table, and the rows a run wrote (when known)."""
+def table_metadata(
+    rows_total: int, rows_written: int | None = None, rows_revised: int | None = None
+) -> dict[str, Any]:
+    """Row count of one Delta table, and (when known) the rows a run added and revised.
+
+    `rows_written` are new rows; `rows_revised` rewrites of rows already there (a window that
+    later trades updated counts once per rewrite).
+    """
     metadata: dict[str, Any] = {"dagster/row_count": rows_total}
     if rows_written is not None:
         metadata["rows_written"] = rows_written
+    if rows_revised is not None:
+        metadata["rows_revised"] = rows_revised
     return metadata
 
 

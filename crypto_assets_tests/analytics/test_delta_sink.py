@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, sql_timestamp
+from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, MergeCounts, sql_timestamp
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -79,20 +79,23 @@ def test_replace_alerts_touches_only_its_range(tmp_path: Path) -> None:
     sink = DeltaSink(tmp_path)
     sink.ensure_tables()
     everything = [Run("BTCUSDT", T0, T0 + 9 * MINUTE), Run("ETHUSDT", T0, T0 + 9 * MINUTE)]
-    sink.replace_alerts(
+    first = sink.replace_alerts(
         pa.concat_tables([alerts(1, 2, 3, 8), alerts(2, symbol="ETHUSDT")]),
         everything,
         BatchTag("q", 0),
         final=True,
     )
+    assert first == MergeCounts(inserted=5, updated=0, deleted=0)
     # BTCUSDT minutes 2..5 recomputed with only minute 4 alerting: 2 and 3 go, 4 comes;
     # minutes 1 and 8 (outside the range) and ETHUSDT stay.
     part = [Run("BTCUSDT", T0 + 2 * MINUTE, T0 + 5 * MINUTE)]
-    sink.replace_alerts(alerts(4), part, BatchTag("q", 1), final=True)
+    again = sink.replace_alerts(alerts(4), part, BatchTag("q", 1), final=True)
+    assert again == MergeCounts(inserted=1, updated=0, deleted=2)
     left = pa.table(DeltaTable(sink.path(PRICE_ALERTS)).to_pyarrow_table()).to_pylist()
     found = sorted((r["symbol"], r["window_start"].minute) for r in left)
     assert found == [("BTCUSDT", 1), ("BTCUSDT", 4), ("BTCUSDT", 8), ("ETHUSDT", 2)]
     assert sink.applied(PRICE_ALERTS, BatchTag("q", 1))
     # An earlier piece of a step (not final) does not mark its batch applied.
-    sink.replace_alerts(alerts(4), part, BatchTag("q", 2), final=False)
+    revised = sink.replace_alerts(alerts(4), part, BatchTag("q", 2), final=False)
+    assert revised == MergeCounts(inserted=0, updated=1, deleted=0)  # recomputed: a revision
     assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))

@@ -49,7 +49,9 @@ def test_full_recording_matches_plain_python_reference(full_run, landing_records
         reference.windows(landing_records, WINDOW_MS)
     )
     assert (summary.late_rows, summary.bad_rows, summary.duplicates_skipped) == (0, 0, 0)
-    assert "trades_raw +34419" in summary.summary_line()
+    assert "trades_raw +34419 new (34419 in the table)" in summary.summary_line()
+    # Fresh tables: each window inserted once; later batches' updates of it are revisions.
+    assert summary.rows_written[TRADES_ANALYTICS] == summary.rows_total[TRADES_ANALYTICS]
     # Every batch's lags went into a price_alerts commit, including those that changed no alert.
     stored = read_recent_batch_lags(full_run.data_dir / "delta" / "price_alerts", limit=1_000)
     assert len(stored) == summary.batches
@@ -69,6 +71,30 @@ def test_split_into_runs_gives_identical_tables(
         assert summary.files_processed == files_per_run
     assert snapshot(tmp_path) == snapshot(full_run.data_dir)
     assert summary.rows_total[TRADES_RAW] == len(landing_records)
+
+
+def test_the_summary_says_how_many_windows_are_new_and_how_many_revised(
+    spark, tmp_path: Path, landing_records
+) -> None:
+    # The second run's first trades fall in windows the first run wrote: those are revised.
+    landing = tmp_path / "landing" / "trades"
+    first, second = landing_records[:3000], landing_records[3000:6000]
+    write_landing_files(landing, first, 1)
+    run_once(spark, tmp_path)
+    write_landing_files(landing, second, 1, first_sequence=1)
+    summary = run_once(spark, tmp_path)  # one file: one batch, each window written once
+    before = reference.windows(first, WINDOW_MS)
+    after = reference.windows(first + second, WINDOW_MS)
+    touched = {(t["symbol"], t["trade_time"] // WINDOW_MS * WINDOW_MS) for t in second}
+    new, revised = len(after) - len(before), len(touched & before.keys())
+    assert revised >= 2  # each symbol's window that spans the two files
+    line = summary.summary_line()
+    assert f"trades_analytics +{new} new, {revised} revised ({len(after)} in the table)" in line
+    assert f"trades_raw +{len(second)} new ({len(first) + len(second)} in the table)" in line
+    assert (summary.rows_written[TRADES_ANALYTICS], summary.rows_revised[TRADES_ANALYTICS]) == (
+        new,
+        revised,
+    )
 
 
 class InjectedCrashError(RuntimeError):

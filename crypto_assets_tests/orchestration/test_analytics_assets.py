@@ -151,6 +151,10 @@ def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
         assert run_level not in alerts
     windows = _windows(records)
     assert analytics["dagster/row_count"] == len(windows)
+    # New windows and revisions apart: the windows the first run wrote that these trades reach.
+    first_windows = _metadata(first)["trades_analytics"]["dagster/row_count"]
+    assert analytics["rows_written"] == len(windows) - first_windows
+    assert analytics["rows_revised"] >= 1
     assert analytics["late_rows"] == 0
 
     # VWAP rounded to the recorded prices' precision (2 decimals for both symbols).

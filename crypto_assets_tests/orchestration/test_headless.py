@@ -26,7 +26,7 @@ def test_run_pipeline_produces_then_processes(settings, instance, spark, caplog)
     lines = result.summary_lines()
     assert lines[0].startswith(f"landing_trades: {landed} trades in ")
     assert "from replay" in lines[0]
-    assert f"trades_raw: {landed} rows (+{landed})" in lines[1]
+    assert f"trades_raw: {landed} rows (+{landed} new)" in lines[1]
     runs = instance.get_run_records(dg.RunsFilter(run_ids=[result.producer_run_id]))
     assert runs[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
 
