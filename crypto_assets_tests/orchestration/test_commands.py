@@ -55,7 +55,7 @@ def test_run_replays_loudly_then_prints_the_tables(tmp_path: Path) -> None:
     assert landed > 0
     out = result.stdout
     assert re.search(rf"^landing_trades: {landed} trades in \d+ files from replay", out, re.M)
-    assert re.search(rf"^trades_raw: {landed} rows \(\+{landed}\)", out, re.M)
+    assert re.search(rf"^trades_raw: {landed} rows \(\+{landed} new\)", out, re.M)
     # The `show` table: a row per symbol under the header, with the replayed symbols.
     assert "Latest window per symbol" in out
     assert re.search(r"^\s*BTCUSDT\s", out, re.M)
