@@ -59,7 +59,7 @@ def test_analytics_once_prints_summary_last(
     assert main(["analytics", "--data-dir", str(tmp_path), "--once"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("analytics: 3 files in 1 batches")
-    assert "trades_raw +3000 (3000 total)" in last
+    assert "trades_raw +3000 new (3000 in the table)" in last
     assert "late rows 0, bad rows 0" in last
     assert len(rows(tmp_path, "trades_raw")) == 3000
     moves = [r for r in rows(tmp_path, "price_alerts") if r["alert_type"] == "PRICE_MOVE"]
