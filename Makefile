@@ -47,16 +47,20 @@ $(DAGSTER_HOME)/dagster.yaml: crypto_assets/orchestration/instance_config.py | $
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py
 
-# `make test`: everything but the slow group (about 15 minutes on 2 cores). `make test-slow`: the
-# slow group alone (the million-trade backlog, the Databricks deployment end to end on both
-# compute kinds, Delta-Spark's replays and maintenance). `make test-faults`: the fault suite's
-# short version (the whole pipeline under Dagster, every fault in one session, about 12 minutes);
-# FAULTS_MARKERS=faults adds the long version. CI runs all three.
+# `make test`: everything but the slow and fault groups, over TEST_WORKERS pytest-xdist workers
+# (crypto_assets_tests/conftest.py keeps the in-process Spark tests on one worker and each
+# end-to-end module on one; the rest spread). `make test-slow`: the slow group alone (the
+# million-trade backlog, the Databricks deployment end to end on both compute kinds, Delta-Spark's
+# replays and maintenance). `make test-faults`: the fault suite's short version (the whole
+# pipeline under Dagster, every fault in one session); FAULTS_MARKERS=faults adds the long
+# version. CI runs all three; the times on 2 cores are in the README. Each prints its slowest 15
+# tests and its wall time. TEST_WORKERS=0 runs `make test` in one process.
 PYTEST_MARKERS ?= not slow and not faults
 FAULTS_MARKERS ?= faults and not long
+TEST_WORKERS ?= 3
 
 test: install lint
-	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -m "slow and not faults" $(PYTEST_ARGS)

@@ -203,6 +203,7 @@ def _raw_rows(trade_ids: list[int], day: str = "2024-08-01") -> pa.Table:
     )
 
 
+@pytest.mark.slow  # Delta-Spark, a batch replayed twice: a minute on 2 cores
 def test_the_same_tag_twice_changes_nothing(spark, tmp_path: Path) -> None:
     sink = SparkDeltaSink(spark, path_identifier(tmp_path))
     sink.ensure_tables()
