@@ -36,11 +36,12 @@ from crypto_assets.databricks.workspace import error_text
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.landing_files import is_landing_file
 from crypto_assets.orchestration.runs import RestartBackoff
+from crypto_assets.producer.producer_files import ProducerFiles
 from crypto_assets.producer.producer_state import (
     ProducerStateFile,
+    check_state_folder,
     landed_ids_since,
     parse_state,
-    state_path_beside,
     with_landed,
 )
 from crypto_assets.producer.trade_sequencer import SymbolProgress
@@ -84,7 +85,7 @@ class VolumeUploader:
         self.layout = layout
         self.spool_dir = Path(spool_dir)
         # The local state copy the producer writes (its `ProducerConfig.resolved_state_path`).
-        self.state_path = Path(state_path) if state_path else state_path_beside(self.spool_dir)
+        self.state_path = Path(state_path) if state_path else ProducerFiles.of(spool_dir).state_path
         self.backoff = backoff
         self.files_uploaded = 0
         self.trades_uploaded = 0  # lines of the uploaded files
@@ -317,10 +318,12 @@ class VolumeProducerState:
         content, modified_ms = stored
         path = self.uploader.layout.producer_state_path
         try:
-            progress = parse_state(json.loads(content.decode("utf-8")))
+            document = json.loads(content.decode("utf-8"))
+            progress = parse_state(document)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             logger.warning("producer state file %s is unreadable (%s): starting afresh", path, exc)
             return {}
+        check_state_folder(document, self.uploader.layout.landing_dir, path)
         since = 0 if modified_ms is None else modified_ms - _CLOCK_SLACK_MS
         landed = self.uploader.landed_ids_since(since)
         for symbol, ids in landed_ids_since(self.uploader.spool_dir, 0).items():

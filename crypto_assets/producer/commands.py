@@ -49,7 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="[$CRYPTO_DATA_DIR/landing/trades; the spool $CRYPTO_DATA_DIR/spool/trades for "
         "--target volume]",
     )
-    produce.add_argument("--quarantine-dir", type=Path, help="[<landing-dir>/../_quarantine]")
+    produce.add_argument(
+        "--quarantine-dir",
+        type=Path,
+        help="[<landing-dir>/../_quarantine for a folder named trades, else "
+        "<landing-dir>/../_quarantine/<its name>]",
+    )
     produce.add_argument("--batch-interval-seconds", type=float, help="[BATCH_INTERVAL_SECONDS]")
     produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
     produce.add_argument(
@@ -63,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument(
         "--state-file",
         help="where the ids landed so far are kept, so that a restart back-fills what it missed; "
-        "'none': keep no state [<landing-dir>/../_state/producer_state.json]",
+        "'none': keep no state [<landing-dir>/../_state/producer_state.json for a folder "
+        "named trades, else <landing-dir>/../_state/<its name>/producer_state.json]",
     )
     produce.add_argument(
         "--progress-seconds",

@@ -38,7 +38,8 @@ from crypto_assets.producer.landing_writer import (
     TradeIdRanges,
     describe_ranges,
 )
-from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
+from crypto_assets.producer.producer_files import ProducerFiles
+from crypto_assets.producer.producer_state import ProducerStateFile, landing_folder_name
 from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequencer
 from crypto_assets.settings import SettingsError
 
@@ -67,7 +68,7 @@ def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
 class StateFile(enum.Enum):
     """Where the producer keeps its state unless given a path (None: keep none)."""
 
-    BESIDE_LANDING = "<landing-dir>/../_state/producer_state.json"
+    BESIDE_LANDING = "the landing folder's own (`ProducerFiles.state_path`)"
 
 
 @dataclass(frozen=True)
@@ -144,14 +145,14 @@ class ProducerConfig:
 
     @property
     def resolved_quarantine_dir(self) -> Path:
-        """``<landing-dir>/../_quarantine`` unless set."""
-        return self.quarantine_dir or Path(self.landing_dir).parent / "_quarantine"
+        """The landing folder's quarantine (`ProducerFiles.quarantine_dir`) unless set."""
+        return self.quarantine_dir or ProducerFiles.of(self.landing_dir).quarantine_dir
 
     @property
     def resolved_state_path(self) -> Path | None:
-        """``<landing-dir>/../_state/producer_state.json`` by default; None when disabled."""
+        """The landing folder's state file (`ProducerFiles.state_path`) by default; None: none."""
         if self.state_path is StateFile.BESIDE_LANDING:
-            return state_path_beside(Path(self.landing_dir))
+            return ProducerFiles.of(self.landing_dir).state_path
         return None if self.state_path is None else Path(self.state_path)
 
 
@@ -252,9 +253,12 @@ class Producer:
                     f"landing_dir={config.landing_dir}, state_path={state_path}: a Volume upload "
                     f"lands in its spool {upload.spool_dir}, its state at {upload.state_path}"
                 )
-            self.state = upload.producer_state(ProducerStateFile(state_path))
+            # The local copy is uploaded as the Volume's state: it names the Volume's folder.
+            local = ProducerStateFile(state_path, upload.layout.landing_dir)
+            self.state = upload.producer_state(local)
         elif state_path is not None:
-            self.state = ProducerStateFile(state_path)
+            folder = landing_folder_name(config.landing_dir)
+            self.state = ProducerStateFile(state_path, folder)
         self.writer = LandingWriter(
             Path(config.landing_dir),
             config.resolved_quarantine_dir,

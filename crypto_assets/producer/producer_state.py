@@ -5,9 +5,15 @@ instead of silently missing. It is saved (atomically, like a landing file) after
 so it never claims a trade that is not in a visible file; a crash between a landing file and the
 save is covered by reading, at load, the landing files not older than the state file.
 
-    {"version": 1, "symbols": {"BTCUSDT": {"landed_high": 3735690000, "missing": [[a, b]]}}}
+    {"version": 1, "landing_dir": "/abs/data/landing/trades",
+     "symbols": {"BTCUSDT": {"landed_high": 3735690000, "missing": [[a, b]]}}}
 
 ``missing`` are id ranges at or below ``landed_high`` not landed yet (gaps still open at the save).
+``landing_dir`` is the folder whose files the state describes (where it lives: see
+`crypto_assets.producer.producer_files`). A producer never takes another folder's state for its
+own: loading a state that names another folder is `StateFolderError`, a one-line refusal that
+says how to resume (the folder was moved on purpose) or start afresh. A state written before
+states named their folder is taken as the folder's own.
 
 A producer owns its landing folder: loading the state takes an OS lock on the sibling
 ``producer_state.lock`` (see `crypto_assets.folder_lock`), kept until `close` or the process ends,
@@ -24,9 +30,11 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.folder_lock import FolderLock
 from crypto_assets.landing_files import is_landing_file
 from crypto_assets.producer.landing_writer import LandingWriteError, write_atomically
+from crypto_assets.producer.producer_files import lock_path_of
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 
 logger = logging.getLogger(__name__)
@@ -37,38 +45,54 @@ STATE_VERSION = 1
 _CLOCK_SLACK_NS = 2_000_000_000
 
 
-def state_path_beside(landing_dir: Path) -> Path:
-    """The default state file of a landing dir: ``<landing-dir>/../_state/producer_state.json``."""
-    return Path(landing_dir).parent / "_state" / "producer_state.json"
+class StateFolderError(CryptoAssetsError):
+    """The state file names another landing folder than the one it was loaded for."""
+
+
+def landing_folder_name(landing_dir: Path) -> str:
+    """How a state file names a local landing folder: its absolute path, links resolved."""
+    return str(Path(landing_dir).resolve())
+
+
+def check_state_folder(document: dict, folder: str, path: object) -> None:
+    """`StateFolderError` unless the state `document` (read from `path`) describes `folder`."""
+    recorded = document.get("landing_dir") if isinstance(document, dict) else None
+    if recorded is None or recorded == folder:
+        return  # a state written before states named their folder: this folder's own
+    raise StateFolderError(
+        f"the producer state {path} describes the landing folder {recorded}, not {folder}: "
+        f'if {folder} is that folder moved here, set "landing_dir" in {path} to "{folder}" '
+        "to resume; to start afresh, delete that state file or pass another --state-file"
+    )
 
 
 def landed_highs(path: Path, landing_dir: Path, symbols: Iterable[str]) -> dict[str, int]:
     """The highest trade id landed per symbol of `symbols`, by the state file and newer files.
 
-    A missing or unreadable state file (or landing dir) means nothing landed: ``{}``.
+    A missing or unreadable state file (or landing dir), or another folder's, means nothing
+    landed: ``{}``.
     """
+    state = ProducerStateFile(path, landing_folder_name(landing_dir), read_only=True)
     try:
-        progress = ProducerStateFile(path, read_only=True).load(Path(landing_dir), symbols)
-    except OSError as exc:
-        logger.warning("cannot read the producer state under %s (%s)", path, exc)
+        progress = state.load(Path(landing_dir), symbols)
+    except (OSError, StateFolderError) as exc:
+        logger.warning("cannot use the producer state under %s (%s)", path, exc)
         return {}
     return {symbol: p.high for symbol, p in progress.items()}
 
 
-def lock_path_of(state_path: Path) -> Path:
-    """The lock file a producer holds beside its state file: ``producer_state.lock``."""
-    return Path(state_path).with_suffix(".lock")
-
-
 class ProducerStateFile:
-    """Loads and saves the landed progress per symbol; symbols not in use are kept unchanged.
+    """Loads and saves the landed progress per symbol of the landing folder named `folder`.
 
-    Unless `read_only`, loading or saving makes this object the owner of the landing folder until
-    `close` (see the module doc); `FolderInUseError` when another process owns it.
+    Symbols not in use are kept unchanged. Unless `read_only`, loading or saving makes this object
+    the owner of the landing folder until `close` (see the module doc); `FolderInUseError` when
+    another process owns it.
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(self, path: Path, folder: str, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        # What the saved state names (`landing_folder_name`, or a Volume's landing folder).
+        self.folder = folder
         self.read_only = read_only
         self._kept: dict[str, SymbolProgress] = {}
         self._lock: FolderLock | None = None
@@ -77,7 +101,11 @@ class ProducerStateFile:
         """The progress of `symbols`, including landing files written after the last save."""
         self._own(Path(landing_dir))
         mtime_ns = self._mtime_ns()
-        progress = self._read() if mtime_ns is not None else None
+        try:
+            progress = self._read() if mtime_ns is not None else None
+        except StateFolderError:
+            self.close()
+            raise
         if progress is None:
             progress = {}
         elif mtime_ns is not None:
@@ -96,6 +124,7 @@ class ProducerStateFile:
         merged = {**self._kept, **progress}
         document = {
             "version": STATE_VERSION,
+            "landing_dir": self.folder,
             "symbols": {
                 symbol: {"landed_high": p.high, "missing": [list(r) for r in p.missing]}
                 for symbol, p in sorted(merged.items())
@@ -143,15 +172,20 @@ class ProducerStateFile:
             return None
 
     def _read(self) -> dict[str, SymbolProgress] | None:
-        """The saved progress; None (after a one-line warning) when the file is unusable."""
+        """The saved progress; None (after a one-line warning) when the file is unusable.
+
+        `StateFolderError` when it describes another landing folder.
+        """
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
-            return parse_state(document)
+            progress = parse_state(document)
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
             logger.warning(
                 "producer state file %s is unreadable (%s): starting afresh", self.path, exc
             )
             return None
+        check_state_folder(document, self.folder, self.path)
+        return progress
 
 
 def _producer_lock(state_path: Path, landing_dir: Path) -> FolderLock:

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto_assets.producer.producer_state import landed_highs, state_path_beside
+from crypto_assets.producer.producer_files import ProducerFiles
+from crypto_assets.producer.producer_state import landed_highs
 from crypto_assets.producer.trade_sequencer import SymbolProgress
 from crypto_assets.recording import bundled_recording
 from crypto_assets.replay.recording_feed import Recording, load_recordings
@@ -144,7 +145,8 @@ def start_continuing_replay(landing_dir: Path | None = None) -> ContinuedReplay:
     recording = load_recordings(recordings)
     start = ReplayStart()
     if landing_dir is not None:
-        highs = landed_highs(state_path_beside(landing_dir), landing_dir, recording.symbols)
+        state_path = ProducerFiles.of(landing_dir).state_path
+        highs = landed_highs(state_path, landing_dir, recording.symbols)
         start = continuation_start(recording, highs)
     segment = market_segment(recording, start)
     if start.lap or start.event:

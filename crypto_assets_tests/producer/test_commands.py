@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets.producer.producer import ProducerConfig
+from crypto_assets.producer.producer_state import landed_highs
 from crypto_assets_tests.producer.landing_reader import read_landing
+from crypto_assets_tests.producer.producer_runs import produce_recording
 
 SUMMARY = re.compile(r"^produced (\d+) trades \((.*)\) in (\d+) files in [\d.]+ s from (\S+); ")
 
@@ -382,3 +386,49 @@ def test_produce_logs_a_progress_line_every_interval(
     assert last.group(10) == "0"
     # The files on disk hold at least what the last line reported as landed.
     assert len(read_landing(tmp_path / "t")) >= landed[-1]
+
+
+def test_a_moved_landing_folder_is_refused_in_one_line_until_its_state_is_told(
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+    tmp_path: Path,
+    unused_port: int,
+) -> None:
+    server = replay_server_factory()
+    config = producer_config(server, pairs=("btcusdt",), landing_dir=tmp_path / "old" / "trades")
+    produce_recording(server, config)
+    shutil.move(tmp_path / "old", tmp_path / "new")  # the folder with its _state beside it
+    landing = tmp_path / "new" / "trades"
+    state_path = tmp_path / "new" / "_state" / "producer_state.json"
+    saved = state_path.read_text()
+
+    refused = subprocess.run(
+        cli(
+            "produce",
+            "--ws-url",
+            f"ws://127.0.0.1:{unused_port}",
+            "--pairs",
+            "btcusdt,ethusdt",
+            "--landing-dir",
+            str(landing),
+        ),
+        check=False,
+        capture_output=True,
+        text=True,
+        env=environment(),
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        f"crypto-assets produce: error: the producer state {state_path} describes the landing "
+        f"folder {tmp_path / 'old' / 'trades'}, not {landing}: if {landing} is that folder moved "
+        f'here, set "landing_dir" in {state_path} to "{landing}" to resume; to start afresh, '
+        "delete that state file or pass another --state-file"
+    ]
+    assert state_path.read_text() == saved
+    # Doing what it says resumes: the moved folder's producer takes the state as its own.
+    state = json.loads(saved)
+    state["landing_dir"] = str(landing)
+    state_path.write_text(json.dumps(state))
+    highs = {s: v["landed_high"] for s, v in state["symbols"].items()}
+    assert landed_highs(state_path, landing, highs) == highs

@@ -349,7 +349,7 @@ def test_rest_url_defaults_to_the_same_loopback_host_else_binance() -> None:
 def test_the_state_file_lives_beside_the_landing_dir_unless_told(tmp_path: Path) -> None:
     options = {"ws_url": "ws://127.0.0.1:1", "pairs": ("btcusdt",), "landing_dir": tmp_path / "t"}
     default = ProducerConfig(**options).resolved_state_path
-    assert default == tmp_path / "_state" / "producer_state.json"
+    assert default == tmp_path / "_state" / "t" / "producer_state.json"  # see ProducerFiles
     assert ProducerConfig(**options, state_path=None).resolved_state_path is None
     chosen = ProducerConfig(**options, state_path=tmp_path / "s.json").resolved_state_path
     assert chosen == tmp_path / "s.json"
@@ -375,3 +375,51 @@ def test_a_new_replay_of_the_same_recording_starts_afresh_instead_of_landing_not
         saved = json.loads(state_path.read_text())["symbols"]
         assert saved == {"BTCUSDT": {"landed_high": max(btc), "missing": []}}
     assert len(read_landing(config.landing_dir)) == 2 * len(btc)
+
+
+def test_a_landing_folder_beside_another_lands_every_trade_of_its_own_run(
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+    expected_trades: dict[str, dict[int, dict]],
+    tmp_path: Path,
+) -> None:
+    # /parent/a then /parent/b, each against a fresh replay of the same recording: b's run must
+    # not take a's state for its own (it used to land nothing: every id looked landed already).
+    btc = expected_trades["BTCUSDT"]
+    for name in ("a", "b"):
+        server = replay_server_factory()
+        landing = tmp_path / "parent" / name
+        summary = produce_recording(
+            server, producer_config(server, pairs=("btcusdt",), landing_dir=landing)
+        )
+        assert summary.trades == len(read_landing(landing)) == len(btc), name
+        assert summary.duplicates_dropped == 0, name
+
+
+def test_two_producers_at_once_on_folders_under_one_parent_each_land_every_trade(
+    replay_server_factory: Callable[..., object],
+    producer_config: Callable[..., ProducerConfig],
+    expected_trades: dict[str, dict[int, dict]],
+    tmp_path: Path,
+) -> None:
+    # Neither refuses the other: each folder has its own lock.
+    results: dict[str, object] = {}
+
+    def produce(name: str) -> None:
+        server = replay_server_factory()
+        config = producer_config(server, pairs=("btcusdt",), landing_dir=tmp_path / "parent" / name)
+        try:
+            results[name] = produce_recording(server, config)
+        except Exception as exc:  # reported below, with the other thread's result
+            results[name] = exc
+
+    threads = [threading.Thread(target=produce, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    btc = expected_trades["BTCUSDT"]
+    for name in ("a", "b"):
+        summary = results[name]
+        assert not isinstance(summary, Exception), f"{name}: {summary}"
+        assert summary.trades == len(read_landing(tmp_path / "parent" / name)) == len(btc)  # type: ignore[union-attr]

@@ -15,7 +15,7 @@ import pytest
 
 from crypto_assets.folder_lock import FolderLock
 from crypto_assets.producer.producer import Producer
-from crypto_assets.producer.producer_state import state_path_beside
+from crypto_assets.producer.producer_files import ProducerFiles
 from crypto_assets_tests.producer.landing_reader import read_landing
 
 SUMMARY = re.compile(r"^produced (\d+) trades ")
@@ -59,7 +59,7 @@ def test_a_second_producer_on_the_same_folder_is_refused_and_the_first_goes_on(
         stdout, stderr = first.communicate(timeout=60)
 
     assert second.returncode != 0
-    lock = state_path_beside(landing).with_suffix(".lock")
+    lock = ProducerFiles.of(landing).lock_path
     assert refusal.splitlines() == [
         f"crypto-assets produce: error: landing folder {landing} is in use by another producer "
         f"(pid {first.pid}, lock {lock}): stop that producer first, or give this one another "
@@ -81,7 +81,7 @@ def test_a_finished_producer_frees_the_folder_though_still_referenced(
     config = producer_config(replay_server_factory(), duration_seconds=1.0)
     producer = Producer(config)  # kept referenced: the end of its run, not the collector, unlocks
     producer.run()
-    lock_path = state_path_beside(config.landing_dir).with_suffix(".lock")
+    lock_path = ProducerFiles.of(config.landing_dir).lock_path
     assert lock_path.read_text() == f"{os.getpid()}\n"  # it was held by this process
     with FolderLock(lock_path, config.landing_dir, "landing folder", "a test", "-") as lock:
         assert lock.held

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import websocket
 
-from crypto_assets.producer.producer_state import ProducerStateFile, state_path_beside
+from crypto_assets.producer.producer_files import ProducerFiles
+from crypto_assets.producer.producer_state import ProducerStateFile, landing_folder_name
 from crypto_assets.producer.trade_sequencer import Gap, SymbolProgress, TradeSequencer
 from crypto_assets.replay.continuation import (
     ContinuedReplay,
@@ -60,7 +61,9 @@ def rows_by_symbol(rows: list[dict]) -> dict[str, list[dict]]:
 
 def save_landed(landing_dir: Path, highs: dict[str, int]) -> None:
     """Write the producer state an earlier run would have left: these highs landed."""
-    state = ProducerStateFile(state_path_beside(landing_dir))
+    state = ProducerStateFile(
+        ProducerFiles.of(landing_dir).state_path, landing_folder_name(landing_dir)
+    )
     state.save({symbol: SymbolProgress(high) for symbol, high in highs.items()})
     state.close()
 
@@ -147,7 +150,7 @@ def test_no_or_a_corrupt_state_file_replays_from_lap_0(
     caplog.set_level(logging.INFO, logger=CONTINUATION_LOGGER)
     landing_dir = tmp_path / "landing" / "trades"
     if state is not None:
-        path = state_path_beside(landing_dir)
+        path = ProducerFiles.of(landing_dir).state_path
         path.parent.mkdir(parents=True)
         path.write_text(state)
 
