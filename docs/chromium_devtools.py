@@ -48,6 +48,24 @@ _CLICK_JS = """((label, row) => {
   (target.closest('button') || target).click();
   return 'clicked';
 })(%s, %s)"""
+# The first button (in document order, after the button reading AFTER when AFTER is not null)
+# whose visible text, aria-label, or an icon's aria-label inside it is exactly LABEL: Dagster's
+# icon-only buttons (a split button's dropdown, ▾) carry only their icon's name, arrow_drop_down.
+_BUTTON_JS = """((label, after) => {
+  const buttons = [...document.querySelectorAll('button, [role=button]')];
+  const labels = (b) => [b.innerText.trim(), b.getAttribute('aria-label'),
+    ...[...b.querySelectorAll('[aria-label]')].map((e) => e.getAttribute('aria-label'))];
+  let from = 0;
+  if (after !== null) {
+    const anchor = buttons.findIndex((b) => b.innerText.trim() === after);
+    if (anchor < 0) return 'no button reads ' + after;
+    from = anchor + 1;
+  }
+  const target = buttons.slice(from).find((b) => labels(b).includes(label));
+  if (!target) return 'no button labelled ' + label;
+  target.click();
+  return 'clicked';
+})(%s, %s)"""
 # Scroll the first leaf element whose own text is exactly TEXT to the top of the viewport.
 _SCROLL_JS = """(text => {
   const target = [...document.querySelectorAll('*')].find(
@@ -183,6 +201,17 @@ class Chromium:
         if outcome != "clicked":
             raise SystemExit(f"cannot click {label!r}: {outcome}")
         time.sleep(3)  # the dialog opens and draws
+
+    def click_button(self, label: str, after: str | None = None, settle: float = 2.0) -> None:
+        """Click the button whose text or aria-label (or its icon's) is `label`.
+
+        With `after`, the first such button following the button that reads `after`: the
+        dropdown (▾, an icon named arrow_drop_down) of the split button *Materialize all*.
+        """
+        outcome = self.evaluate(_BUTTON_JS % (json.dumps(label), json.dumps(after)))
+        if outcome != "clicked":
+            raise SystemExit(f"cannot click the button {label!r}: {outcome}")
+        time.sleep(settle)  # a menu or dialog opens and draws
 
     def scroll_to_text(self, text: str) -> None:
         """Scroll the element whose own text is `text` to the top of the viewport."""

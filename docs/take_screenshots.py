@@ -2,11 +2,13 @@
 
 Starts the webserver and daemon (`crypto_assets_tests/dagster_services.py`, on `make ui`'s
 instance, in a temporary DAGSTER_HOME) and fills the instance with real runs: the producer
-job reading the bundled recording from a replay server at 6x speed, then the analytics job, four
-times over, so the VWAP chart has windows; then, through the real webserver and daemon, a
-continuous producer run that is terminated as the UI's *Terminate* button does. Then it
-photographs the pages with headless Chromium driven over its DevTools protocol
-(`docs/chromium_devtools.py`), which also clicks *[Show Markdown]* for the VWAP chart.
+job reading the bundled recording from a replay server at 6x speed (its times the wall clock's),
+then the analytics job, six times over, so the VWAP chart has windows; then, through the real
+webserver and daemon, a continuous producer run that is terminated as the UI's *Terminate*
+button does. Then it photographs the pages with headless Chromium driven over its DevTools
+protocol (`docs/chromium_devtools.py`), which also clicks: *Materialize all*'s dropdown (▾) →
+*Open launchpad* for the analytics job's Launchpad modal (an asset job has no Launchpad tab),
+and *[Show Markdown]* for the VWAP chart.
 Everything listens on 127.0.0.1. Usage: `.venv/bin/python docs/take_screenshots.py [--keep DIR]`
 (with --keep, a DIR that already holds the runs is photographed again without new runs).
 """
@@ -33,8 +35,10 @@ from chromium_devtools import Chromium
 from crypto_assets_tests.dagster_services import LOCATION, REPOSITORY, DagsterServices
 
 DOCS = Path(__file__).resolve().parent
-CYCLES = 4
+CYCLES = 6
 SPEED = 6.0
+# Each producer run of the fill streams this long: six of them, about six one-minute windows.
+PRODUCE_SECONDS = 40.0
 PAIRS = ("btcusdt", "ethusdt")  # what the bundled recording carries
 STOPPED_RUN_FILE = "stopped_producer_run.txt"
 WIDTH = 1500
@@ -64,6 +68,13 @@ def _shots(stopped_run: str) -> list[Shot]:
     def scroll_to_columns(browser: Chromium) -> None:
         browser.scroll_to_text("Columns")
 
+    def open_analytics_launchpad(browser: Chromium) -> None:
+        # README step 3: an asset job's Launchpad is a modal behind Materialize all's ▾.
+        browser.click_button("arrow_drop_down", after="Materialize all")
+        browser.click_text("Open launchpad")
+        browser.wait_for_text("trigger_seconds")
+        browser.wait_while_text("Loading")
+
     return [
         Shot(
             "asset_graph.png",
@@ -76,6 +87,13 @@ def _shots(stopped_run: str) -> list[Shot]:
             f"/locations/{LOCATION}/jobs/binance_producer_job/playground",
             "duration_minutes",
             1000,
+        ),
+        Shot(
+            "analytics_launchpad.png",
+            f"/locations/{LOCATION}/jobs/streaming_analytics_job",
+            "Materialize all",
+            1000,
+            open_analytics_launchpad,
         ),
         Shot("stopped_producer_run.png", f"/runs/{stopped_run}", "stopped on request", 1100),
         Shot("trades_analytics_overview.png", "/assets/trades_analytics", "Columns", 1300),
@@ -90,7 +108,7 @@ def _shots(stopped_run: str) -> list[Shot]:
             "trades_analytics_metadata.png",
             "/assets/trades_analytics?view=events",
             "vwap_volume_last_hour",
-            1100,
+            1200,  # down to windows_written's last table
         ),
         Shot(
             "vwap_volume_chart.png",
@@ -121,7 +139,7 @@ def fill(home: Path, data_dir: Path, replay_url: str) -> None:
     from crypto_assets.settings import Settings  # noqa: PLC0415
 
     defs = build_definitions(Settings(data_dir=data_dir, trading_pairs=PAIRS))
-    config = _producer_config(replay_url, duration_seconds=12.0)
+    config = _producer_config(replay_url, duration_seconds=PRODUCE_SECONDS)
     producer = {"ops": {"produce_trades": {"config": config}}}
     with dg.DagsterInstance.get() as instance:
         for cycle in range(CYCLES):
@@ -191,7 +209,12 @@ def main() -> int:
     dagster = DagsterServices(root)
     # One market for every run: the recording looped at SPEED, so the continuous run after the
     # others streams the trades that follow theirs (the gaps in between back-filled over REST).
-    options = ReplayOptions(recordings=(bundled_recording(),), speed=SPEED, loop=True)
+    # Every trade's time is the wall clock when the replay sends it (the recording's pace, six
+    # times as dense): the pages show today's windows, none ahead of the clock, and real lags,
+    # not the recording's age (2024).
+    options = ReplayOptions(
+        recordings=(bundled_recording(),), speed=SPEED, loop=True, clock_time=True
+    )
     replay = ReplayServer(options)
     try:
         dagster.start()
