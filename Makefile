@@ -47,9 +47,9 @@ $(DAGSTER_HOME)/dagster.yaml: crypto_assets/orchestration/instance_config.py | $
 screenshots: install
 	$(BIN)/python docs/take_screenshots.py
 
-# `make test`: everything but the slow and fault groups, over TEST_WORKERS pytest-xdist workers
-# (crypto_assets_tests/conftest.py keeps the in-process Spark tests on one worker and each
-# end-to-end module on one; the rest spread). `make test-slow`: the slow group alone (the
+# `make test`: everything but the slow and fault groups, over TEST_WORKERS pytest-xdist workers,
+# a test module to a worker (--dist loadfile: a module's fixtures, such as the end-to-end
+# modules' Dagster webserver and daemon, start once; each worker has its own Spark session). `make test-slow`: the slow group alone (the
 # million-trade backlog, the Databricks deployment end to end on both compute kinds, Delta-Spark's
 # replays and maintenance). `make test-faults`: the fault suite's short version (the whole
 # pipeline under Dagster, every fault in one session); FAULTS_MARKERS=faults adds the long
@@ -60,7 +60,7 @@ FAULTS_MARKERS ?= faults and not long
 TEST_WORKERS ?= 3
 
 test: install lint
-	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: install
 	$(BIN)/python -m pytest -m "slow and not faults" $(PYTEST_ARGS)

@@ -18,22 +18,6 @@ from crypto_assets.replay.server import ReplayOptions, ReplayServer
 RAW_RECORDINGS_DIR = Path(__file__).resolve().parent / "data"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group tests for pytest-xdist's `--dist loadgroup` (what `make test` runs with).
-
-    An end-to-end module stays on one worker, so its module-scoped services (a Dagster webserver
-    and daemon, the Databricks emulator) start once. Every other test on the shared Spark session
-    runs in one worker, one after another: Spark work is CPU-bound, so two sessions on 2 cores
-    only slow each other, and the one session starts once. The rest, mostly waiting on sockets,
-    processes and clocks, spread over the other workers.
-    """
-    for item in items:
-        if item.get_closest_marker("e2e"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-        elif "spark" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("spark"))
-
-
 @pytest.fixture(scope="session")
 def recording() -> Path:
     """The packaged recording of real BTCUSDT/ETHUSDT trade frames."""

@@ -286,7 +286,7 @@ def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
     config = {
         "ws_url": replay.url,
         "source": "replay",
-        "duration_seconds": 20.0,
+        "duration_seconds": 8.0,  # long enough to watch the second run wait several passes
         "batch_interval_seconds": 1.0,
     }
 
