@@ -223,14 +223,9 @@ def producer_config(
     config: ProduceTradesConfig,
     settings: Settings,
     source: TradeSource,
-    pairs: tuple[str, ...] | None = None,
+    pairs: tuple[str, ...],
 ) -> ProducerConfig:
-    """The producer's configuration for this run, of `pairs` (`run_pairs`' answer).
-
-    Without `pairs`: the config's, else TRADING_PAIRS (a replay is not asked what it carries).
-    """
-    if pairs is None:
-        pairs = tuple(config.pairs) if config.pairs is not None else settings.trading_pairs
+    """The producer's configuration for this run, of `pairs` (`run_pairs`' answer)."""
     return ProducerConfig(
         ws_url=source.ws_url,
         rest_url=source.rest_url,

@@ -16,6 +16,7 @@ from crypto_assets.orchestration.ingestion import (
     ProduceTradesConfig,
     disk_report_line,
     producer_config,
+    run_pairs,
     run_reporting,
     trade_source,
 )
@@ -93,7 +94,7 @@ def test_interrupting_the_op_lands_the_current_batch(settings, replay_server_fac
             raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
     with trade_source(config, settings) as source:
-        conf = producer_config(config, settings, source)
+        conf = producer_config(config, settings, source, run_pairs(config, settings, source)[0])
         assert conf.duration_seconds is None
         progress: queue.Queue[ProducerStats] = queue.Queue()
         # A termination is a stop request: no exception, the summary of what was landed.
@@ -112,7 +113,7 @@ def test_a_producer_that_ends_by_its_duration_is_not_stopped(settings, replay_se
     server = replay_server_factory(speed=None)
     config = ProduceTradesConfig(ws_url=server.url, pairs=["btcusdt"], duration_seconds=1.0)
     with trade_source(config, settings) as source:
-        conf = producer_config(config, settings, source)
+        conf = producer_config(config, settings, source, run_pairs(config, settings, source)[0])
         progress: queue.Queue[ProducerStats] = queue.Queue()
         summary = run_reporting(Producer(conf, on_progress=progress.put), progress, lambda _: None)
     assert not summary.stopped
