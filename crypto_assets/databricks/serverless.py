@@ -23,9 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-
-# Not exported by `dagster`: what dagster-databricks' client raises for a run that did not succeed.
-from dagster._core.errors import DagsterPipesExecutionError
 from dagster_databricks.pipes import PipesDatabricksServerlessClient
 from dagster_pyspark.utils import build_pyspark_zip
 from databricks.sdk.errors import DatabricksError
@@ -38,6 +35,7 @@ from crypto_assets.databricks.remote_environment import remote_environment
 from crypto_assets.databricks.step_launcher import cluster_libraries, package_folder
 from crypto_assets.databricks.workspace import WorkspaceError, workspace_client
 from crypto_assets.orchestration.code_versions import ANALYTICS_CODE_VERSION
+from crypto_assets.orchestration.dagster_internals import DagsterPipesExecutionError
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:

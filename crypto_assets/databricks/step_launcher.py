@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 from dagster_databricks.databricks import DatabricksError
@@ -41,10 +41,6 @@ from crypto_assets.databricks.remote_environment import remote_environment
 from crypto_assets.databricks.workspace import WorkspaceError, error_text
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.settings import Settings
-
-if TYPE_CHECKING:
-    from dagster._core.events import DagsterEvent
-    from dagster._core.execution.context.system import StepExecutionContext
 
 # What a Databricks runtime already has (pyspark, Delta, pyarrow), what the launcher adds itself
 # (dagster, dagster-databricks, dagster-pyspark, databricks-sdk, at the local versions), and what
@@ -160,7 +156,7 @@ def launcher_config(settings: Settings) -> dict[str, Any]:
 class CryptoDatabricksStepLauncher(DatabricksPySparkStepLauncher):
     """dagster-databricks' launcher that checks the workspace first and says why a run failed."""
 
-    def launch_step(self, step_context: StepExecutionContext) -> Iterator[DagsterEvent]:
+    def launch_step(self, step_context: dg.StepExecutionContext) -> Iterator[dg.DagsterEvent]:
         """Refresh the shipped package and check the workspace, then launch the step."""
         package_folder()
         try:
@@ -175,8 +171,8 @@ class CryptoDatabricksStepLauncher(DatabricksPySparkStepLauncher):
             ) from exc
 
     def step_events_iterator(
-        self, step_context: StepExecutionContext, step_key: str, databricks_run_id: int
-    ) -> Iterator[DagsterEvent]:
+        self, step_context: dg.StepExecutionContext, step_key: str, databricks_run_id: int
+    ) -> Iterator[dg.DagsterEvent]:
         """The step's events; a run that failed says why, from its output, with its page."""
         try:
             yield from super().step_events_iterator(step_context, step_key, databricks_run_id)

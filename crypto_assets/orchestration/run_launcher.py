@@ -25,8 +25,12 @@ import os
 import signal
 
 import dagster as dg
-from dagster._core.errors import DagsterUserCodeUnreachableError
-from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+
+from crypto_assets.orchestration.dagster_internals import (
+    CheckRunHealthResult,
+    DagsterUserCodeUnreachableError,
+    WorkerStatus,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-# The instigator state (on/off) of a sensor or schedule has no public name in dagster 1.13.
-from dagster._core.scheduler.instigation import InstigatorStatus, InstigatorType
+from crypto_assets.orchestration.dagster_internals import InstigatorStatus, InstigatorType
 
 # Every status of a run that has been requested and has not finished.
 ACTIVE_STATUSES = (

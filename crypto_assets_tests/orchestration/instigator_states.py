@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import dagster as dg
+
+# Test-only internals: the sensor's origin and stored state. The public way to turn a sensor on
+# (UI, `dagster sensor start`) needs a loaded code location; this stores the same kind of state.
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
     RemoteInstigatorOrigin,
     RemoteRepositoryOrigin,
 )
-from dagster._core.scheduler.instigation import (
-    InstigatorState,
-    InstigatorStatus,
-    InstigatorType,
-    SensorInstigatorData,
-)
+from dagster._core.scheduler.instigation import InstigatorState, SensorInstigatorData
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+from crypto_assets.orchestration.dagster_internals import InstigatorStatus, InstigatorType
 
 
 def turn_sensor(instance: dg.DagsterInstance, name: str, status: InstigatorStatus) -> None:

@@ -14,12 +14,16 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+
+# Test-only internals, none with a public equivalent: the engine event Dagster itself logs when a
+# run process starts (its pid), the tag naming the code server that launched a run, and one pass
+# of the monitoring daemon over a started run.
 from dagster._core.events import EngineEventData
-from dagster._core.launcher.base import WorkerStatus
 from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.dagster_internals import WorkerStatus
 from crypto_assets.orchestration.instance_config import write_instance_yaml
 from crypto_assets.orchestration.run_launcher import (
     MonitoredRunLauncher,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
-from dagster._core.scheduler.instigation import InstigatorStatus
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.dagster_internals import InstigatorStatus
 from crypto_assets_tests.orchestration.instigator_states import turn_sensor
 
 

@@ -6,15 +6,18 @@ import time
 
 import dagster as dg
 import pytest
+
+# Test-only internals: the code origin the daemon gives a run it creates from a run request;
+# no public API builds one without a loaded code location.
 from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin,
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
-from dagster._core.scheduler.instigation import InstigatorStatus
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
+from crypto_assets.orchestration.dagster_internals import InstigatorStatus
 from crypto_assets.orchestration.deployments import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.orchestration.runs import RestartBackoff, sensor_is_on
