@@ -35,6 +35,7 @@ from deltalake import DeltaTable
 
 from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.spark_session import get_spark_session
+from crypto_assets.local.deployment import LocalDeployment
 from crypto_assets.recording import bundled_recording
 from crypto_assets.settings import Settings
 
@@ -137,7 +138,8 @@ def run_pipeline(spark: object, data_dir: Path, landing: Path) -> float:
     shutil.copytree(landing, data_dir / "landing" / "trades")
     settings = Settings(data_dir=data_dir)
     started = time.perf_counter()
-    summary = run_analytics(spark, settings, mode="once")  # type: ignore[arg-type]
+    target = LocalDeployment(settings).analytics_target(spark)  # type: ignore[arg-type]
+    summary = run_analytics(spark, settings, target, mode="once")  # type: ignore[arg-type]
     seconds = time.perf_counter() - started
     print(summary.summary_line())
     return seconds

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.settings import Settings
 
 

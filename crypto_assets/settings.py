@@ -305,11 +305,6 @@ class Settings(BaseModel):
         """How late a trade may arrive and still revise its window, in seconds."""
         return _interval(self.watermark_delay)
 
-    @property
-    def landing_dir(self) -> Path:
-        """Where the producer writes NDJSON trade files."""
-        return self.data_dir / "landing" / "trades"
-
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied, validated like any `Settings` (frozen: never in place)."""
         return Settings(**{**dict(self), **changes})

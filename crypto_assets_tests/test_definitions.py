@@ -15,7 +15,8 @@ from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.definitions import defs
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.code_versions import source_version
-from crypto_assets.orchestration.deployments import build_definitions, data_locations
+from crypto_assets.orchestration.definitions import build_definitions, data_locations
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.orchestration.resources import SERVERLESS_KEY, STEP_LAUNCHER_KEY
 from crypto_assets.settings import Settings
 from crypto_assets_tests.recorded_trades import LANDING_FIELDS
@@ -84,11 +85,11 @@ def test_assets_say_where_their_data_lives(loaded, tmp_path):
 
 def test_on_databricks_tables_are_named_catalog_schema_table():
     settings = Settings(deployment="databricks", catalog="cat", schema_name="sch")
-    locations = data_locations(settings)
+    locations = data_locations(build_deployment(settings))
     assert locations["trades_raw"] == {"dagster/table_name": "cat.sch.trades_raw"}
     assert locations["price_alerts"] == {"dagster/table_name": "cat.sch.price_alerts"}
     volume = locations["landing_trades"]["landing_location"].path
-    assert volume == "/Volumes/cat/sch/crypto_landing/trades/"
+    assert volume == "/Volumes/cat/sch/crypto_landing/trades"
 
 
 def test_code_versions_kinds_and_tags(loaded):
@@ -167,8 +168,8 @@ def test_environment_is_read_when_definitions_are_built(monkeypatch, tmp_path):
     first = defs()
     monkeypatch.setenv("CRYPTO_DATA_DIR", str(tmp_path / "two"))
     second = defs()
-    assert first.resources["lakehouse"].data_dir == str(tmp_path / "one")
-    assert second.resources["lakehouse"].data_dir == str(tmp_path / "two")
+    assert first.resources["lakehouse"].layout.data_dir == tmp_path / "one"
+    assert second.resources["lakehouse"].layout.data_dir == tmp_path / "two"
     assert second.resources["settings"].data_dir == str(tmp_path / "two")
 
 

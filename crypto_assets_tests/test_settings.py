@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.settings import Settings, SettingsError, parse_duration_minutes, parse_pairs
+from crypto_assets_tests.landing_folder import landing_of
 
 # The variables of DESIGN.md "Configuration", written out here rather than taken from the code.
 VARIABLES = (
@@ -66,7 +67,7 @@ def test_defaults_are_design_md_values(environ):
     assert settings.binance_ws_url == "wss://stream.binance.com:9443"
     assert settings.binance_rest_url == "https://api.binance.com"
     assert settings.data_dir == Path("./data")
-    assert settings.landing_dir == Path("data/landing/trades")
+    assert landing_of(settings) == Path("data/landing/trades")
     assert settings.source == "auto"
     assert settings.deployment == "local"
     assert settings.dagster_home is None
@@ -124,7 +125,7 @@ def test_derived_durations_and_paths(environ):
         CRYPTO_DATA_DIR="/srv/crypto",
     )
     assert (settings.window_seconds, settings.watermark_seconds) == (3600, 0.5)
-    assert settings.landing_dir == Path("/srv/crypto/landing/trades")
+    assert landing_of(settings) == Path("/srv/crypto/landing/trades")
 
 
 @pytest.mark.parametrize(

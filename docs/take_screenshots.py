@@ -135,7 +135,7 @@ def fill(home: Path, data_dir: Path, replay_url: str) -> None:
     os.environ["DAGSTER_HOME"] = str(home)
     import dagster as dg  # noqa: PLC0415 - after DAGSTER_HOME is set
 
-    from crypto_assets.orchestration.deployments import build_definitions  # noqa: PLC0415
+    from crypto_assets.orchestration.definitions import build_definitions  # noqa: PLC0415
     from crypto_assets.settings import Settings  # noqa: PLC0415
 
     defs = build_definitions(Settings(data_dir=data_dir, trading_pairs=PAIRS))

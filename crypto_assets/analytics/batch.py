@@ -16,12 +16,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.analytics.delta_sink import BatchTag, MergeCounts
 from crypto_assets.analytics.lag import LAGS, BatchLag, RunLag
 from crypto_assets.analytics.landing_decoder import DecodedBatch
 from crypto_assets.analytics.landing_retention import Expired
@@ -52,9 +52,35 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# The bytes of landing files one batch reads: ~260,000 producer trades, the driver peaks near
+# 1 GB resident (measured with benchmarks/analytics_throughput.py); 32 MiB took a quarter longer
+# for a backlog.
+DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
+
 # Called after each commit of a batch with (step, batch_id); the step is the table name for the
 # commit that completes it, ``<table>:<n>`` for the n-th earlier piece. Progress hooks, fault tests.
 StepHook = Callable[[str, int], None]
+
+
+# Keys of the commit metadata that persist the watermark input of a batch across restarts.
+META_APP_ID = "crypto_assets.app_id"
+META_BATCH_ID = "crypto_assets.batch_id"
+META_MAX_TRADE_TIME = "crypto_assets.max_trade_time_before_ms"
+
+
+class BatchTag(NamedTuple):
+    """The streaming batch a commit belongs to: the query id and the batch id."""
+
+    app_id: str
+    batch_id: int
+
+
+class MergeCounts(NamedTuple):
+    """What one MERGE did to a table: rows it inserted, rewrote in place and deleted."""
+
+    inserted: int
+    updated: int = 0
+    deleted: int = 0
 
 
 class LandingReader(Protocol):
@@ -70,7 +96,7 @@ class LandingReader(Protocol):
 
 
 class TableSink(Protocol):
-    """The four tables, written idempotently per `BatchTag` (see `delta_sink.DeltaSink`)."""
+    """The four tables, written idempotently per `BatchTag` (delta-rs, or Delta-Spark)."""
 
     def applied(self, name: str, tag: BatchTag) -> bool:
         """True when `name` holds this batch's last commit."""
@@ -129,6 +155,40 @@ class TableSink(Protocol):
     def maintain(self, retention_hours: int) -> None:
         """Compact and vacuum the tables."""
         ...
+
+
+class StreamingReader(LandingReader, Protocol):
+    """A `LandingReader` that also opens the landing stream."""
+
+    def stream(self, spark: SparkSession) -> DataFrame:
+        """The streaming DataFrame the batches are cut from."""
+        ...
+
+
+class ManagedSink(TableSink, Protocol):
+    """A `TableSink` that creates its tables and counts their rows."""
+
+    def ensure_tables(self) -> None:
+        """Create any missing table."""
+        ...
+
+    def row_count(self, name: str) -> int:
+        """Rows in `name`."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnalyticsTarget:
+    """What one run of the analytics reads, writes and checkpoints to: a deployment's answer.
+
+    `missing_landing` says what to do when `landing_dir` does not exist yet.
+    """
+
+    landing_dir: Path
+    checkpoint: Path
+    reader: StreamingReader
+    sink: ManagedSink
+    missing_landing: str = "run the producer first or fix --data-dir"
 
 
 @dataclass(frozen=True)

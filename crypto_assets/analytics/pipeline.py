@@ -4,7 +4,7 @@ Spark's file source and checkpoint hand each landing file to exactly one committ
 batch function (`batch.BatchProcessor`) makes each of its writes idempotent, so a batch replayed
 after a crash changes nothing. This module only wires the reader, the sink and the processor
 into a query, runs it once or continuously, and stops it between batches. The reader, sink and
-checkpoint come from the run's flavour (`flavour.build_flavour`): local or Databricks.
+checkpoint are the run's `AnalyticsTarget`, which a deployment builds: this module knows none.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ from pyspark.sql.streaming import StreamingQuery
 from crypto_assets.analytics.batch import (
     AlertRules,
     AnalyticsSummary,
+    AnalyticsTarget,
     BatchProcessor,
     StepHook,
     StreamProgress,
 )
 from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
-from crypto_assets.analytics.flavour import FlavourName, build_flavour
-from crypto_assets.analytics.landing_reader import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
 from crypto_assets.analytics.spark_session import on_databricks
@@ -98,49 +97,32 @@ def record_progress(query: StreamingQuery, summary: AnalyticsSummary) -> None:
 def run_analytics(
     spark: SparkSession,
     settings: Settings,
+    target: AnalyticsTarget,
     *,
     mode: Mode = "once",
     trigger_seconds: float | None = None,
     stop_event: threading.Event | None = None,
     maintenance: MaintenancePolicy | None = None,
-    max_files_per_trigger: int | None = None,
-    max_bytes_per_trigger: int = DEFAULT_MAX_BYTES_PER_TRIGGER,
     on_step: StepHook | None = None,
-    flavour: FlavourName | None = None,
-    volume_root: Path | None = None,
     summary: AnalyticsSummary | None = None,
 ) -> AnalyticsSummary:
     """Process landing files into the Delta tables: all new files (`once`) or until `stop_event`.
 
-    Continuous mode triggers every `trigger_seconds` (None: the settings' trigger interval).
-    Batches hold at most `max_bytes_per_trigger` of files (or `max_files_per_trigger` files).
-    Continuous mode compacts and vacuums the tables per `maintenance` (default every 50 batches).
-    `flavour` picks the reader and sink (None: ``databricks`` inside a Databricks Runtime, else
-    ``local``); `volume_root` is a folder standing in for the Volume (databricks flavour, tests).
-    `summary`, when given, is filled as batches complete (lags, Spark's progress), so another
-    thread can report a continuous run while it runs.
+    `target` is what the run reads, writes and checkpoints to (a deployment's
+    `analytics_target`, which also bounds each batch's files). Continuous mode triggers every
+    `trigger_seconds` (None: the settings' trigger interval) and compacts and vacuums the tables
+    per `maintenance` (default every 50 batches). `summary`, when given, is filled as batches
+    complete (lags, Spark's progress), so another thread can report a continuous run while it
+    runs.
     """
-    chosen = build_flavour(
-        flavour,
-        spark,
-        settings,
-        max_bytes_per_trigger=max_bytes_per_trigger,
-        max_files_per_trigger=max_files_per_trigger,
-        volume_root=volume_root,
-    )
     landing, checkpoint, reader, sink = (
-        chosen.landing_dir,
-        chosen.checkpoint,
-        chosen.reader,
-        chosen.sink,
+        target.landing_dir,
+        target.checkpoint,
+        target.reader,
+        target.sink,
     )
     if not landing.is_dir():
-        advice = (
-            "run crypto-assets databricks-setup, then the producer"
-            if chosen.name == "databricks"
-            else "run the producer first or fix --data-dir"
-        )
-        raise AnalyticsError(f"no landing directory {landing}: {advice}")
+        raise AnalyticsError(f"no landing directory {landing}: {target.missing_landing}")
     lock = checkpoint_lock(checkpoint)
     # On Databricks the checkpoint is on a Volume, whose FUSE mount promises neither flock nor
     # the lock file's in-place writes, and runs on other clusters would not see the lock anyway:

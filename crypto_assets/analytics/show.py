@@ -1,35 +1,35 @@
 """A terminal view of the Delta tables: latest window per symbol, the most recent alerts, and
 the freshness of the latest batches (their lags, from price_alerts' commit metadata).
 
-Reads the tables with delta-rs only, so it needs no Spark and no Java.
+Reads the tables through a `Lakehouse`: locally delta-rs only, so it needs no Spark and no Java.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import DeltaTable
 
-from crypto_assets.analytics.lag import LAGS, BatchLag, LagStats, read_recent_batch_lags
+from crypto_assets.analytics.lag import LAGS, BatchLag, LagStats
+from crypto_assets.analytics.lakehouse import Lakehouse
 from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS
 from crypto_assets.errors import CryptoAssetsError
 
 
 class NoTablesError(CryptoAssetsError):
-    """The data directory holds no analytics tables yet."""
+    """The lakehouse holds no analytics tables yet."""
 
 
-def read_table(data_dir: Path, name: str) -> pa.Table:
-    """Table `name` under ``data_dir/delta`` as Arrow, or `NoTablesError` if it does not exist."""
-    path = data_dir / "delta" / name
-    if not DeltaTable.is_deltatable(str(path)):
-        command = f"crypto-assets analytics --data-dir {data_dir} --once"
-        raise NoTablesError(f"no Delta table {path}: run '{command}' first")
-    return pa.table(DeltaTable(str(path)).to_pyarrow_table())
+def read_table(
+    lakehouse: Lakehouse, name: str, missing: str = "run the analytics first"
+) -> pa.Table:
+    """Table `name` of `lakehouse` as Arrow; `NoTablesError` saying `missing` if there is none."""
+    table = lakehouse.read_table(name)
+    if table is None:
+        raise NoTablesError(f"no Delta table {lakehouse.table_location(name)}: {missing}")
+    return table
 
 
 def latest_windows(analytics: pa.Table) -> pa.Table:
@@ -97,10 +97,18 @@ def freshness_lines(batches: Sequence[BatchLag]) -> list[str]:
     ]
 
 
-def render(data_dir: Path, alert_limit: int = 10, lag_batches: int = 10) -> str:
-    """The text `crypto-assets show` prints for `data_dir`."""
-    analytics = read_table(data_dir, TRADES_ANALYTICS)
-    alerts = read_table(data_dir, PRICE_ALERTS)
+def render(
+    lakehouse: Lakehouse,
+    alert_limit: int = 10,
+    lag_batches: int = 10,
+    missing: str = "run the analytics first",
+) -> str:
+    """The text `crypto-assets show` prints for the tables of `lakehouse`.
+
+    `missing` is what to do when the tables do not exist yet (`NoTablesError`).
+    """
+    analytics = read_table(lakehouse, TRADES_ANALYTICS, missing)
+    alerts = read_table(lakehouse, PRICE_ALERTS, missing)
     windows = [
         [
             row["symbol"],
@@ -133,7 +141,5 @@ def render(data_dir: Path, alert_limit: int = 10, lag_batches: int = 10) -> str:
         parts.append("")
         parts.append(f"tables updated {newest.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
     parts.append("")
-    parts.extend(
-        freshness_lines(read_recent_batch_lags(data_dir / "delta" / PRICE_ALERTS, lag_batches))
-    )
+    parts.extend(freshness_lines(lakehouse.recent_batch_lags(lag_batches)))
     return "\n".join(parts)

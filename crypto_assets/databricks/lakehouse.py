@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from crypto_assets.analytics.lag import BatchLag, recent_batch_lags
-from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
-from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.databricks.workspace import workspace_client
-from crypto_assets.landing_files import is_landing_file
-from crypto_assets.orchestration.lakehouse import (
+from crypto_assets.analytics.lakehouse import (
     CheckpointSize,
     FolderSize,
-    LakehouseResource,
     LandingFile,
     checkpoint_size,
     landing_files_in,
 )
+from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.workspace import workspace_client
+from crypto_assets.landing_files import is_landing_file
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,22 +33,20 @@ if TYPE_CHECKING:
 _HISTORY_DEPTH = 200
 
 
-class DatabricksLakehouse(LakehouseResource):
-    """`/Volumes/<catalog>/<schema>/crypto_landing/trades/` and the tables of `VolumeLayout`."""
+class DatabricksLakehouse:
+    """`/Volumes/<catalog>/<schema>/crypto_landing/trades/` and the tables of `VolumeLayout`.
 
-    catalog: str
-    schema_name: str
-    host: str | None = None
+    `settings` name the workspace the Files API lists the Volume on, off Databricks compute.
+    """
 
-    @property
-    def layout(self) -> VolumeLayout:
-        """The Volume and table names of this catalog and schema."""
-        return VolumeLayout(self.catalog, self.schema_name)
+    def __init__(self, layout: VolumeLayout, settings: Settings) -> None:
+        self.layout = layout
+        self.settings = settings
 
     def _identifier(self, table: str) -> str:
         # Imported here: Dagster's own process (the sensor) lists files and never loads pyspark.
-        from crypto_assets.analytics.spark_delta_sink import layout_identifier  # noqa: PLC0415
         from crypto_assets.analytics.spark_session import on_databricks  # noqa: PLC0415
+        from crypto_assets.databricks.spark_delta_sink import layout_identifier  # noqa: PLC0415
 
         return layout_identifier(self.layout, on_databricks=on_databricks())(table)
 
@@ -59,16 +56,14 @@ class DatabricksLakehouse(LakehouseResource):
 
     def table_location(self, table: str) -> str:
         """The table's Unity Catalog name."""
-        return f"{self.catalog}.{self.schema_name}.{table}"
+        return f"{self.layout.catalog}.{self.layout.schema}.{table}"
 
     def landing_files(self) -> list[LandingFile]:
         """Complete landing files on the Volume, oldest name first."""
         folder = Path(self.layout.landing_dir)
         if folder.is_dir():  # on Databricks compute the Volume is mounted
             return landing_files_in(folder)
-        client = workspace_client(
-            Settings(catalog=self.catalog, schema_name=self.schema_name, databricks_host=self.host)
-        )
+        client = workspace_client(self.settings)
         return sorted(
             LandingFile(entry.name, (entry.last_modified or 0) / 1000)
             for entry in client.files.list_directory_contents(self.layout.landing_dir)

@@ -31,11 +31,11 @@ from pathlib import Path
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import NotFound
 
+from crypto_assets.backoff import RestartBackoff
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.workspace import error_text
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.landing_files import is_landing_file
-from crypto_assets.orchestration.runs import RestartBackoff
 from crypto_assets.producer.producer_files import ProducerFiles
 from crypto_assets.producer.producer_state import (
     ProducerStateFile,
@@ -97,6 +97,11 @@ class VolumeUploader:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def destination(self) -> str:
+        """The Volume's landing folder, where the files end up."""
+        return self.layout.landing_dir
 
     def pending_files(self) -> list[Path]:
         """The complete spool files not uploaded yet, oldest name first."""

@@ -27,6 +27,13 @@ import dagster as dg
 from pydantic import Field
 
 import crypto_assets
+from crypto_assets.analytics.lakehouse import (
+    PRICE_ALERTS,
+    TABLES,
+    TRADES_ANALYTICS,
+    TRADES_RAW,
+    Lakehouse,
+)
 from crypto_assets.analytics.schema import TABLE_SCHEMAS
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
@@ -42,13 +49,7 @@ from crypto_assets.orchestration.checks import (
     check_vwap_within_low_high,
 )
 from crypto_assets.orchestration.code_versions import ANALYTICS_CODE_VERSION
-from crypto_assets.orchestration.lakehouse import (
-    PRICE_ALERTS,
-    TABLES,
-    TRADES_ANALYTICS,
-    TRADES_RAW,
-    LakehouseResource,
-)
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.orchestration.metadata import (
     alerts_metadata,
     analytics_metadata,
@@ -170,7 +171,7 @@ class StreamingAnalyticsConfig(CheckedConfig):
 
 
 def table_views(
-    lakehouse: LakehouseResource,
+    lakehouse: Lakehouse,
     summary: "AnalyticsSummary | None",
     written_since: dt.datetime | None,
 ) -> dict[str, dict[str, Any]]:
@@ -231,7 +232,7 @@ def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
     return tuple(changed)
 
 
-def check_results(lakehouse: LakehouseResource, limits: CheckLimits) -> dict[str, list]:
+def check_results(lakehouse: Lakehouse, limits: CheckLimits) -> dict[str, list]:
     """The data, lag and checkpoint checks, grouped by the table they judge."""
     raw = lakehouse.read_table(TRADES_RAW, columns=["symbol", "trade_id", "source_file"])
     analytics = lakehouse.read_table(TRADES_ANALYTICS)
@@ -260,7 +261,7 @@ def check_results(lakehouse: LakehouseResource, limits: CheckLimits) -> dict[str
 
 
 def run_results(
-    lakehouse: LakehouseResource,
+    lakehouse: Lakehouse,
     summary: "AnalyticsSummary",
     limits: CheckLimits,
     written_since: dt.datetime | None,
@@ -316,15 +317,17 @@ def run_continuous(
         if table == PRICE_ALERTS:  # the batch's last write
             batches.put(batch_id)
 
+    target = build_deployment(settings).analytics_target(spark)
+
     def work() -> "AnalyticsSummary":
         return run_analytics(
             spark,
             settings,
+            target,
             mode="continuous",
             trigger_seconds=config.trigger_seconds,
             stop_event=stop,
             on_step=on_step,
-            flavour=settings.deployment,
             summary=summary,
         )
 
@@ -353,7 +356,7 @@ def _streaming_analytics(
     if serverless is not None:  # Databricks serverless: the same analytics, through Pipes
         yield from serverless.run(context, settings, config.model_dump())
         return
-    lakehouse: LakehouseResource = context.resources.lakehouse
+    lakehouse: Lakehouse = context.resources.lakehouse
     spark = context.resources.spark.get_session()
     # Where the code came from: on a Databricks cluster, the package the step launcher shipped.
     context.log.debug("crypto_assets imported from %s", Path(crypto_assets.__file__).parent)
@@ -379,7 +382,8 @@ def _streaming_analytics(
     context.log.info("analytics (%s) over %s", config.mode, lakehouse.landing_location())
     try:
         if config.mode == "once":
-            summary = run_analytics(spark, settings, mode="once", flavour=settings.deployment)
+            target = build_deployment(settings).analytics_target(spark)
+            summary = run_analytics(spark, settings, target, mode="once")
         else:
             summary = run_continuous(spark, settings, config, report, live)
     except CryptoAssetsError as exc:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from crypto_assets.analytics.lag import BatchLag, LagStats, merge_batch_lags
-from crypto_assets.orchestration.lakehouse import (
+from crypto_assets.analytics.lakehouse import (
     TRADES_ANALYTICS,
     TRADES_RAW,
     CheckpointSize,

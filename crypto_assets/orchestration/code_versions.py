@@ -23,15 +23,21 @@ PRODUCER_MODULES = (
     "producer/gap_filler.py",
     "trade_validation.py",
 )
-# The modules that shape the three tables: one query writes them all.
+# The modules that shape the three tables: one query writes them all, through either
+# deployment's reader and sink.
 ANALYTICS_MODULES = (
     "analytics/batch.py",
-    "analytics/delta_sink.py",
+    "analytics/lag.py",
     "analytics/landing_decoder.py",
-    "analytics/landing_reader.py",
+    "analytics/pipeline.py",
     "analytics/schema.py",
+    "analytics/sink_sql.py",
     "analytics/transforms.py",
     "analytics/window_runs.py",
+    "local/delta_sink.py",
+    "local/landing_reader.py",
+    "databricks/autoloader_reader.py",
+    "databricks/spark_delta_sink.py",
     "trade_validation.py",
 )
 

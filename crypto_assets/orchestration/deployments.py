@@ -1,142 +1,98 @@
-"""The one place a deployment picks its resources and says where its data lives."""
+"""The one place that knows the deployments: CRYPTO_DEPLOYMENT names one, built here.
+
+A deployment is one object (`Deployment`) that says, for a run of these settings, where landing
+files go and how they get there, what reads them and what writes the tables, where the query
+checkpoints, which lakehouse the checks read, and where its Spark runs (`compute`, from which
+`definitions.resources_for` picks the Dagster resources). The producer, the batch algorithm and
+the transforms know none of them: they take what the deployment builds.
+
+- ``local`` (`crypto_assets.local.deployment`): files under CRYPTO_DATA_DIR, Spark in-process.
+- ``databricks`` (`crypto_assets.databricks.deployment`): the Unity Catalog Volume and tables,
+  Spark on a classic cluster or serverless compute.
+
+This module imports neither Dagster nor PySpark: the command line builds deployments too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-import dagster as dg
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-from crypto_assets.orchestration.analytics_assets import (
-    build_streaming_analytics,
-    streaming_analytics_job,
-)
-from crypto_assets.orchestration.checks import LANDING_TRADES
-from crypto_assets.orchestration.freshness import (
-    DEFAULT_FRESHNESS,
-    FreshnessWindows,
-    with_freshness,
-)
-from crypto_assets.orchestration.ingestion import build_producer_job, landing_trades
-from crypto_assets.orchestration.lakehouse import TABLES, LocalLakehouse
-from crypto_assets.orchestration.resources import (
-    LAKEHOUSE_KEY,
-    SERVERLESS_KEY,
-    SETTINGS_KEY,
-    SPARK_KEY,
-    STEP_LAUNCHER_KEY,
-    CryptoSettings,
-    DatabricksSpark,
-    LocalSpark,
-)
-from crypto_assets.orchestration.schedules import streaming_analytics_schedule
-from crypto_assets.orchestration.sensors import (
-    build_continuous_analytics_sensor,
-    build_producer_sensor,
-    landing_files_sensor,
-)
-from crypto_assets.settings import Settings
+    from crypto_assets.analytics.batch import AnalyticsTarget
+    from crypto_assets.analytics.lakehouse import Lakehouse
+    from crypto_assets.producer.landing_target import LandingTarget
+    from crypto_assets.producer.producer import StateFile
+    from crypto_assets.settings import Settings
 
 
-def local_resources(settings: Settings) -> dict[str, object]:
-    """The embedded default: Spark in the step's process, tables under CRYPTO_DATA_DIR."""
-    # Spark runs in the step's own process: no step launcher, no Pipes client, so neither is
-    # registered (the Launchpads and the resources page would list them for nothing).
-    return {
-        SETTINGS_KEY: CryptoSettings.from_settings(settings),
-        SPARK_KEY: LocalSpark(),
-        LAKEHOUSE_KEY: LocalLakehouse(data_dir=str(settings.data_dir)),
-    }
+class Deployment(Protocol):
+    """Where a run's data lives and what moves it, for one deployment and its settings."""
+
+    settings: Settings
+
+    @property
+    def name(self) -> str:
+        """CRYPTO_DEPLOYMENT's value for it."""
+        ...
+
+    @property
+    def compute(self) -> str:
+        """Where the analytics' Spark runs: ``local``, ``cluster`` or ``serverless``."""
+        ...
+
+    @property
+    def lakehouse(self) -> Lakehouse:
+        """The landing files and tables as the checks, sensors and metadata read them."""
+        ...
+
+    def landing_target(
+        self, landing_dir: Path | None = None, state_path: Path | StateFile | None = ...
+    ) -> LandingTarget:
+        """Where a producer writes its files (`landing_dir` overrides the folder), its state."""
+        ...
+
+    def analytics_target(
+        self,
+        spark: SparkSession,
+        *,
+        max_bytes_per_trigger: int = ...,
+        max_files_per_trigger: int | None = None,
+    ) -> AnalyticsTarget:
+        """The reader, sink and checkpoint of an analytics run, each batch bounded as given."""
+        ...
+
+    def landing_metadata(self) -> dict[str, object]:
+        """Definition metadata of `landing_trades`: where the files are."""
+        ...
+
+    def table_metadata(self, table: str) -> dict[str, object]:
+        """Definition metadata of a table's asset: where it is."""
+        ...
 
 
-def databricks_resources(settings: Settings) -> dict[str, object]:
-    """Spark on Databricks: a classic cluster (step launcher) or serverless compute (Pipes).
+def _local(settings: Settings) -> Deployment:
+    from crypto_assets.local.deployment import LocalDeployment  # noqa: PLC0415
 
-    On a cluster the whole step runs there, so its Spark session is the cluster's; on serverless
-    the step stays here and submits the same analytics as a Pipes task.
-    """
-    # Imported here: the local deployment never loads the Databricks integration.
-    from crypto_assets.databricks.lakehouse import DatabricksLakehouse  # noqa: PLC0415
-    from crypto_assets.databricks.serverless import ServerlessAnalytics  # noqa: PLC0415
-    from crypto_assets.databricks.step_launcher import databricks_step_launcher  # noqa: PLC0415
-
-    compute: dict[str, object]
-    if settings.databricks_compute == "cluster":
-        compute = {STEP_LAUNCHER_KEY: databricks_step_launcher(settings)}
-    else:
-        compute = {SERVERLESS_KEY: ServerlessAnalytics()}
-    return {
-        SETTINGS_KEY: CryptoSettings.from_settings(settings),
-        SPARK_KEY: DatabricksSpark(),
-        LAKEHOUSE_KEY: DatabricksLakehouse(
-            catalog=settings.catalog,
-            schema_name=settings.schema_name,
-            host=settings.databricks_host,
-        ),
-        **compute,
-    }
+    return LocalDeployment(settings)
 
 
-def resources_for(settings: Settings) -> dict[str, object]:
-    """The resources of `settings.deployment`."""
-    if settings.deployment == "databricks":
-        return databricks_resources(settings)
-    return local_resources(settings)
+def _databricks(settings: Settings) -> Deployment:
+    # Imported only when chosen: the local deployment never loads the Databricks SDK.
+    from crypto_assets.databricks.deployment import DatabricksDeployment  # noqa: PLC0415
+
+    return DatabricksDeployment(settings)
 
 
-def data_locations(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Definition metadata per asset: where its data lives on `settings.deployment`.
-
-    Locally a path (the landing folder, each Delta table's folder); on Databricks the landing
-    Volume and each table's Unity Catalog name `catalog.schema.table` (`dagster/table_name`).
-    """
-    if settings.deployment == "databricks":
-        volume = f"/Volumes/{settings.catalog}/{settings.schema_name}/crypto_landing/trades/"
-        return {
-            LANDING_TRADES: {"landing_location": dg.MetadataValue.path(volume)},
-            **{
-                table: {"dagster/table_name": f"{settings.catalog}.{settings.schema_name}.{table}"}
-                for table in TABLES
-            },
-        }
-    lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
-    return {
-        LANDING_TRADES: {"landing_location": dg.MetadataValue.path(str(settings.landing_dir))},
-        **{
-            table: {"table_location": dg.MetadataValue.path(lakehouse.table_location(table))}
-            for table in TABLES
-        },
-    }
+DEPLOYMENTS: dict[str, Callable[[Settings], Deployment]] = {
+    "local": _local,
+    "databricks": _databricks,
+}
 
 
-def with_locations(
-    assets: Sequence[dg.AssetSpec | dg.AssetsDefinition], settings: Settings
-) -> list[dg.AssetSpec | dg.AssetsDefinition]:
-    """`assets` with their data location (`data_locations`) added to their metadata."""
-    locations = data_locations(settings)
-
-    def locate(spec: dg.AssetSpec) -> dg.AssetSpec:
-        return spec.merge_attributes(metadata=locations.get(spec.key.to_user_string(), {}))
-
-    return list(dg.map_asset_specs(locate, assets))
-
-
-def build_definitions(
-    settings: Settings, freshness: FreshnessWindows = DEFAULT_FRESHNESS
-) -> dg.Definitions:
-    """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
-    resources = resources_for(settings)
-    producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
-    analytics = build_streaming_analytics(settings, resources.keys())
-    assets = with_locations([landing_trades, analytics], settings)
-    return dg.Definitions(
-        assets=with_freshness(assets, freshness),
-        jobs=[producer_job, streaming_analytics_job],
-        sensors=[
-            build_producer_sensor(producer_job),
-            build_continuous_analytics_sensor(settings.analytics_trigger_seconds),
-            landing_files_sensor,
-        ],
-        schedules=[streaming_analytics_schedule],
-        resources=resources,
-    )
+def build_deployment(settings: Settings) -> Deployment:
+    """The deployment `settings.deployment` (CRYPTO_DEPLOYMENT) names, for `settings`."""
+    return DEPLOYMENTS[settings.deployment](settings)

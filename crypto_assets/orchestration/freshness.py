@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from crypto_assets.analytics.lakehouse import TABLES
 from crypto_assets.orchestration.checks import LANDING_TRADES
-from crypto_assets.orchestration.lakehouse import TABLES
 
 
 @dataclass(frozen=True)

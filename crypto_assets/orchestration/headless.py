@@ -12,12 +12,12 @@ from typing import Any
 
 import dagster as dg
 
+from crypto_assets.analytics.lakehouse import TABLES
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.checks import LANDING_TRADES
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
-from crypto_assets.orchestration.lakehouse import TABLES
 from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -7,25 +7,24 @@ the op logs what it landed and returns, and the run ends SUCCESS (a stop is not 
 """
 
 import contextlib
-import dataclasses
 import queue
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field, field_validator
 
-from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
-from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.local.lakehouse import LandingCounter
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.code_versions import PRODUCER_CODE_VERSION
-from crypto_assets.orchestration.lakehouse import LandingCounter
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.orchestration.metadata import LANDING_SCHEMA, column_schema, producer_metadata
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
 from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.worker import run_in_worker
+from crypto_assets.producer.landing_target import LandingTarget, LandingUpload
 from crypto_assets.producer.producer import (
     DEFAULT_MAX_PENDING_TRADES,
     Producer,
@@ -35,7 +34,7 @@ from crypto_assets.producer.producer import (
     default_rest_url,
 )
 from crypto_assets.producer.quiet_pairs import QuietPairs
-from crypto_assets.producer.source import (
+from crypto_assets.replay.source import (
     REPLAY_WARNING,
     TradeSource,
     carried_pairs,
@@ -183,8 +182,13 @@ class ProduceTradesConfig(CheckedConfig):
 
 
 @contextlib.contextmanager
-def trade_source(config: ProduceTradesConfig, settings: Settings) -> Iterator[TradeSource]:
-    """The endpoint to read: the configured URL, else what `source` resolves to (maybe a replay)."""
+def trade_source(
+    config: ProduceTradesConfig, settings: Settings, landing_dir: Path
+) -> Iterator[TradeSource]:
+    """The endpoint to read: the configured URL, else what `source` resolves to (maybe a replay).
+
+    A replay continues the market the producer's state in `landing_dir` says was landed.
+    """
     if config.ws_url:
         rest = config.rest_url or default_rest_url(config.ws_url, settings.binance_rest_url)
         kind = "replay" if config.source == "replay" else "live"
@@ -194,7 +198,7 @@ def trade_source(config: ProduceTradesConfig, settings: Settings) -> Iterator[Tr
     chosen = settings.replace(source=source)
     if config.pairs is not None:  # the live probe subscribes to the run's own pairs
         chosen = chosen.replace(trading_pairs=tuple(config.pairs))
-    with open_source(chosen) as source:
+    with open_source(chosen, landing_dir) as source:
         yield source
 
 
@@ -221,7 +225,7 @@ def run_pairs(
 
 def producer_config(
     config: ProduceTradesConfig,
-    settings: Settings,
+    target: LandingTarget,
     source: TradeSource,
     pairs: tuple[str, ...],
 ) -> ProducerConfig:
@@ -230,7 +234,8 @@ def producer_config(
         ws_url=source.ws_url,
         rest_url=source.rest_url,
         pairs=pairs,
-        landing_dir=settings.landing_dir,
+        landing_dir=target.landing_dir,
+        state_path=target.state_path,
         batch_interval_seconds=config.batch_interval_seconds,
         max_trades_per_batch=config.max_trades_per_batch,
         max_pending_trades=config.max_pending_trades,
@@ -317,7 +322,7 @@ class LandingReporter:
         source: TradeSource,
         quiet: QuietPairs,
         landing: LandingCounter | None,
-        upload: VolumeUploader | None = None,
+        upload: LandingUpload | None = None,
     ) -> None:
         self.context = context
         self.source = source
@@ -411,24 +416,15 @@ def disk_report_line(before: ProducerStats | None, stats: ProducerStats) -> str 
 def _produce(
     context: dg.OpExecutionContext, config: ProduceTradesConfig, settings: Settings
 ) -> ProducerSummary:
-    with trade_source(config, settings) as source:
+    target = build_deployment(settings).landing_target()
+    upload = target.upload  # None: the files land where the analytics read them
+    with trade_source(config, settings, target.landing_dir) as source:
         if source.kind == "replay":
             context.log.warning(REPLAY_WARNING)
         pairs, why = run_pairs(config, settings, source)
         if why is not None:
             context.log.info("%s", why)
-        conf = producer_config(config, settings, source, pairs)
-        upload = None
-        if settings.deployment == "databricks":
-            # Files land in a local spool and are uploaded to the Volume one PUT each.
-            upload = VolumeUploader(
-                workspace_client(settings),
-                VolumeLayout.from_settings(settings),
-                default_spool_dir(settings.data_dir),
-            )
-            conf = dataclasses.replace(
-                conf, landing_dir=upload.spool_dir, state_path=upload.state_path
-            )
+        conf = producer_config(config, target, source, pairs)
         for warning in check_pairs(source, conf.pairs):
             context.log.warning(warning)
         context.log.info(
@@ -436,7 +432,7 @@ def _produce(
             ",".join(conf.pairs),
             source.ws_url,
             source.kind,
-            conf.landing_dir if upload is None else upload.layout.landing_dir,
+            target.location,
             "ever" if conf.duration_seconds is None else conf.duration_seconds,
         )
         progress: queue.Queue[ProducerStats] = queue.Queue()

@@ -30,8 +30,8 @@ from crypto_assets.orchestration.price_chart import svg_image_markdown, vwap_vol
 if TYPE_CHECKING:
     from crypto_assets.analytics.batch import StreamProgress
     from crypto_assets.analytics.lag import LagStats, RunLag
+    from crypto_assets.analytics.lakehouse import CheckpointSize, FolderSize, LandingTotals
     from crypto_assets.analytics.pipeline import AnalyticsSummary
-    from crypto_assets.orchestration.lakehouse import CheckpointSize, FolderSize, LandingTotals
     from crypto_assets.producer.producer import ProducerStats
 
 ALERTS_SHOWN = 10

@@ -4,7 +4,6 @@ whether a sensor is turned on."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import dagster as dg
 
@@ -40,20 +39,6 @@ def finished_runs(instance: dg.DagsterInstance, job_name: str, limit: int) -> li
             filters=dg.RunsFilter(job_name=job_name, statuses=list(FINISHED_STATUSES)), limit=limit
         )
     )
-
-
-@dataclass(frozen=True)
-class RestartBackoff:  # not `dagster.Backoff`, the RetryPolicy delay modifier
-    """Exponential delay after consecutive failed runs: base, 2*base, 4*base ... up to a max."""
-
-    base_seconds: float = 30.0
-    max_seconds: float = 900.0
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after the newest of `failures` consecutive failures (0 if none)."""
-        if failures <= 0:
-            return 0.0
-        return min(self.max_seconds, self.base_seconds * 2 ** (failures - 1))
 
 
 def consecutive_failures(records: Sequence[dg.RunRecord]) -> int:

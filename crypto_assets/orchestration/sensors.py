@@ -23,11 +23,11 @@ from typing import Any
 
 import dagster as dg
 
+from crypto_assets.analytics.lakehouse import Lakehouse
+from crypto_assets.backoff import RestartBackoff
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB, streaming_analytics_job
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
-from crypto_assets.orchestration.lakehouse import LakehouseResource
 from crypto_assets.orchestration.runs import (
-    RestartBackoff,
     active_run,
     consecutive_failures,
     finished_at,
@@ -193,7 +193,7 @@ def build_continuous_analytics_sensor(trigger_seconds: float) -> dg.SensorDefini
 
 
 def landing_decision(
-    instance: dg.DagsterInstance, cursor: str | None, lakehouse: LakehouseResource
+    instance: dg.DagsterInstance, cursor: str | None, lakehouse: dg.ResourceParam[Lakehouse]
 ) -> dg.SensorResult | dg.SkipReason:
     """One analytics run for all landing files newer than the cursor (the newest file seen).
 
@@ -236,7 +236,7 @@ def landing_decision(
     description="New landing files → one streaming_analytics_job run (availableNow).",
 )
 def landing_files_sensor(
-    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource
+    context: dg.SensorEvaluationContext, lakehouse: dg.ResourceParam[Lakehouse]
 ) -> dg.SensorResult | dg.SkipReason:
     """Request one analytics run per batch of new landing files (cursor: newest file name)."""
     return landing_decision(context.instance, context.cursor, lakehouse)

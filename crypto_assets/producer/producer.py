@@ -44,7 +44,7 @@ from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequence
 from crypto_assets.settings import SettingsError
 
 if TYPE_CHECKING:
-    from crypto_assets.databricks.volume_upload import VolumeProducerState, VolumeUploader
+    from crypto_assets.producer.landing_target import LandingUpload, ProducerState
 
 logger = logging.getLogger(__name__)
 
@@ -225,8 +225,8 @@ class ProducerSummary(ProducerStats):
 class Producer:
     """Streams trades of `config.pairs` into landing files until stopped or the duration ends.
 
-    With `upload`, `config.landing_dir` is a local spool whose files `upload` puts on a Unity
-    Catalog Volume (see `crypto_assets.databricks.volume_upload`), and the state lives there too.
+    With `upload`, `config.landing_dir` is a local spool whose files `upload` moves to their
+    destination (a Unity Catalog Volume), and the state lives there too (`landing_target`).
     """
 
     def __init__(
@@ -234,7 +234,7 @@ class Producer:
         config: ProducerConfig,
         on_progress: Callable[[ProducerStats], None] | None = None,
         *,
-        upload: VolumeUploader | None = None,
+        upload: LandingUpload | None = None,
     ) -> None:
         self.config = config
         self.on_progress = on_progress
@@ -246,7 +246,7 @@ class Producer:
         self._started = time.monotonic()
         self.sequencer = TradeSequencer(grace_seconds=config.gap_grace_seconds)
         state_path = config.resolved_state_path
-        self.state: ProducerStateFile | VolumeProducerState | None = None
+        self.state: ProducerState | None = None
         if upload is not None:
             if Path(config.landing_dir) != upload.spool_dir or state_path != upload.state_path:
                 raise SettingsError(
@@ -254,7 +254,7 @@ class Producer:
                     f"lands in its spool {upload.spool_dir}, its state at {upload.state_path}"
                 )
             # The local copy is uploaded as the Volume's state: it names the Volume's folder.
-            local = ProducerStateFile(state_path, upload.layout.landing_dir)
+            local = ProducerStateFile(state_path, upload.destination)
             self.state = upload.producer_state(local)
         elif state_path is not None:
             folder = landing_folder_name(config.landing_dir)
@@ -317,7 +317,7 @@ class Producer:
             self.config.landing_dir,
         )
         if self.upload is not None:
-            logger.info("uploading each landing file to %s", self.upload.layout.landing_dir)
+            logger.info("uploading each landing file to %s", self.upload.destination)
         try:
             self._loop(deadline, stop_event)
         finally:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 
 
@@ -33,5 +33,5 @@ def full_run(
     """The recording in 12 landing files, processed by a single run (shared, read-only)."""
     data_dir = tmp_path_factory.mktemp("full_run")
     write_landing_files(data_dir / "landing" / "trades", landing_records, 12)
-    summary = run_analytics(spark, analytics_settings(data_dir))
+    summary = run_local(spark, analytics_settings(data_dir))
     return FullRun(data_dir, summary)

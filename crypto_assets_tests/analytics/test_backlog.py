@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
+from crypto_assets.analytics.pipeline import AnalyticsError
 from crypto_assets.analytics.schema import (
     PRICE_ALERTS,
     TRADES_ANALYTICS,
@@ -27,6 +27,7 @@ from crypto_assets_tests.analytics.landing_files import (
     write_landing_files,
     write_lines,
 )
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows
 
@@ -60,7 +61,7 @@ def test_a_backlog_years_apart_in_one_batch(spark, tmp_path: Path, landing_recor
     dates = {r["trade_time"] // DAY_MS for r in records}
     assert len(dates) > 100  # more than one MERGE's worth of trade dates
     write_landing_files(tmp_path / "landing" / "trades", records, 5)
-    summary = run_analytics(spark, analytics_settings(tmp_path))
+    summary = run_local(spark, analytics_settings(tmp_path))
     assert summary.batches == 1
     assert_raw_holds_each_trade_once(tmp_path, records)
     assert_matches_reference(tmp_path, records)
@@ -90,7 +91,7 @@ def test_a_batch_failed_after_any_commit_is_rerun_to_the_same_tables(
     before, after = landing_records[:2000], spread(landing_records[2000:5000], 20, 5)
     landing = tmp_path / "landing" / "trades"
     write_landing_files(landing, before, 2)
-    run_analytics(spark, analytics_settings(tmp_path))
+    run_local(spark, analytics_settings(tmp_path))
     write_landing_files(landing, after, 3, first_sequence=10)
     bad_lines = ['{"symbol": "BTCUSDT", "trade_id": 1}', "not json", "[]"]
     write_lines(landing, "trades_20240809_000000_0000ff.json", bad_lines)
@@ -102,10 +103,10 @@ def test_a_batch_failed_after_any_commit_is_rerun_to_the_same_tables(
             raise InjectedFailureError(f"died after {done} of batch {batch_id}")
 
     with pytest.raises(AnalyticsError, match="died after"):
-        run_analytics(spark, analytics_settings(tmp_path), on_step=fail)
+        run_local(spark, analytics_settings(tmp_path), on_step=fail)
     assert failed, f"the batch never reached {step}"
 
-    rerun = run_analytics(spark, analytics_settings(tmp_path))
+    rerun = run_local(spark, analytics_settings(tmp_path))
     assert rerun.files_processed == 4  # the failed batch, whole, and nothing more
     assert_raw_holds_each_trade_once(tmp_path, before + after)
     assert_matches_reference(tmp_path, before + after)
@@ -123,7 +124,7 @@ def test_a_million_trades_in_100_files_in_one_run(spark, tmp_path: Path, landing
         lap += 1
     records = records[:1_000_000]
     write_landing_files(tmp_path / "landing" / "trades", records, 100)
-    summary = run_analytics(spark, analytics_settings(tmp_path))
+    summary = run_local(spark, analytics_settings(tmp_path))
     assert summary.files_processed == 100
     assert summary.batches > 1  # bounded batches, not one batch of everything
     assert summary.rows_written[TRADES_RAW] == 1_000_000

@@ -10,15 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets.analytics.pipeline import AnalyticsError, checkpoint_advice, run_analytics
+from crypto_assets.analytics.pipeline import AnalyticsError, checkpoint_advice
 from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets_tests.analytics.expectations import (
     assert_matches_reference,
     assert_raw_holds_each_trade_once,
 )
 from crypto_assets_tests.analytics.landing_files import write_landing_files
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import snapshot
+from crypto_assets_tests.landing_folder import landing_of
 
 pytestmark = pytest.mark.spark
 
@@ -29,16 +31,16 @@ def test_a_damaged_checkpoint_is_named_and_moving_it_aside_recovers_exactly_once
     data_dir = tmp_path / "data"
     settings = analytics_settings(data_dir).model_copy(update={"landing_retention_hours": None})
     records = landing_records[:4000]
-    write_landing_files(settings.landing_dir, records[:3000], 3)
-    run_analytics(spark, settings, mode="once", max_files_per_trigger=1)
+    write_landing_files(landing_of(settings), records[:3000], 3)
+    run_local(spark, settings, mode="once", max_files_per_trigger=1)
     before = snapshot(data_dir)
     checkpoint = data_dir / "checkpoints" / QUERY_NAME
     latest = max((checkpoint / "offsets").glob("[0-9]*"), key=lambda path: int(path.name))
     latest.write_text('v1\n{"batchWatermarkMs":0,"batchTimestampMs')  # cut mid-write
-    write_landing_files(settings.landing_dir, records[3000:], 1, first_sequence=3)
+    write_landing_files(landing_of(settings), records[3000:], 1, first_sequence=3)
 
     with pytest.raises(AnalyticsError) as failure:
-        run_analytics(spark, settings, mode="once")
+        run_local(spark, settings, mode="once")
     message = str(failure.value)
     assert "\n" not in message
     assert f"checkpoint {checkpoint} cannot be read" in message
@@ -47,7 +49,7 @@ def test_a_damaged_checkpoint_is_named_and_moving_it_aside_recovers_exactly_once
 
     # The runbook: move the checkpoint aside; the next run re-reads every landing file.
     shutil.move(checkpoint, checkpoint.with_name(f"{QUERY_NAME}.broken"))
-    summary = run_analytics(spark, settings, mode="once")
+    summary = run_local(spark, settings, mode="once")
     assert summary.files_processed == 4
     assert summary.duplicates_skipped == 3000
     assert_raw_holds_each_trade_once(data_dir, records)

@@ -152,6 +152,6 @@ def test_hostile_files_among_good_ones(spark, hostile_dir) -> None:
 
 
 def run_analytics_once(spark, data_dir: Path):
-    from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415
+    from crypto_assets_tests.analytics.runs import run_local  # noqa: PLC0415
 
-    return run_analytics(spark, analytics_settings(data_dir))
+    return run_local(spark, analytics_settings(data_dir))

@@ -13,10 +13,11 @@ from crypto_assets.analytics.landing_retention import (
     LandingRetention,
     archive_dir_for,
 )
-from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets_tests.analytics.expectations import assert_raw_holds_each_trade_once
 from crypto_assets_tests.analytics.landing_files import write_landing_files
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
+from crypto_assets_tests.landing_folder import landing_of
 
 
 def _file(path: Path, size: int, age_hours: float, now: float) -> Path:
@@ -74,16 +75,16 @@ def test_processed_files_move_to_the_archive_and_every_trade_stays_once(
 ) -> None:
     data_dir = tmp_path / "data"
     settings = analytics_settings(data_dir).model_copy(update={"landing_retention_hours": 1.0})
-    landing = settings.landing_dir
+    landing = landing_of(settings)
     first = write_landing_files(landing, landing_records[:3000], 3)
-    run_analytics(spark, settings, mode="once", max_files_per_trigger=1)
+    run_local(spark, settings, mode="once", max_files_per_trigger=1)
     archive = archive_dir_for(landing)
     archived = {path.name for path in archive.rglob("*.json")}
     # Spark archives a batch's files when it plans the next batch: the last one stays.
     assert archived == {first[0].name, first[1].name}
     assert [path.name for path in landing.iterdir()] == [first[2].name]
     later = write_landing_files(landing, landing_records[3000:4000], 1, first_sequence=3)
-    run_analytics(spark, settings, mode="once", max_files_per_trigger=1)
+    run_local(spark, settings, mode="once", max_files_per_trigger=1)
     assert {path.name for path in archive.rglob("*.json")} == {p.name for p in first}
     assert [path.name for path in landing.iterdir()] == [later[0].name]
     assert_raw_holds_each_trade_once(data_dir, landing_records[:4000])
@@ -101,7 +102,7 @@ def test_without_a_retention_every_file_stays_in_place(
 ) -> None:
     data_dir = tmp_path / "data"
     settings = analytics_settings(data_dir).model_copy(update={"landing_retention_hours": None})
-    files = write_landing_files(settings.landing_dir, landing_records[:2000], 2)
-    run_analytics(spark, settings, mode="once", max_files_per_trigger=1)
-    assert sorted(settings.landing_dir.iterdir()) == sorted(files)
-    assert not archive_dir_for(settings.landing_dir).exists()
+    files = write_landing_files(landing_of(settings), landing_records[:2000], 2)
+    run_local(spark, settings, mode="once", max_files_per_trigger=1)
+    assert sorted(landing_of(settings).iterdir()) == sorted(files)
+    assert not archive_dir_for(landing_of(settings)).exists()

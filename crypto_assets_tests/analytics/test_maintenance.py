@@ -11,10 +11,10 @@ import pytest
 
 from crypto_assets.analytics.batch import AnalyticsSummary
 from crypto_assets.analytics.maintenance import MaintenancePolicy
-from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME, TRADES_RAW
 from crypto_assets_tests.analytics.expectations import assert_matches_reference
 from crypto_assets_tests.analytics.landing_files import chunks, write_landing_file
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows, snapshot
 
@@ -63,7 +63,7 @@ def test_continuous_batches_keep_files_bounded_and_tables_right(
     result: dict[str, AnalyticsSummary] = {}
 
     def run() -> None:
-        result["summary"] = run_analytics(
+        result["summary"] = run_local(
             spark,
             analytics_settings(tmp_path),
             mode="continuous",

@@ -13,19 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets.analytics.flavour import build_flavour
-from crypto_assets.analytics.landing_reader import LocalLandingReader
-from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.schema import TRADES_QUARANTINE
-from crypto_assets.settings import Settings
+from crypto_assets.local.landing_reader import LocalLandingReader
 from crypto_assets_tests.analytics.expectations import assert_raw_holds_each_trade_once
 from crypto_assets_tests.analytics.landing_files import chunks, write_landing_files
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows
 
 pytestmark = pytest.mark.spark
 
-READER_LOG = "crypto_assets.analytics.landing_reader"
+READER_LOG = "crypto_assets.local.landing_reader"
 GONE = "was listed for this batch but is gone"
 
 
@@ -95,7 +93,7 @@ def test_a_file_truncated_by_hand_is_named_and_its_cut_line_quarantined(
     os.truncate(cut, len(content) - 37)  # inside its last line (lines are ~250 bytes)
     partial = content[: len(content) - 37].rsplit(b"\n", 1)[1].decode()
 
-    summary = run_analytics(spark, analytics_settings(tmp_path), max_files_per_trigger=1)
+    summary = run_local(spark, analytics_settings(tmp_path), max_files_per_trigger=1)
 
     assert summary.files_processed == 3
     kept = pieces[0] + pieces[1][:-1] + pieces[2]
@@ -108,8 +106,3 @@ def test_a_file_truncated_by_hand_is_named_and_its_cut_line_quarantined(
     assert cut.name in mid_line
     # Three batches of one file each, all there: none is reported gone.
     assert warnings(caplog, GONE) == []
-
-
-def test_the_local_flavour_gives_its_reader_the_query_checkpoint(spark, tmp_path: Path) -> None:
-    flavour = build_flavour("local", spark, Settings(data_dir=tmp_path))
-    assert flavour.reader.checkpoint_dir == flavour.checkpoint  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crypto_assets.analytics.lag import read_recent_batch_lags
-from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
+from crypto_assets.analytics.pipeline import AnalyticsError
 from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
 from crypto_assets_tests.analytics import reference
 from crypto_assets_tests.analytics.expectations import (
@@ -24,6 +24,7 @@ from crypto_assets_tests.analytics.landing_files import (
     write_landing_file,
     write_landing_files,
 )
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import (
     WINDOW_MS,
     analytics_settings,
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.spark
 
 
 def run_once(spark, data_dir: Path, **kwargs):
-    return run_analytics(spark, analytics_settings(data_dir), **kwargs)
+    return run_local(spark, analytics_settings(data_dir), **kwargs)
 
 
 def test_full_recording_matches_plain_python_reference(full_run, landing_records) -> None:

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink
+from crypto_assets.analytics.batch import BatchTag
 from crypto_assets.analytics.lag import BatchLag
 from crypto_assets.analytics.schema import PRICE_ALERTS_SCHEMA
 from crypto_assets.analytics.show import format_table, latest_windows, recent_alerts, render
 from crypto_assets.analytics.window_runs import Run
+from crypto_assets.local.delta_sink import DeltaSink
+from crypto_assets.local.lakehouse import LocalLakehouse
+from crypto_assets.local.layout import LocalLayout
 
 T = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
 
@@ -46,7 +49,7 @@ def test_format_table_aligns_columns() -> None:
 
 def test_freshness_says_so_when_no_batch_lag_is_recorded(tmp_path: Path) -> None:
     DeltaSink(tmp_path / "delta").ensure_tables()
-    text = render(tmp_path)
+    text = render(LocalLakehouse(LocalLayout(tmp_path)))
     assert "Freshness\n(no batch lags recorded yet" in text
 
 
@@ -61,7 +64,7 @@ def test_freshness_shows_the_lags_stored_with_the_alerts_commits(tmp_path: Path)
         sink.replace_alerts(
             empty, run, BatchTag("q", batch_id), final=True, batch_lag=lag.to_json()
         )
-    lines = render(tmp_path).splitlines()
+    lines = render(LocalLakehouse(LocalLayout(tmp_path))).splitlines()
     start = lines.index("Freshness (lag p50 / p95 / max in seconds, latest 2 batches)")
     header, _, newest, older, summary = lines[start + 1 : start + 6]
     assert header.split() == [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_assets.analytics.spark_session import JavaNotFoundError, check_java
+from crypto_assets.analytics.spark_session import JavaNotFoundError, check_java, get_spark_session
 
 
 def test_unusable_java_home_gives_one_line_cli_error(tmp_path: Path, landing_records) -> None:
@@ -146,3 +146,10 @@ def test_session_starts_without_spark_start_up_noise(tmp_path: Path) -> None:
     # PySpark's own SIGINT handler (cancel every job, raise KeyboardInterrupt) is not left in
     # place: SIGINT is Dagster's termination, which a continuous query turns into a clean stop.
     assert "SIGINT handler kept=True" in result.stdout.splitlines()
+
+
+@pytest.mark.spark
+def test_on_databricks_the_session_is_the_runtimes(spark, monkeypatch) -> None:
+    # The runtime's session is active in the driver; nothing is built or configured.
+    monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
+    assert get_spark_session(app_name="ignored", delta=True) is spark

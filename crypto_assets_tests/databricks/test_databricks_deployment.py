@@ -28,11 +28,11 @@ import dagster as dg
 import pytest
 
 from crypto_assets.analytics.delta_jars import delta_jar_paths
-from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.spark_session import DELTA_CONF
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets_tests.analytics.expectations import assert_matches_reference
 from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings, rules_env
 from crypto_assets_tests.analytics.tables import snapshot
 from crypto_assets_tests.databricks.emulator import (
@@ -63,7 +63,7 @@ def local_tables(spark, records: list[dict], tmp_path_factory: pytest.TempPathFa
     """The local deployment's tables of the same landing files (delta-rs), as a data dir."""
     data_dir = tmp_path_factory.mktemp("local_deployment")
     write_landing_files(data_dir / "landing" / "trades", records, FILES)
-    run_analytics(spark, analytics_settings(data_dir))
+    run_local(spark, analytics_settings(data_dir))
     return data_dir
 
 

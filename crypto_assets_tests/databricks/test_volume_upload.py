@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from databricks.sdk import WorkspaceClient
 
+from crypto_assets.backoff import RestartBackoff
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.setup import set_up
 from crypto_assets.databricks.volume_upload import (
@@ -29,7 +30,6 @@ from crypto_assets.databricks.volume_upload import (
     default_spool_dir,
 )
 from crypto_assets.databricks.workspace import workspace_client
-from crypto_assets.orchestration.runs import RestartBackoff
 from crypto_assets.producer.producer import Producer, ProducerConfig
 from crypto_assets.settings import Settings
 from crypto_assets_tests.databricks.emulator import Emulator, running_emulator

@@ -10,7 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.settings import Settings
 
 

@@ -9,7 +9,7 @@ import datetime as dt
 
 import dagster as dg
 
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.freshness import FreshnessWindows
 from crypto_assets.settings import Settings
 

@@ -12,13 +12,15 @@ import dagster as dg
 import pytest
 
 from crypto_assets.analytics.batch import AnalyticsSummary
+from crypto_assets.local.lakehouse import LocalLakehouse
+from crypto_assets.local.layout import LocalLayout
 from crypto_assets.orchestration.analytics_assets import (
     ANALYTICS_JOB,
     StreamingAnalyticsConfig,
     run_continuous,
     table_views,
 )
-from crypto_assets.orchestration.lakehouse import LocalLakehouse
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.landing_for_tests import landing_records, write_landing_file
 
 pytestmark = pytest.mark.spark
@@ -35,7 +37,7 @@ def _land(settings, records: list[dict], files: range) -> None:
         part = records[index * size : (index + 1) * size if index < FILES - 1 else None]
         lines = [json.dumps(r) for r in part]
         write_landing_file(
-            settings.landing_dir, f"trades_20240808_2354{index:02d}_{index:06x}.json", lines
+            landing_of(settings), f"trades_20240808_2354{index:02d}_{index:06x}.json", lines
         )
 
 
@@ -231,7 +233,7 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
     assert live.lag.stats()["raw"].count == len(records)
     assert summary.rows_written["trades_raw"] == len(records)
     assert not spark.streams.active  # the query was stopped, not left running
-    lakehouse = LocalLakehouse(data_dir=str(settings.data_dir))
+    lakehouse = LocalLakehouse(LocalLayout.from_settings(settings))
     assert lakehouse.count_rows("trades_raw") == len(records)
 
     # What a continuous report shows: each table's state, no run totals (none exist yet).

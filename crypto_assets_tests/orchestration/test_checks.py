@@ -9,6 +9,7 @@ import dagster as dg
 import pyarrow as pa
 
 from crypto_assets.analytics.lag import BatchLag
+from crypto_assets.analytics.lakehouse import CheckpointSize, LandingFile, checkpoint_size
 from crypto_assets.orchestration.checks import (
     SPARK_BATCHES_RETAINED,
     CheckLimits,
@@ -19,7 +20,6 @@ from crypto_assets.orchestration.checks import (
     check_unique_trade_ids,
     check_vwap_within_low_high,
 )
-from crypto_assets.orchestration.lakehouse import CheckpointSize, LandingFile, checkpoint_size
 
 T0 = dt.datetime(2024, 8, 9, 0, 0, tzinfo=dt.UTC)
 

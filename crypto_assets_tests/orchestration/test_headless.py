@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from crypto_assets.orchestration.headless import PipelineRunError, run_pipeline
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.landing_for_tests import landed_files, landed_trades
 
 
@@ -18,8 +19,8 @@ def test_run_pipeline_produces_then_processes(settings, instance, spark, caplog)
     short = settings.replace(source="replay", run_duration_minutes=0.1)
     caplog.set_level(logging.INFO, logger="crypto_assets")
     result = run_pipeline(short, instance, progress_seconds=1.0)
-    landed = sum(landed_trades(short.landing_dir).values())
-    files = len(landed_files(short.landing_dir))
+    landed = sum(landed_trades(landing_of(short)).values())
+    files = len(landed_files(landing_of(short)))
     assert landed > 0
     assert result.assets["landing_trades"]["run_trades"] == landed
     assert result.assets["trades_raw"]["dagster/row_count"] == landed

@@ -9,7 +9,8 @@ import re
 import dagster as dg
 import pytest
 
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.local.deployment import LocalDeployment
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.ingestion import (
     PRODUCER_JOB,
     PRODUCER_OP,
@@ -21,6 +22,7 @@ from crypto_assets.orchestration.ingestion import (
     trade_source,
 )
 from crypto_assets.producer.producer import Producer, ProducerStats
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.landing_for_tests import landed_trades
 
 
@@ -47,9 +49,9 @@ def test_producer_job_lands_the_recording_and_reports_periodically(
     result = job.execute_in_process(run_config={"ops": {PRODUCER_OP: {"config": op_config}}})
     assert result.success
 
-    landed = landed_trades(settings.landing_dir)
+    landed = landed_trades(landing_of(settings))
     assert landed == recorded_trades
-    files = len(list(settings.landing_dir.glob("trades_*.json")))
+    files = len(list(landing_of(settings).glob("trades_*.json")))
     reports = _materializations(result)
     # Periodic, not per file: a handful of reports for dozens of files.
     assert 1 <= len(reports) <= 6 < files
@@ -93,8 +95,9 @@ def test_interrupting_the_op_lands_the_current_batch(settings, replay_server_fac
             # What Dagster raises in the op's thread when the run is terminated.
             raise dg.DagsterExecutionInterruptedError("terminated from the UI")
 
-    with trade_source(config, settings) as source:
-        conf = producer_config(config, settings, source, run_pairs(config, settings, source)[0])
+    target = LocalDeployment(settings).landing_target()
+    with trade_source(config, settings, target.landing_dir) as source:
+        conf = producer_config(config, target, source, run_pairs(config, settings, source)[0])
         assert conf.duration_seconds is None
         progress: queue.Queue[ProducerStats] = queue.Queue()
         # A termination is a stop request: no exception, the summary of what was landed.
@@ -105,15 +108,16 @@ def test_interrupting_the_op_lands_the_current_batch(settings, replay_server_fac
     assert reported[0].trades > 0
     final = reported[-1]
     assert final.files >= 1
-    assert sum(landed_trades(settings.landing_dir).values()) == final.trades >= reported[0].trades
+    assert sum(landed_trades(landing_of(settings)).values()) == final.trades >= reported[0].trades
     assert (summary.trades_landed, summary.files) == (final.trades, final.files)
 
 
 def test_a_producer_that_ends_by_its_duration_is_not_stopped(settings, replay_server_factory):
     server = replay_server_factory(speed=None)
     config = ProduceTradesConfig(ws_url=server.url, pairs=["btcusdt"], duration_seconds=1.0)
-    with trade_source(config, settings) as source:
-        conf = producer_config(config, settings, source, run_pairs(config, settings, source)[0])
+    target = LocalDeployment(settings).landing_target()
+    with trade_source(config, settings, target.landing_dir) as source:
+        conf = producer_config(config, target, source, run_pairs(config, settings, source)[0])
         progress: queue.Queue[ProducerStats] = queue.Queue()
         summary = run_reporting(Producer(conf, on_progress=progress.put), progress, lambda _: None)
     assert not summary.stopped
@@ -166,7 +170,7 @@ def test_an_out_of_range_value_fails_in_one_line_before_any_work(
     assert description.startswith("ProduceTradesConfig: ")
     assert "\n" not in description
     # Failed before the producer started: not even the landing folder exists.
-    assert not settings.landing_dir.exists()
+    assert not landing_of(settings).exists()
 
 
 def test_an_out_of_range_value_is_one_error_line_in_the_run_log(defs, instance):
@@ -225,7 +229,7 @@ def test_a_partial_override_keeps_the_other_defaults(defs, settings, replay_serv
     op_config = {"ws_url": server.url, "duration_seconds": 2.0, "pairs": ["ethusdt"]}
     result = job.execute_in_process(run_config={"ops": {PRODUCER_OP: {"config": op_config}}})
     assert result.success
-    landed = landed_trades(settings.landing_dir)
+    landed = landed_trades(landing_of(settings))
     assert set(landed) == {"ETHUSDT"}
 
 
@@ -244,7 +248,7 @@ def test_unset_pairs_on_a_replay_are_the_trading_pairs_it_carries(
         )
     )
     assert result.success
-    assert set(landed_trades(deployed.landing_dir)) == {"BTCUSDT", "ETHUSDT"}
+    assert set(landed_trades(landing_of(deployed))) == {"BTCUSDT", "ETHUSDT"}
     messages = _run_messages(instance, result.run_id)
     assert (
         "pairs not set: the pairs of TRADING_PAIRS the replay carries, btcusdt, ethusdt "
@@ -266,7 +270,7 @@ def test_unset_pairs_on_live_are_the_trading_pairs(settings, instance, replay_se
         )
     )
     assert result.success
-    assert set(landed_trades(deployed.landing_dir)) == {"ETHUSDT"}
+    assert set(landed_trades(landing_of(deployed))) == {"ETHUSDT"}
 
 
 def _run_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
@@ -281,7 +285,7 @@ def test_a_pair_live_binance_does_not_list_fails_in_one_line_before_producing(
     description = _op_failure(defs, {"ws_url": server.url, "pairs": ["btcusdt", "notapair"]})
     assert description.startswith("pairs: Binance does not list notapair (exchangeInfo: -1121")
     assert "\n" not in description
-    assert not list(settings.landing_dir.glob("trades_*.json"))
+    assert not list(landing_of(settings).glob("trades_*.json"))
 
 
 def test_a_replay_names_the_pairs_it_lacks_and_reports_them_quiet(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.settings import Settings
 from crypto_assets_tests.databricks.emulator import running_emulator

@@ -11,9 +11,9 @@ import pyarrow as pa
 
 from crypto_assets.analytics.batch import StreamProgress
 from crypto_assets.analytics.lag import BatchLag, RunLag
+from crypto_assets.analytics.lakehouse import CheckpointSize, FolderSize, LandingTotals
 from crypto_assets.analytics.schema import TABLE_SCHEMAS, TRADES_ANALYTICS_SCHEMA
 from crypto_assets.analytics.show import latest_windows
-from crypto_assets.orchestration.lakehouse import CheckpointSize, FolderSize, LandingTotals
 from crypto_assets.orchestration.metadata import (
     LANDING_SCHEMA,
     alerts_metadata,

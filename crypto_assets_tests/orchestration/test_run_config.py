@@ -5,7 +5,7 @@ import pytest
 from pydantic import Field
 
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB, StreamingAnalyticsConfig
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.sensors import ANALYTICS_OP
 from crypto_assets.settings import Settings

@@ -16,17 +16,19 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from crypto_assets.backoff import RestartBackoff
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.dagster_internals import InstigatorStatus
-from crypto_assets.orchestration.deployments import build_definitions
+from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
-from crypto_assets.orchestration.runs import RestartBackoff, sensor_is_on
+from crypto_assets.orchestration.runs import sensor_is_on
 from crypto_assets.orchestration.sensors import (
     PRODUCER_BACKOFF,
     continuous_analytics_decision,
     producer_decision,
 )
 from crypto_assets.settings import Settings, SettingsError
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.instigator_states import turn_sensor
 from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
 
@@ -165,10 +167,10 @@ def test_landing_sensor_one_run_per_burst_and_each_file_once(defs, instance, set
     assert isinstance(sensor(_landing_context(defs, instance, None)), dg.SkipReason)
     burst = [f"trades_20240809_0000{i:02d}_{i:06x}.json" for i in range(40)]
     for name in burst:
-        write_landing_file(settings.landing_dir, name)
+        write_landing_file(landing_of(settings), name)
     # Temporary and hidden names are never landing files.
-    write_landing_file(settings.landing_dir, ".trades_20240809_000100_abcdef.json")
-    write_landing_file(settings.landing_dir, "_trades_20240809_000100_abcdef.json")
+    write_landing_file(landing_of(settings), ".trades_20240809_000100_abcdef.json")
+    write_landing_file(landing_of(settings), "_trades_20240809_000100_abcdef.json")
 
     first = sensor(_landing_context(defs, instance, None))
     assert isinstance(first, dg.SensorResult)
@@ -181,7 +183,7 @@ def test_landing_sensor_one_run_per_burst_and_each_file_once(defs, instance, set
 
     later = ["trades_20240809_000200_000001.json", "trades_20240809_000201_000002.json"]
     for name in later:
-        write_landing_file(settings.landing_dir, name)
+        write_landing_file(landing_of(settings), name)
     second = sensor(_landing_context(defs, instance, first.cursor))
     assert second.run_requests[0].tags["crypto_assets/new_landing_files"] == "2"
     assert second.run_requests[0].run_key == later[-1]
@@ -190,7 +192,7 @@ def test_landing_sensor_one_run_per_burst_and_each_file_once(defs, instance, set
 
 def test_landing_sensor_waits_for_the_active_analytics_run(defs, instance, settings):
     sensor = _landing_sensor(defs)
-    write_landing_file(settings.landing_dir, "trades_20240809_000000_000001.json")
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
     job = defs.resolve_job_def("streaming_analytics_job")
     run = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)
     waiting = sensor(_landing_context(defs, instance, None))
@@ -331,7 +333,7 @@ def test_a_stopped_continuous_run_is_started_again_while_the_sensor_is_on(defs, 
 
 def test_landing_sensor_is_quiet_while_continuous_analytics_are_on(defs, instance, settings):
     sensor = _landing_sensor(defs)
-    write_landing_file(settings.landing_dir, "trades_20240809_000000_000001.json")
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
     turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.RUNNING)
     quiet = sensor(_landing_context(defs, instance, None))
     assert isinstance(quiet, dg.SkipReason)
@@ -344,7 +346,7 @@ def test_landing_sensor_is_quiet_while_continuous_analytics_are_on(defs, instanc
 
 
 def test_other_sensors_turned_on_do_not_silence_the_landing_sensor(defs, instance, settings):
-    write_landing_file(settings.landing_dir, "trades_20240809_000000_000001.json")
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
     turn_sensor(instance, "binance_producer_sensor", InstigatorStatus.RUNNING)
     # A lingering DECLARED_IN_CODE row of a sensor that is off by default means off.
     turn_sensor(instance, "continuous_analytics_sensor", InstigatorStatus.DECLARED_IN_CODE)

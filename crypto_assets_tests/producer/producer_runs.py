@@ -8,8 +8,9 @@ import time
 from typing import Any
 
 from crypto_assets.producer.producer import Producer, ProducerConfig, ProducerSummary
-from crypto_assets.producer.source import open_source
+from crypto_assets.replay.source import open_source
 from crypto_assets.settings import Settings
+from crypto_assets_tests.landing_folder import landing_of
 
 
 def produce_recording(
@@ -58,12 +59,12 @@ def produce_from_source(
     settings: Settings, seconds: float, pairs: tuple[str, ...] = ("btcusdt", "ethusdt")
 ) -> ProducerSummary:
     """One producer run of `seconds` on the source `settings` picks, as the producer op runs it."""
-    with open_source(settings) as source:
+    with open_source(settings, landing_of(settings)) as source:
         config = ProducerConfig(
             ws_url=source.ws_url,
             rest_url=source.rest_url,
             pairs=pairs,
-            landing_dir=settings.landing_dir,
+            landing_dir=landing_of(settings),
             batch_interval_seconds=0.5,
             duration_seconds=seconds,
             gap_grace_seconds=0.3,

@@ -9,10 +9,11 @@ import pytest
 
 from crypto_assets.producer.producer_files import ProducerFiles
 from crypto_assets.settings import Settings
+from crypto_assets_tests.landing_folder import landing_of
 
 
 def test_the_default_landing_folder_keeps_the_design_layout(tmp_path: Path) -> None:
-    files = ProducerFiles.of(Settings(data_dir=tmp_path).landing_dir)
+    files = ProducerFiles.of(landing_of(Settings(data_dir=tmp_path)))
     assert files.landing_dir == tmp_path / "landing" / "trades"
     assert files.state_path == tmp_path / "landing" / "_state" / "producer_state.json"
     assert files.lock_path == tmp_path / "landing" / "_state" / "producer_state.lock"

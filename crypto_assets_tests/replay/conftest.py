@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets_tests.producer.conftest import unused_port  # noqa: F401 - a fixture
 from crypto_assets_tests.replay.recordings import read_frames, write_recording
 
 

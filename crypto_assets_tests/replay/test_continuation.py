@@ -21,6 +21,7 @@ from crypto_assets.replay.continuation import (
     start_continuing_replay,
 )
 from crypto_assets.settings import Settings
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.producer.landing_reader import read_landing
 from crypto_assets_tests.producer.producer_runs import produce_from_source
 
@@ -222,11 +223,11 @@ def test_a_second_run_continues_the_recording_after_the_first_runs_last_trade(
 ) -> None:
     settings = Settings(source="replay", data_dir=tmp_path)
     produce_from_source(settings, 3.0)
-    first_files = set(settings.landing_dir.glob("trades_*.json"))
-    first = rows_by_symbol(read_landing(settings.landing_dir))
+    first_files = set(landing_of(settings).glob("trades_*.json"))
+    first = rows_by_symbol(read_landing(landing_of(settings)))
     second_started_ms = time.time() * 1000
     second_summary = produce_from_source(settings, 3.0)
-    new_files = set(settings.landing_dir.glob("trades_*.json")) - first_files
+    new_files = set(landing_of(settings).glob("trades_*.json")) - first_files
     second = rows_by_symbol(
         [json.loads(line) for path in new_files for line in path.read_text().splitlines()]
     )
@@ -265,11 +266,11 @@ def test_a_symbol_landed_behind_the_others_is_back_filled_from_rest(
     eth_high = next(t["t"] for t in reversed(recorded_trades[:1500]) if t["s"] == "ETHUSDT")
     eth_streamed = next(t["t"] for t in recorded_trades[btc_place:] if t["s"] == "ETHUSDT")
     settings = Settings(source="replay", data_dir=tmp_path)
-    save_landed(settings.landing_dir, {"BTCUSDT": btc_high, "ETHUSDT": eth_high})
+    save_landed(landing_of(settings), {"BTCUSDT": btc_high, "ETHUSDT": eth_high})
 
     summary = produce_from_source(settings, 2.0)
 
-    landed = rows_by_symbol(read_landing(settings.landing_dir))
+    landed = rows_by_symbol(read_landing(landing_of(settings)))
     ids = {symbol: [row["trade_id"] for row in rows] for symbol, rows in landed.items()}
     assert ids["BTCUSDT"][0] == btc_high + 1
     assert ids["ETHUSDT"][0] == eth_high + 1

@@ -12,6 +12,9 @@ from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.show import render
 from crypto_assets.analytics.spark_session import get_spark_session
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.local.lakehouse import LocalLakehouse
+from crypto_assets.local.layout import LocalLayout
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.settings import Settings
 
 
@@ -55,9 +58,11 @@ def analytics_command(args: argparse.Namespace) -> int:
     if args.continuous:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
+    spark = get_spark_session()
     summary = run_analytics(
-        get_spark_session(),
+        spark,
         settings,
+        build_deployment(settings).analytics_target(spark),
         mode="continuous" if args.continuous else "once",
         trigger_seconds=args.trigger_seconds,
         stop_event=stop,
@@ -68,5 +73,7 @@ def analytics_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """``crypto-assets show``: the latest window per symbol and the recent alerts."""
-    print(render(_data_dir(args.data_dir), alert_limit=args.alerts))
+    data_dir = _data_dir(args.data_dir)
+    missing = f"run 'crypto-assets analytics --data-dir {data_dir} --once' first"
+    print(render(LocalLakehouse(LocalLayout(data_dir)), alert_limit=args.alerts, missing=missing))
     return 0

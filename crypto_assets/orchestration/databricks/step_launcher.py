@@ -37,9 +37,9 @@ from databricks.sdk.errors import DatabricksError as SdkError
 
 import crypto_assets
 from crypto_assets.databricks.diagnostics import check_workspace, run_failure_line
-from crypto_assets.databricks.remote_environment import remote_environment
 from crypto_assets.databricks.workspace import WorkspaceError, error_text
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.orchestration.databricks.remote_environment import remote_environment
 from crypto_assets.settings import Settings
 
 # What a Databricks runtime already has (pyspark, Delta, pyarrow), what the launcher adds itself

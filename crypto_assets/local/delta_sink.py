@@ -12,12 +12,19 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 
+from crypto_assets.analytics.batch import (
+    META_APP_ID,
+    META_BATCH_ID,
+    META_MAX_TRADE_TIME,
+    BatchTag,
+    MergeCounts,
+)
 from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.maintenance import compact_and_vacuum
 from crypto_assets.analytics.schema import (
@@ -43,27 +50,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Keys of the commit metadata that persist the watermark input of a batch across restarts.
-META_APP_ID = "crypto_assets.app_id"
-META_BATCH_ID = "crypto_assets.batch_id"
-META_MAX_TRADE_TIME = "crypto_assets.max_trade_time_before_ms"
 _HISTORY_DEPTH = 200
 _ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
-
-
-class BatchTag(NamedTuple):
-    """The streaming batch a commit belongs to: the query id and the batch id."""
-
-    app_id: str
-    batch_id: int
-
-
-class MergeCounts(NamedTuple):
-    """What one MERGE did to a table: rows it inserted, rewrote in place and deleted."""
-
-    inserted: int
-    updated: int = 0
-    deleted: int = 0
 
 
 def merge_counts(metrics: dict) -> MergeCounts:

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
-from crypto_assets.databricks.workspace import workspace_client
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.producer.connection_check import check_connection
+from crypto_assets.producer.landing_target import LandingUpload
 from crypto_assets.producer.producer import (
     DEFAULT_MAX_PENDING_TRADES,
     Producer,
@@ -93,35 +92,25 @@ def produce_command(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     ws_url = (args.ws_url or settings.binance_ws_url).rstrip("/")
     duration = _duration_seconds(args, settings)
-    target = args.target or ("volume" if settings.deployment == "databricks" else "local")
-    upload = None
-    landing_dir = args.landing_dir or settings.landing_dir
-    state_path = _state_path(args.state_file)
-    if target == "volume":
-        if args.state_file is not None:
-            raise SettingsError(
-                "--state-file: --target volume keeps the state on the Volume "
-                f"({VolumeLayout.from_settings(settings).producer_state_path})"
-            )
-        landing_dir = args.landing_dir or default_spool_dir(settings.data_dir)
-        upload = VolumeUploader(
-            workspace_client(settings), VolumeLayout.from_settings(settings), landing_dir
-        )
-        state_path = upload.state_path
+    if args.target is not None:  # --target names the deployment whose landing to use
+        settings = settings.replace(deployment="databricks" if args.target == "volume" else "local")
+    target = build_deployment(settings).landing_target(
+        args.landing_dir, _state_path(args.state_file)
+    )
     config = ProducerConfig(
         ws_url=ws_url,
         rest_url=args.rest_url or default_rest_url(ws_url, settings.binance_rest_url),
         pairs=parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs,
-        landing_dir=landing_dir,
+        landing_dir=target.landing_dir,
         quarantine_dir=args.quarantine_dir,
         batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
         max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
         max_pending_trades=args.max_pending_trades,
         duration_seconds=duration,
-        state_path=state_path,
+        state_path=target.state_path,
         progress_interval_seconds=args.progress_seconds,
     )
-    return _produce(config, upload)
+    return _produce(config, target.upload)
 
 
 def test_connection_command(args: argparse.Namespace) -> int:
@@ -138,7 +127,7 @@ def test_connection_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _produce(config: ProducerConfig, upload: VolumeUploader | None = None) -> int:
+def _produce(config: ProducerConfig, upload: LandingUpload | None = None) -> int:
     producer = Producer(config, upload=upload)
     with _stop_on_signals(producer):
         summary = producer.run()

@@ -7,7 +7,8 @@ import json
 
 import pyarrow as pa
 
-from crypto_assets.analytics.autoloader_reader import (
+from crypto_assets.analytics.landing_decoder import decode_landing_files
+from crypto_assets.databricks.autoloader_reader import (
     CORRUPT_RECORD,
     FIELDS,
     LANDING_LINE_SCHEMA,
@@ -17,7 +18,6 @@ from crypto_assets.analytics.autoloader_reader import (
     decode_rows,
     file_source_options,
 )
-from crypto_assets.analytics.landing_decoder import decode_landing_files
 
 PROCESSED = dt.datetime(2024, 8, 2, tzinfo=dt.UTC)
 FILE = "trades_20240801_000000_000001.json"

@@ -8,8 +8,9 @@ import sys
 import dagster as dg
 
 from crypto_assets.analytics.show import render
+from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.orchestration.headless import run_pipeline
-from crypto_assets.producer.source import REPLAY_WARNING, probe_live
+from crypto_assets.replay.source import REPLAY_WARNING, probe_live
 from crypto_assets.settings import Settings
 
 
@@ -36,5 +37,5 @@ def run_command(args: argparse.Namespace) -> int:
         print(line)
     if result.assets.get("landing_trades", {}).get("source") == "replay":
         print(f"*** {REPLAY_WARNING} ***", file=sys.stderr)
-    print(render(settings.data_dir))
+    print(render(build_deployment(settings).lakehouse))
     return 0

@@ -154,18 +154,25 @@ def start_replay(landing_dir: Path | None = None) -> TradeSource:
     return TradeSource("replay", server.url, server.rest_url, replay.segment.resume, server)
 
 
-def open_source(settings: Settings, probe_timeout: float = PROBE_TIMEOUT_SECONDS) -> TradeSource:
-    """The source `settings.source` asks for; ``auto`` falls back to the replay when live fails."""
+def open_source(
+    settings: Settings,
+    landing_dir: Path | None = None,
+    probe_timeout: float = PROBE_TIMEOUT_SECONDS,
+) -> TradeSource:
+    """The source `settings.source` asks for; ``auto`` falls back to the replay when live fails.
+
+    A replay continues the market the producer's state in `landing_dir` says was landed.
+    """
     rest_url = default_rest_url(settings.binance_ws_url, settings.binance_rest_url)
     live = TradeSource("live", settings.binance_ws_url, rest_url)
     if settings.source == "live":
         return live
     if settings.source == "replay":
-        return start_replay(settings.landing_dir)
+        return start_replay(landing_dir)
     try:
         probe_live(settings.binance_ws_url, settings.trading_pairs, probe_timeout)
     except StreamUnavailableError as exc:
         logger.warning("live Binance unavailable (%s): falling back to the replay", exc)
-        return start_replay(settings.landing_dir)
+        return start_replay(landing_dir)
     logger.info("live Binance reachable at %s", settings.binance_ws_url)
     return live

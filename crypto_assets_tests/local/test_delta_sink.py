@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.delta_sink import BatchTag, DeltaSink, MergeCounts, sql_timestamp
+from crypto_assets.analytics.batch import BatchTag, MergeCounts
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -18,6 +18,7 @@ from crypto_assets.analytics.schema import (
 )
 from crypto_assets.analytics.sink_sql import utc_date
 from crypto_assets.analytics.window_runs import Run
+from crypto_assets.local.delta_sink import DeltaSink, sql_timestamp
 
 MINUTE = 60_000
 T0 = 1723161600000  # 2024-08-09 00:00 UTC

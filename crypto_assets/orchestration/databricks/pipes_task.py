@@ -1,7 +1,7 @@
 """The serverless analytics task: the same analytics as a local run, reported through Pipes.
 
 Runs on Databricks (bootstrapped by `pipes_main.py`): it reads the run's config and the settings
-from the Pipes extras, runs the Databricks flavour of the analytics on the task's Spark session,
+from the Pipes extras, runs the Databricks deployment's analytics on the task's Spark session,
 and reports each changed table's materialization and every check's result, the same ones a local
 run yields (`analytics_assets.run_results`). Messages go through the Volume.
 """
@@ -81,9 +81,9 @@ def run_task() -> None:
         os.environ.update(extras["environment"])
         import crypto_assets  # noqa: PLC0415
         from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415
-        from crypto_assets.databricks.lakehouse import DatabricksLakehouse  # noqa: PLC0415
         from crypto_assets.orchestration.analytics_assets import run_results  # noqa: PLC0415
         from crypto_assets.orchestration.checks import CheckLimits  # noqa: PLC0415
+        from crypto_assets.orchestration.deployments import build_deployment  # noqa: PLC0415
         from crypto_assets.orchestration.resources import DatabricksSpark  # noqa: PLC0415
         from crypto_assets.settings import Settings  # noqa: PLC0415
 
@@ -93,18 +93,14 @@ def run_task() -> None:
         started = dt.datetime.now(dt.UTC)
         spark = DatabricksSpark().get_session()
         pipes.log.info(f"analytics ({extras['mode']}) on {settings.catalog}.{settings.schema_name}")
+        deployment = build_deployment(settings)
         summary = run_analytics(
             spark,
             settings,
+            deployment.analytics_target(spark),
             mode=extras["mode"],
             trigger_seconds=extras["trigger_seconds"],
-            flavour="databricks",
         )
         pipes.log.info(summary.summary_line())
-        lakehouse = DatabricksLakehouse(
-            catalog=settings.catalog,
-            schema_name=settings.schema_name,
-            host=settings.databricks_host,
-        )
-        for result in run_results(lakehouse, summary, CheckLimits.of(extras), started):
+        for result in run_results(deployment.lakehouse, summary, CheckLimits.of(extras), started):
             report(pipes, result)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import websocket
 
-from crypto_assets.producer.source import (
+from crypto_assets.replay.source import (
     REPLAY_WARNING,
     TradeSource,
     UnknownPairsError,

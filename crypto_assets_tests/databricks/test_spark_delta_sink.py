@@ -1,6 +1,6 @@
-"""The Databricks flavour (Delta-Spark sink, JSON file source) against the local one, for real.
+"""The Databricks deployment (Delta-Spark sink, JSON file source) against the local one, for real.
 
-The same landing files processed by the local flavour (delta-rs) and by the Databricks flavour
+The same landing files processed by the local deployment (delta-rs) and by the Databricks deployment
 (real Delta-Spark, path-based tables, the file-source fallback of Auto Loader) give the same
 tables, equal to the plain-Python reference; a batch failed after a commit is re-run to the
 same tables; and the sink's writes are idempotent per batch tag.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from crypto_assets.analytics.delta_sink import BatchTag
+from crypto_assets.analytics.batch import BatchTag
 from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.schema import (
@@ -27,12 +27,14 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
-from crypto_assets.analytics.spark_delta_sink import SparkDeltaSink, path_identifier
+from crypto_assets.databricks.deployment import DatabricksDeployment
+from crypto_assets.databricks.spark_delta_sink import SparkDeltaSink, path_identifier
 from crypto_assets_tests.analytics.expectations import (
     assert_matches_reference,
     assert_raw_holds_each_trade_once,
 )
 from crypto_assets_tests.analytics.landing_files import write_landing_files, write_lines
+from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
 from crypto_assets_tests.analytics.tables import rows, snapshot
 from crypto_assets_tests.analytics.test_backlog import InjectedFailureError, spread
@@ -61,18 +63,14 @@ def databricks_dirs(tmp_path: Path) -> Path:
 
 
 def run_databricks(spark, tmp_path: Path, **options: object):
-    """One run of the databricks flavour on the Volume stand-in under `tmp_path`."""
-    return run_analytics(
-        spark,
-        analytics_settings(tmp_path),
-        flavour="databricks",
-        volume_root=tmp_path / "volume",
-        **options,
-    )
+    """One run of the Databricks deployment's analytics on the Volume stand-in under `tmp_path`."""
+    settings = analytics_settings(tmp_path)
+    deployment = DatabricksDeployment(settings, volume_root=tmp_path / "volume")
+    return run_analytics(spark, settings, deployment.analytics_target(spark), **options)
 
 
-@pytest.mark.slow  # the recording through both flavours: a minute of Delta-Spark
-def test_databricks_flavour_writes_the_local_tables(
+@pytest.mark.slow  # the recording through both deployments: a minute of Delta-Spark
+def test_the_databricks_deployment_writes_the_local_tables(
     spark, full_run, landing_records, tmp_path: Path
 ) -> None:
     volume = databricks_dirs(tmp_path)
@@ -113,7 +111,7 @@ def test_bad_lines_are_quarantined_with_the_local_reasons(
     write_lines(local_dir / "landing" / "trades", "trades_20240809_000000_0000ff.json", BAD_LINES)
 
     summary = run_databricks(spark, tmp_path)
-    run_analytics(spark, analytics_settings(local_dir))
+    run_local(spark, analytics_settings(local_dir))
 
     assert summary.bad_rows == len(BAD_LINES)
     quarantined = {r["reason"]: r for r in rows(tmp_path, TRADES_QUARANTINE)}
@@ -131,7 +129,7 @@ def test_bad_lines_are_quarantined_with_the_local_reasons(
 @pytest.mark.slow  # Delta-Spark: tens of seconds on 2 cores
 def test_a_json_array_line_is_read_as_its_elements(spark, landing_records, tmp_path: Path) -> None:
     # Spark's JSON reader (Auto Loader's too) takes a top-level array as rows, one per element:
-    # the one way this flavour differs from the local reader, which rejects the line.
+    # the one way this deployment's reader differs from the local reader, which rejects the line.
     volume = databricks_dirs(tmp_path)
     trade = json.dumps(landing_records[0])
     write_lines(volume / "trades", "trades_20240809_000000_0000ff.json", ["[]", f"[{trade}]"])

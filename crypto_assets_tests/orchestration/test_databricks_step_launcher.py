@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 import crypto_assets
-from crypto_assets.databricks.remote_environment import remote_environment
-from crypto_assets.databricks.step_launcher import (
+from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.orchestration.databricks.remote_environment import remote_environment
+from crypto_assets.orchestration.databricks.step_launcher import (
     cluster_libraries,
     cluster_spec,
     launcher_config,
     package_folder,
 )
-from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.settings import Settings
 
 HOST = "https://example.cloud.databricks.com"

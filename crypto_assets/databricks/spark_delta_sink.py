@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from crypto_assets.analytics.delta_sink import (
+from crypto_assets.analytics.batch import (
     META_APP_ID,
     META_BATCH_ID,
     META_MAX_TRADE_TIME,

@@ -27,6 +27,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
+from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_decoder import (
     DecodedBatch,
     TradeColumns,
@@ -34,7 +35,6 @@ from crypto_assets.analytics.landing_decoder import (
     quarantine_rows,
     raw_text,
 )
-from crypto_assets.analytics.landing_reader import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_retention import Expired
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 from crypto_assets.trade_validation import landing_row_problem

@@ -17,11 +17,11 @@ from crypto_assets.errors import CryptoAssetsError
 
 # Modules that register sub-commands, in the order `--help` lists them.
 COMMAND_MODULES = (
-    "crypto_assets.producer.commands",
-    "crypto_assets.replay.commands",
-    "crypto_assets.analytics.commands",
-    "crypto_assets.orchestration.commands",
-    "crypto_assets.databricks.commands",
+    "crypto_assets.cli.produce",
+    "crypto_assets.cli.replay",
+    "crypto_assets.cli.analytics",
+    "crypto_assets.cli.dagster",
+    "crypto_assets.cli.databricks",
 )
 
 

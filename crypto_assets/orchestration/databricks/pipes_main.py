@@ -21,7 +21,7 @@ def main() -> None:
     with zipfile.ZipFile(args.code_zip) as archive:
         archive.extractall(target)
     sys.path.insert(0, target)
-    from crypto_assets.databricks.pipes_task import run_task  # noqa: PLC0415 - just unzipped
+    from crypto_assets.orchestration.databricks.pipes_task import run_task  # noqa: PLC0415 - just unzipped
 
     run_task()
 

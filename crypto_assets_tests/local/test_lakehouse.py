@@ -6,8 +6,10 @@ import json
 
 import pytest
 
+from crypto_assets.analytics.lakehouse import LandingTotals
 from crypto_assets.analytics.landing_retention import LandingRetention, archive_dir_for
-from crypto_assets.orchestration.lakehouse import LandingCounter, LandingTotals
+from crypto_assets.local.lakehouse import LandingCounter
+from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.landing_for_tests import (
     landing_records,
     write_landing_file,
@@ -51,18 +53,18 @@ def test_archived_files_count_until_the_retention_deletes_them(tmp_path):
 
 @pytest.mark.spark
 def test_the_row_count_keeps_the_trades_the_analytics_archived(spark, settings, recording):
-    from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
+    from crypto_assets_tests.analytics.runs import run_local  # noqa: PLC0415 - needs pyspark
 
     records = landing_records(recording, 3000)
     for index in range(3):
         lines = [json.dumps(r) for r in records[index * 1000 : (index + 1) * 1000]]
         write_landing_file(
-            settings.landing_dir, f"trades_20240808_2354{index:02d}_{index:06x}.json", lines
+            landing_of(settings), f"trades_20240808_2354{index:02d}_{index:06x}.json", lines
         )
-    counter = LandingCounter(settings.landing_dir)
+    counter = LandingCounter(landing_of(settings))
     assert counter.totals() == LandingTotals(files=3, rows=3000, archived_files=0)
     # One file a batch: Spark archives the first two when it plans the batch after each.
-    run_analytics(spark, settings, mode="once", max_files_per_trigger=1)
-    assert len(list(settings.landing_dir.glob("trades_*.json"))) == 1
+    run_local(spark, settings, mode="once", max_files_per_trigger=1)
+    assert len(list(landing_of(settings).glob("trades_*.json"))) == 1
     assert counter.totals() == LandingTotals(files=3, rows=3000, archived_files=2)
-    assert LandingCounter(settings.landing_dir).totals() == counter.totals()  # a fresh count too
+    assert LandingCounter(landing_of(settings)).totals() == counter.totals()  # a fresh count too

@@ -30,15 +30,13 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing_files
 from crypto_assets.analytics.landing_retention import Expired, LandingRetention
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 
 logger = logging.getLogger(__name__)
 
-# ~260,000 producer trades a batch: the driver peaks near 1 GB resident (measured with
-# benchmarks/analytics_throughput.py); 32 MiB took a quarter longer for a backlog.
-DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
 # The fixed schema of Spark's binaryFile source (a stream must be given its schema).
 BINARY_FILE_SCHEMA = StructType(
     [

@@ -28,14 +28,14 @@ from dagster_pyspark.utils import build_pyspark_zip
 from databricks.sdk.errors import DatabricksError
 from databricks.sdk.service import jobs
 
-from crypto_assets.databricks import pipes_main
 from crypto_assets.databricks.diagnostics import refusal_line, run_failure_line
 from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.databricks.remote_environment import remote_environment
-from crypto_assets.databricks.step_launcher import cluster_libraries, package_folder
 from crypto_assets.databricks.workspace import WorkspaceError, workspace_client
 from crypto_assets.orchestration.code_versions import ANALYTICS_CODE_VERSION
 from crypto_assets.orchestration.dagster_internals import DagsterPipesExecutionError
+from crypto_assets.orchestration.databricks import pipes_main
+from crypto_assets.orchestration.databricks.remote_environment import remote_environment
+from crypto_assets.orchestration.databricks.step_launcher import cluster_libraries, package_folder
 from crypto_assets.settings import Settings
 
 if TYPE_CHECKING:

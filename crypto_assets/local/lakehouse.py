@@ -1,0 +1,135 @@
+"""The local deployment's view of its data: the landing folder and the delta-rs tables.
+
+`LocalLakehouse` answers the `analytics.lakehouse.Lakehouse` port from the paths of a
+`LocalLayout`; `LandingCounter` counts the trades the landing folder holds for `landing_trades`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from crypto_assets.analytics.lag import BatchLag, read_recent_batch_lags
+from crypto_assets.analytics.lakehouse import (
+    CheckpointSize,
+    FolderSize,
+    LandingFile,
+    LandingTotals,
+    checkpoint_size,
+    folder_size,
+    landing_files_in,
+)
+from crypto_assets.analytics.landing_retention import archive_dir_for
+from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
+from crypto_assets.landing_files import is_landing_file
+from crypto_assets.local.layout import LocalLayout
+
+
+def _landing_paths(folder: Path, recursive: bool) -> dict[str, Path]:
+    """The complete landing files under `folder` by name (directly in it unless `recursive`)."""
+    if not folder.is_dir():
+        return {}
+    if not recursive:
+        return {e.name: Path(e.path) for e in os.scandir(folder) if is_landing_file(e.name)}
+    return {
+        name: Path(root) / name
+        for root, _, names in os.walk(folder)
+        for name in names
+        if is_landing_file(name)
+    }
+
+
+def _count_lines(path: Path) -> int | None:
+    """Non-blank lines of `path`; None when it is gone."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return sum(1 for line in data.split(b"\n") if line.strip())
+
+
+class LandingCounter:
+    """Counts the trades a landing folder holds, for `landing_trades`: waiting or archived.
+
+    The analytics move each processed file from the folder to the archive beside it
+    (`landing/_processed/`), where it stays until LANDING_RETENTION_HOURS deletes it; the trades
+    held are those of both. A landing file never changes once renamed into place and keeps its
+    unique name when archived, so each is read once per counter: a report costs listing both
+    folders (as many files as the retention keeps) plus reading the files new since the last.
+    """
+
+    def __init__(self, landing_dir: Path) -> None:
+        self.landing_dir = Path(landing_dir)
+        self.archive_dir = archive_dir_for(self.landing_dir)
+        self._rows: dict[str, int] = {}
+
+    def totals(self) -> LandingTotals:
+        """The files and rows held now, waiting and archived."""
+        # The folder before the archive: a file moved in between is seen twice, never missed.
+        waiting = _landing_paths(self.landing_dir, recursive=False)
+        archived = _landing_paths(self.archive_dir, recursive=True)
+        held = {**waiting, **archived}
+        for name in held.keys() - self._rows.keys():
+            rows = _count_lines(held[name])
+            # None: gone since listed (deleted, or archived meanwhile: counted next time).
+            if rows is not None:
+                self._rows[name] = rows
+        for name in self._rows.keys() - held.keys():
+            del self._rows[name]
+        return LandingTotals(
+            len(self._rows), sum(self._rows.values()), len(archived.keys() & self._rows.keys())
+        )
+
+
+class LocalLakehouse:
+    """`<data_dir>/landing/trades/` and `<data_dir>/delta/<table>` (delta-rs) of a `LocalLayout`."""
+
+    def __init__(self, layout: LocalLayout) -> None:
+        self.layout = layout
+
+    @property
+    def landing_dir(self) -> Path:
+        """The directory the producer lands NDJSON files in."""
+        return self.layout.landing_dir
+
+    def landing_location(self) -> str:
+        """The landing directory."""
+        return str(self.landing_dir)
+
+    def table_location(self, table: str) -> str:
+        """The table's directory."""
+        return str(self.layout.table_path(table))
+
+    def _table(self, table: str) -> DeltaTable | None:
+        location = self.table_location(table)
+        return DeltaTable(location) if DeltaTable.is_deltatable(location) else None
+
+    def landing_files(self) -> list[LandingFile]:
+        """Complete landing files, oldest name first."""
+        return landing_files_in(self.landing_dir)
+
+    def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
+        """The table's current content, or None when it does not exist yet."""
+        delta = self._table(table)
+        return None if delta is None else delta.to_pyarrow_table(columns=columns)
+
+    def count_rows(self, table: str) -> int:
+        """Number of rows in the table; 0 when it does not exist yet."""
+        delta = self._table(table)
+        return 0 if delta is None else delta.to_pyarrow_dataset().count_rows()
+
+    def table_size(self, table: str) -> FolderSize | None:
+        """What the table's folder holds on disk: live and not yet vacuumed files, its log."""
+        location = Path(self.table_location(table))
+        return folder_size(location) if location.is_dir() else None
+
+    def checkpoint_size(self) -> CheckpointSize | None:
+        """`<data_dir>/checkpoints/<query>`."""
+        return checkpoint_size(self.layout.checkpoint_dir(QUERY_NAME))
+
+    def recent_batch_lags(self, limit: int) -> list[BatchLag]:
+        """From the commit metadata of price_alerts (delta-rs history)."""
+        return read_recent_batch_lags(self.table_location(PRICE_ALERTS), limit)

@@ -1,0 +1,1 @@
+"""Dagster's side of the Databricks deployment: step launcher, Pipes, remote entry points."""

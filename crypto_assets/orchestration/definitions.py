@@ -1,0 +1,128 @@
+"""All the project's Dagster definitions, with the resources of the deployment the settings name.
+
+`build_deployment` (`deployments.py`) decides the deployment; this module turns it into Dagster
+resources (by where its Spark runs) and into each asset's location metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from crypto_assets.analytics.lakehouse import TABLES
+from crypto_assets.orchestration.analytics_assets import (
+    build_streaming_analytics,
+    streaming_analytics_job,
+)
+from crypto_assets.orchestration.checks import LANDING_TRADES
+from crypto_assets.orchestration.deployments import Deployment, build_deployment
+from crypto_assets.orchestration.freshness import (
+    DEFAULT_FRESHNESS,
+    FreshnessWindows,
+    with_freshness,
+)
+from crypto_assets.orchestration.ingestion import build_producer_job, landing_trades
+from crypto_assets.orchestration.resources import (
+    LAKEHOUSE_KEY,
+    SERVERLESS_KEY,
+    SETTINGS_KEY,
+    SPARK_KEY,
+    STEP_LAUNCHER_KEY,
+    CryptoSettings,
+    DatabricksSpark,
+    LocalSpark,
+)
+from crypto_assets.orchestration.schedules import streaming_analytics_schedule
+from crypto_assets.orchestration.sensors import (
+    build_continuous_analytics_sensor,
+    build_producer_sensor,
+    landing_files_sensor,
+)
+from crypto_assets.settings import Settings
+
+
+def resources_for(deployment: Deployment) -> dict[str, object]:
+    """The Dagster resources of `deployment`: its settings, lakehouse and Spark, by its compute.
+
+    Locally Spark runs in the step's own process: no step launcher, no Pipes client, so neither
+    is registered (the Launchpads and the resources page would list them for nothing). On a
+    Databricks cluster the whole step runs there (the step launcher), so its Spark session is the
+    cluster's; on serverless the step stays here and submits the same analytics as a Pipes task.
+    """
+    settings = deployment.settings
+    resources: dict[str, object] = {
+        SETTINGS_KEY: CryptoSettings.from_settings(settings),
+        LAKEHOUSE_KEY: deployment.lakehouse,
+    }
+    if deployment.compute == "local":
+        return {**resources, SPARK_KEY: LocalSpark()}
+    resources[SPARK_KEY] = DatabricksSpark()
+    if deployment.compute == "cluster":
+        from crypto_assets.orchestration.databricks.step_launcher import (  # noqa: PLC0415
+            databricks_step_launcher,
+        )
+
+        return {**resources, STEP_LAUNCHER_KEY: databricks_step_launcher(settings)}
+    from crypto_assets.orchestration.databricks.serverless import (  # noqa: PLC0415
+        ServerlessAnalytics,
+    )
+
+    return {**resources, SERVERLESS_KEY: ServerlessAnalytics()}
+
+
+def data_locations(deployment: Deployment) -> dict[str, dict[str, Any]]:
+    """Definition metadata per asset: where its data lives on `deployment`.
+
+    Locally a path (the landing folder, each Delta table's folder); on Databricks the landing
+    Volume and each table's Unity Catalog name `catalog.schema.table` (`dagster/table_name`).
+    """
+    locations = {
+        LANDING_TRADES: deployment.landing_metadata(),
+        **{table: deployment.table_metadata(table) for table in TABLES},
+    }
+    return {asset: _as_metadata(values) for asset, values in locations.items()}
+
+
+def _as_metadata(values: dict[str, object]) -> dict[str, Any]:
+    """A folder as path metadata (the UI offers to copy it); any other value as it is."""
+    return {
+        key: dg.MetadataValue.path(str(value)) if isinstance(value, Path) else value
+        for key, value in values.items()
+    }
+
+
+def with_locations(
+    assets: Sequence[dg.AssetSpec | dg.AssetsDefinition], deployment: Deployment
+) -> list[dg.AssetSpec | dg.AssetsDefinition]:
+    """`assets` with their data location (`data_locations`) added to their metadata."""
+    locations = data_locations(deployment)
+
+    def locate(spec: dg.AssetSpec) -> dg.AssetSpec:
+        return spec.merge_attributes(metadata=locations.get(spec.key.to_user_string(), {}))
+
+    return list(dg.map_asset_specs(locate, assets))
+
+
+def build_definitions(
+    settings: Settings, freshness: FreshnessWindows = DEFAULT_FRESHNESS
+) -> dg.Definitions:
+    """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
+    deployment = build_deployment(settings)
+    resources = resources_for(deployment)
+    producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]
+    analytics = build_streaming_analytics(settings, resources.keys())
+    assets = with_locations([landing_trades, analytics], deployment)
+    return dg.Definitions(
+        assets=with_freshness(assets, freshness),
+        jobs=[producer_job, streaming_analytics_job],
+        sensors=[
+            build_producer_sensor(producer_job),
+            build_continuous_analytics_sensor(settings.analytics_trigger_seconds),
+            landing_files_sensor,
+        ],
+        schedules=[streaming_analytics_schedule],
+        resources=resources,
+    )
