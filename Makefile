@@ -30,11 +30,11 @@ $(DELTA_JARS): | $(STAMP)
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/crypto-assets run
 
-# `dagster dev` through crypto_assets/orchestration/dagster_dev.py, which restores SIGINT's default
-# first: started in the background (`make ui &`: SIGINT ignored, inherited) `dagster dev` ignored
-# SIGINT and SIGTERM. `exec`: make passes its SIGTERM to its child, which must be `dagster dev`.
+# `dg dev` through crypto_assets/orchestration/dg_dev.py, which restores SIGINT's default first:
+# started in the background (`make ui &`: SIGINT ignored, inherited) Dagster's dev command ignored
+# SIGINT and SIGTERM. `exec`: make passes its SIGTERM to its child, which must be `dg dev`.
 ui: install $(DAGSTER_HOME)/dagster.yaml
-	exec $(BIN)/python -m crypto_assets.orchestration.dagster_dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
+	exec $(BIN)/python -m crypto_assets.orchestration.dg_dev -h 127.0.0.1 -p $${DAGSTER_PORT:-3000}
 
 # A local instance for the demo, rendered by crypto_assets/orchestration/instance_config.py (the
 # end-to-end tests use the same): no telemetry (this machine may have no network at all), no

@@ -17,6 +17,8 @@ import each other without a circle.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -159,3 +161,18 @@ def test_one_module_reads_which_deployment_the_settings_name() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "deployment":
                 readers.add(str(path.relative_to(PACKAGE)))
     assert readers == {"orchestration/deployments.py"}
+
+
+def test_the_local_definitions_never_load_the_databricks_integration() -> None:
+    # A fresh interpreter: what building the local definitions imports, and nothing before it.
+    code = (
+        "import sys\n"
+        "from crypto_assets.orchestration.definitions import build_definitions\n"
+        "from crypto_assets.settings import Settings\n"
+        "build_definitions(Settings())\n"
+        "print(sorted(m for m in ('databricks.sdk', 'dagster_databricks') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -75,7 +75,7 @@ def emulator_options() -> dict:
         "clusters": {CLUSTER_ID: "17.3.x-scala2.13"},
         "volumes": (f"{CATALOG}.{SCHEMA}.{LAYOUT.volume}",),
         "spark_conf": {"spark.jars": jars, **DELTA_CONF},
-        # Off Databricks: the Databricks flavour's file-source fallback and path tables.
+        # Off Databricks: the Databricks deployment's file-source fallback and path tables.
         "set_runtime_version": False,
     }
 

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.e2e
 
 STARTUP_SECONDS = 90.0
 STOP_SECONDS = 15.0
-# Processes `make ui` runs once it serves: `dagster dev`, its webserver and daemon, code servers.
-SERVICES = ("dagster dev", "dagster_webserver", "dagster._daemon", "code-server")
+# Processes `make ui` runs once it serves: `dg dev`, its webserver and daemon, code servers.
+SERVICES = ("dg dev", "dagster_webserver", "dagster._daemon", "code-server")
 
 
 def process_state(pid: int) -> tuple[int, str] | None:
@@ -118,8 +118,8 @@ def pid_of(target: str, processes: dict[int, str]) -> int:
 
 @pytest.mark.parametrize(
     ("signum", "target"),
-    [(signal.SIGTERM, "make"), (signal.SIGINT, "dagster dev")],
-    ids=["sigterm-to-make", "sigint-to-dagster-dev"],
+    [(signal.SIGTERM, "make"), (signal.SIGINT, "dg dev")],
+    ids=["sigterm-to-make", "sigint-to-dg-dev"],
 )
 def test_make_ui_in_the_background_stops_on_a_signal(
     tmp_path: Path, signum: signal.Signals, target: str
@@ -140,7 +140,7 @@ def test_make_ui_in_the_background_stops_on_a_signal(
                 [line[:80] for line in processes.values()],
             )
         # As the user would: `kill $!` after `make ui &` (make passes SIGTERM on to its child),
-        # or `kill -INT` to `dagster dev`.
+        # or `kill -INT` to `dg dev`.
         os.kill(pid_of(target, processes), signum)
 
         stop_deadline = time.monotonic() + STOP_SECONDS
