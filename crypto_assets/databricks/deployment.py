@@ -13,6 +13,7 @@ standing in for the whole Volume.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -22,12 +23,8 @@ from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.analytics.spark_session import on_databricks
 from crypto_assets.databricks.autoloader_reader import AutoLoaderReader
 from crypto_assets.databricks.lakehouse import DatabricksLakehouse
-from crypto_assets.databricks.layout import LANDING_FOLDER, VolumeLayout
-from crypto_assets.databricks.spark_delta_sink import (
-    SparkDeltaSink,
-    layout_identifier,
-    path_identifier,
-)
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.spark_delta_sink import SparkDeltaSink, layout_identifier
 from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.producer.landing_target import LandingTarget
@@ -91,15 +88,12 @@ class DatabricksDeployment:
     ) -> AnalyticsTarget:
         """Auto Loader on the landing Volume, Delta-Spark tables, the Volume's checkpoint."""
         layout, databricks = self.layout, on_databricks()
-        if self.volume_root is None:
-            landing, checkpoint = Path(layout.landing_dir), Path(layout.checkpoint_dir(QUERY_NAME))
-            schemas = layout.schema_location(QUERY_NAME)
-            identifier = layout_identifier(layout, on_databricks=databricks)
-        else:
-            landing = self.volume_root / LANDING_FOLDER
-            checkpoint = self.volume_root / "_checkpoints" / QUERY_NAME
-            schemas = str(self.volume_root / "_schemas" / QUERY_NAME)
-            identifier = path_identifier(self.volume_root / "_tables")
+        if self.volume_root is not None:
+            layout = dataclasses.replace(layout, stand_in=str(self.volume_root))
+            databricks = False  # a stand-in folder: path tables, Spark's JSON file source
+        landing, checkpoint = Path(layout.landing_dir), Path(layout.checkpoint_dir(QUERY_NAME))
+        schemas = layout.schema_location(QUERY_NAME)
+        identifier = layout_identifier(layout, on_databricks=databricks)
         reader = AutoLoaderReader(
             str(landing),
             schemas,

@@ -19,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from crypto_assets.producer.producer_files import DEFAULT_LANDING_FOLDER
+
 if TYPE_CHECKING:
     from crypto_assets.settings import Settings
 
 VOLUME = "crypto_landing"
-LANDING_FOLDER = "trades"
+LANDING_FOLDER = DEFAULT_LANDING_FOLDER
 # The folders `databricks-setup` creates inside the Volume.
 FOLDERS = (LANDING_FOLDER, "_producer", "_checkpoints", "_schemas", "_tables", "_dagster")
 
@@ -40,6 +42,8 @@ class VolumeLayout:
     catalog: str
     schema: str
     volume: str = VOLUME
+    # A local folder standing in for the Volume (tests, Spark off Databricks); None: the Volume.
+    stand_in: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VolumeLayout:
@@ -53,8 +57,8 @@ class VolumeLayout:
 
     @property
     def root(self) -> str:
-        """The Volume's path: `/Volumes/<catalog>/<schema>/<volume>`."""
-        return f"/Volumes/{self.catalog}/{self.schema}/{self.volume}"
+        """The Volume's path: `/Volumes/<catalog>/<schema>/<volume>` (or its `stand_in`)."""
+        return self.stand_in or f"/Volumes/{self.catalog}/{self.schema}/{self.volume}"
 
     def folder(self, name: str) -> str:
         """A folder of the Volume (one of `FOLDERS`)."""

@@ -1,6 +1,6 @@
 """The Databricks deployment's tables, written with Delta-Spark SQL: the local sink's algorithm.
 
-It mirrors `delta_sink.DeltaSink` step for step: a step's final commit carries the Delta app
+It mirrors the local `DeltaSink` step for step: a step's final commit carries the Delta app
 transaction ``(query id, batch id)`` (the ``txnAppId``/``txnVersion`` write options for appends,
 the same SQL settings for MERGE, which Delta skips when the table already holds that version),
 every write is a MERGE on the table's natural key, and every trades_raw commit records the

@@ -1,7 +1,8 @@
 """Where the local deployment keeps everything: one folder, `CRYPTO_DATA_DIR`.
 
 Every path of the local deployment is derived here from `data_dir`, so the producer, the
-analytics, the lakehouse the checks read and the Dagster definitions agree:
+analytics, the lakehouse the checks read and the Dagster definitions agree (the Databricks
+deployment's spool, `<data_dir>/spool/trades/`, is `databricks.volume_upload`'s):
 
     <data_dir>/
         landing/trades/             landing NDJSON files (the producer writes them here)
@@ -10,7 +11,6 @@ analytics, the lakehouse the checks read and the Dagster definitions agree:
         landing/_quarantine/        lines the producer could not parse
         checkpoints/<query>/        the streaming query's checkpoint
         delta/<table>/              the Delta tables
-        spool/trades/               landing files waiting to be uploaded (Databricks deployment)
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crypto_assets.producer.producer_files import DEFAULT_LANDING_FOLDER
+
 if TYPE_CHECKING:
     from crypto_assets.settings import Settings
-
-LANDING_FOLDER = "trades"
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class LocalLayout:
     @property
     def landing_dir(self) -> Path:
         """Where the producer lands NDJSON files."""
-        return self.data_dir / "landing" / LANDING_FOLDER
+        return self.data_dir / "landing" / DEFAULT_LANDING_FOLDER
 
     @property
     def delta_dir(self) -> Path:
@@ -53,8 +53,3 @@ class LocalLayout:
     def checkpoint_dir(self, query: str) -> Path:
         """The checkpoint of the streaming query `query`."""
         return self.data_dir / "checkpoints" / query
-
-    @property
-    def spool_dir(self) -> Path:
-        """Where landing files wait for their upload to a Volume."""
-        return self.data_dir / "spool" / LANDING_FOLDER

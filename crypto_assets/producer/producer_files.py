@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The landing folder's name in every layout (`Settings.landing_dir`, the spool, the Volume).
+# The landing folder's name in every layout (`LocalLayout`, the spool, `VolumeLayout`).
 DEFAULT_LANDING_FOLDER = "trades"
 STATE_FOLDER = "_state"
 QUARANTINE_FOLDER = "_quarantine"
