@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from crypto_assets import landing_record
+
 # Binance spot opened in July 2017; nothing earlier is a trade of this pipeline.
 EARLIEST_TIME_MS = 1_483_228_800_000  # 2017-01-01T00:00:00Z
 # Clocks drift and exchanges stamp ahead a little; a day ahead of processing is already absurd.
@@ -19,15 +21,14 @@ MAX_TRADE_ID = 2**63 - 1  # a Delta `long`
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9]{2,20}")
 _INF = float("inf")
 
-# The fields a landing row must have, in DESIGN.md's order.
-REQUIRED_FIELDS = (
-    "event_time",
-    "symbol",
-    "trade_id",
-    "price",
-    "quantity",
-    "trade_time",
-    "is_buyer_maker",
+# The fields a landing row must have, in the landing line's order.
+REQUIRED_FIELDS = landing_record.REQUIRED
+# The fields a row may lack but, when present, must fit their type (event_type, ingestion_time);
+# a recomputed field (trade_value_usdt) is never read, so never judged.
+_OPTIONAL_FIELDS = tuple(
+    field
+    for field in landing_record.fields(landing_record.READ)
+    if field.name not in REQUIRED_FIELDS
 )
 
 
@@ -142,10 +143,8 @@ def _row_problem(row: Any, now_ms: int) -> str | None:
 
 def _optional_field_problem(row: dict) -> str | None:
     # Not required by DESIGN, but a value of the wrong type cannot be stored in its column.
-    event_type = row.get("event_type")
-    if event_type is not None and type(event_type) is not str:
-        return f"event_type {event_type!r} is not a string"
-    ingestion_time = row.get("ingestion_time")
-    if ingestion_time is not None and not _is_int(ingestion_time):
-        return f"ingestion_time {ingestion_time!r} is not a whole number of epoch milliseconds"
+    for field in _OPTIONAL_FIELDS:
+        value = row.get(field.name)
+        if value is not None and not field.kind.holds(value):
+            return f"{field.name} {value!r} is not {field.kind.phrase}"
     return None

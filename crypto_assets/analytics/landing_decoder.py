@@ -16,10 +16,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crypto_assets import landing_record
 from crypto_assets.analytics.schema import TRADES_QUARANTINE_SCHEMA, TRADES_RAW_SCHEMA
 from crypto_assets.trade_validation import landing_row_problem
 
 _BOM = b"\xef\xbb\xbf"
+_LINE_SCHEMA = landing_record.arrow_schema()
 _TIMESTAMP = TRADES_RAW_SCHEMA.field("processed_time").type
 _DAY_MS = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
@@ -99,62 +101,46 @@ def quarantine_rows(
     )
 
 
+# The fields read from a line, and how the analytics recompute the others (`Field.recomputed`).
+_READ = landing_record.fields(landing_record.READ)
+_RECOMPUTED = [field.name for field in landing_record.FIELDS if field.recomputed]
+_RECOMPUTE = {"trade_value_usdt": lambda cols: pc.multiply(cols["price"], cols["quantity"])}
+
+
+def _array(field: landing_record.Field, values: list) -> pa.Array:
+    """One read field of the good rows as an Arrow array of its type."""
+    if field.kind is landing_record.DOUBLE:  # a JSON integer is a number too: made a double
+        values = [None if v is None else float(v) for v in values]  # pyarrow refuses 2^53+1
+    return pa.array(values, _LINE_SCHEMA.field(field.name).type)
+
+
 class TradeColumns:
-    """Column lists of the good trades, appended to row by row."""
+    """Column lists of the good trades' read fields, appended to row by row."""
 
     def __init__(self) -> None:
-        self.names = (
-            "event_type",
-            "event_time",
-            "symbol",
-            "trade_id",
-            "price",
-            "quantity",
-            "trade_time",
-            "is_buyer_maker",
-            "ingestion_time",
-            "source_file",
-        )
-        self.values: dict[str, list] = {name: [] for name in self.names}
+        self.values: dict[str, list] = {field.name: [] for field in _READ}
+        self.source_files: list[str] = []
+        # Values are taken out of each row rather than the rows kept: keeping 34,000 dicts made
+        # the garbage collector's passes cost a batch about a seventh more decoding time.
+        self._appends = tuple((name, values.append) for name, values in self.values.items())
 
     def append(self, row: dict, source_file: str) -> None:
         """Add one good row (as `landing_row_problem` accepted it) from `source_file`."""
-        v = self.values
-        v["event_type"].append(row.get("event_type"))
-        v["event_time"].append(row["event_time"])
-        v["symbol"].append(row["symbol"])
-        v["trade_id"].append(row["trade_id"])
-        v["price"].append(float(row["price"]))
-        v["quantity"].append(float(row["quantity"]))
-        v["trade_time"].append(row["trade_time"])
-        v["is_buyer_maker"].append(row["is_buyer_maker"])
-        v["ingestion_time"].append(row.get("ingestion_time"))
-        v["source_file"].append(source_file)
+        get = row.get
+        for name, add in self._appends:
+            add(get(name))
+        self.source_files.append(source_file)
 
     def table(self, processed: dt.datetime) -> pa.Table:
         """The trades_raw rows appended so far, processed at `processed`."""
-        v = self.values
-        count = len(v["symbol"])
-        price = pa.array(v["price"], pa.float64())
-        quantity = pa.array(v["quantity"], pa.float64())
-        trade_time = pa.array(v["trade_time"], pa.int64())
-        ingestion = pa.array(v["ingestion_time"], pa.int64())
-        columns = {
-            "event_type": pa.array(v["event_type"], pa.string()),
-            "event_time": pa.array(v["event_time"], pa.int64()),
-            "symbol": pa.array(v["symbol"], pa.string()),
-            "trade_id": pa.array(v["trade_id"], pa.int64()),
-            "price": price,
-            "quantity": quantity,
-            "trade_value_usdt": pc.multiply(price, quantity),
-            "trade_time": trade_time,
-            "is_buyer_maker": pa.array(v["is_buyer_maker"], pa.bool_()),
-            "ingestion_time": ingestion,
-            "source_file": pa.array(v["source_file"], pa.string()),
-            "processed_time": _repeat(processed, count),
-            "ingest_lag_ms": pc.subtract(ingestion, trade_time),
-            "trade_date": _utc_dates(trade_time),
-        }
+        columns = {field.name: _array(field, self.values[field.name]) for field in _READ}
+        for name in _RECOMPUTED:
+            columns[name] = _RECOMPUTE[name](columns)
+        trade_time = columns["trade_time"]
+        columns["source_file"] = pa.array(self.source_files, pa.string())
+        columns["processed_time"] = _repeat(processed, len(self.source_files))
+        columns["ingest_lag_ms"] = pc.subtract(columns["ingestion_time"], trade_time)
+        columns["trade_date"] = _utc_dates(trade_time)
         return pa.table(columns, schema=TRADES_RAW_SCHEMA)
 
 

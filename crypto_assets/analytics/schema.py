@@ -6,15 +6,14 @@ them, so a table's schema never drifts with whatever types a batch happened to p
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
-from pyspark.sql.types import (
-    BooleanType,
-    DoubleType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+
+from crypto_assets import landing_record
+
+if TYPE_CHECKING:
+    from pyspark.sql.types import StructType
 
 TRADES_RAW = "trades_raw"
 TRADES_ANALYTICS = "trades_analytics"
@@ -29,32 +28,25 @@ PRICE_MOVE = "PRICE_MOVE"
 VOLUME_SPIKE = "VOLUME_SPIKE"
 
 
-# The trades_raw columns the window metrics read.
-TRADE_INPUTS = StructType(
-    [
-        StructField("symbol", StringType()),
-        StructField("trade_id", LongType()),
-        StructField("price", DoubleType()),
-        StructField("quantity", DoubleType()),
-        StructField("trade_time", LongType()),
-        StructField("is_buyer_maker", BooleanType()),
-    ]
-)
+# The trades_raw columns the window metrics read; `TRADE_INPUTS` is their Spark schema, built on
+# first use (see `__getattr__`) so that importing the table names loads no PySpark.
+TRADE_INPUT_FIELDS = ("symbol", "trade_id", "price", "quantity", "trade_time", "is_buyer_maker")
+
+
+def __getattr__(name: str) -> StructType:
+    if name == "TRADE_INPUTS":
+        schema = landing_record.spark_schema(TRADE_INPUT_FIELDS)
+        globals()[name] = schema
+        return schema
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _TS = pa.timestamp("us", tz="UTC")
 
+# A landing line's fields (landing_record), then what the analytics add.
 TRADES_RAW_SCHEMA = pa.schema(
     [
-        ("event_type", pa.string()),
-        ("event_time", pa.int64()),
-        ("symbol", pa.string()),
-        ("trade_id", pa.int64()),
-        ("price", pa.float64()),
-        ("quantity", pa.float64()),
-        ("trade_value_usdt", pa.float64()),
-        ("trade_time", pa.int64()),
-        ("is_buyer_maker", pa.bool_()),
-        ("ingestion_time", pa.int64()),
+        *landing_record.arrow_schema(),
         ("source_file", pa.string()),
         ("processed_time", _TS),
         ("ingest_lag_ms", pa.int64()),
@@ -118,16 +110,7 @@ TABLE_PARTITIONS: dict[str, list[str]] = {TRADES_RAW: ["trade_date"]}
 
 # What each column means (the same name means the same in every table), shown in the UI.
 COLUMN_DESCRIPTIONS: dict[str, str] = {
-    "event_type": "Binance event type ('trade')",
-    "event_time": "Binance event time E, epoch ms (REST back-fill: the trade time)",
-    "symbol": "Binance symbol, upper case (BTCUSDT)",
-    "trade_id": "Binance trade id t, contiguous per symbol",
-    "price": "trade price p",
-    "quantity": "trade quantity q",
-    "trade_value_usdt": "price x quantity",
-    "trade_time": "trade time T, epoch ms (the event time of the windows)",
-    "is_buyer_maker": "true when the buyer was the maker (the taker sold)",
-    "ingestion_time": "wall clock when the producer received the frame, epoch ms",
+    **landing_record.DESCRIPTIONS,
     "source_file": "landing file the row came from",
     "processed_time": "when the analytics batch processed the row",
     "ingest_lag_ms": "ingestion_time - trade_time",

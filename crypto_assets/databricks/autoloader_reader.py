@@ -18,15 +18,9 @@ from collections.abc import Iterable
 import orjson
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
-from pyspark.sql.types import (
-    BooleanType,
-    DoubleType,
-    LongType,
-    StringType,
-    StructField,
-    StructType,
-)
+from pyspark.sql.types import StringType, StructField, StructType
 
+from crypto_assets import landing_record
 from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_decoder import (
     DecodedBatch,
@@ -44,23 +38,13 @@ CORRUPT_RECORD = "_corrupt_record"
 SOURCE_FILE = "source_file"
 # Auto Loader adds the file's path to what it rescues; it is not a field of the line.
 _RESCUED_FILE_PATH = "_file_path"
-# A landing line (DESIGN "Landing records"). Prices and quantities are doubles: a JSON integer
-# fits (as the local rule accepts it), a string does not and is rescued or corrupt, as the
-# local rule rejects it; whole-number fields are longs, so 1.5 or a boolean there is refused.
-LANDING_LINE_SCHEMA = StructType(
-    [
-        StructField("event_type", StringType()),
-        StructField("event_time", LongType()),
-        StructField("symbol", StringType()),
-        StructField("trade_id", LongType()),
-        StructField("price", DoubleType()),
-        StructField("quantity", DoubleType()),
-        StructField("trade_time", LongType()),
-        StructField("is_buyer_maker", BooleanType()),
-        StructField("ingestion_time", LongType()),
-    ]
-)
-FIELDS = tuple(field.name for field in LANDING_LINE_SCHEMA)
+# The fields of a landing line that readers read (landing_record.READ; the recomputed
+# trade_value_usdt is left out: Auto Loader rescues it, as any field outside the schema).
+# Prices and quantities are doubles: a JSON integer fits (as the local rule accepts it), a string
+# does not and is rescued or corrupt, as the local rule rejects it; whole-number fields are longs,
+# so 1.5 or a boolean there is refused.
+LANDING_LINE_SCHEMA = landing_record.spark_schema(landing_record.READ)
+FIELDS = landing_record.READ
 
 
 def _limit(prefix: str, max_bytes: int, max_files: int | None) -> dict[str, str]:

@@ -36,7 +36,8 @@ from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.workspace import error_text
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.landing_files import is_landing_file
-from crypto_assets.producer.producer_files import ProducerFiles
+from crypto_assets.landing_record import trade_ids_by_symbol
+from crypto_assets.producer.producer_files import DEFAULT_LANDING_FOLDER, ProducerFiles
 from crypto_assets.producer.producer_state import (
     ProducerStateFile,
     check_state_folder,
@@ -61,7 +62,7 @@ class VolumeUploadError(CryptoAssetsError):
 
 def default_spool_dir(data_dir: Path) -> Path:
     """Where landing files wait for their upload: ``<data-dir>/spool/trades``."""
-    return Path(data_dir) / "spool" / "trades"
+    return Path(data_dir) / "spool" / DEFAULT_LANDING_FOLDER
 
 
 class VolumeUploader:
@@ -340,11 +341,12 @@ class VolumeProducerState:
 
 def _add_ids(landed: dict[str, list[int]], lines: list[str], name: str) -> None:
     try:
-        rows = [json.loads(line) for line in lines if line.strip()]
-        for row in rows:
-            landed.setdefault(row["symbol"], []).append(row["trade_id"])
+        ids = trade_ids_by_symbol(lines)
     except (ValueError, KeyError, TypeError) as exc:
         logger.warning("cannot read landing file %s (%s): not counted as landed", name, exc)
+        return
+    for symbol, symbol_ids in ids.items():
+        landed.setdefault(symbol, []).extend(symbol_ids)
 
 
 def _http_date_ms(value: str | None) -> int | None:

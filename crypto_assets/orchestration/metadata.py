@@ -17,11 +17,11 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crypto_assets import landing_record
 from crypto_assets.analytics.schema import (
     COLUMN_DESCRIPTIONS,
     PRICE_MOVE,
     TRADES_RAW,
-    TRADES_RAW_SCHEMA,
     VOLUME_SPIKE,
 )
 from crypto_assets.analytics.show import latest_windows
@@ -94,10 +94,8 @@ _FLOAT_NOISE = 1e-12
 CHART_SPAN = dt.timedelta(hours=1)
 WINDOWS_LISTED = 120
 _PRICE_COLUMNS = ("open", "high", "low", "close")
-# The landing record fields (DESIGN.md "Landing records") are trades_raw's first columns.
-LANDING_SCHEMA = pa.schema(
-    list(TRADES_RAW_SCHEMA)[: TRADES_RAW_SCHEMA.get_field_index("ingestion_time") + 1]
-)
+# The landing record's fields (DESIGN.md "Landing records"), the columns of landing_trades.
+LANDING_SCHEMA = landing_record.arrow_schema()
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:

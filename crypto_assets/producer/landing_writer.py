@@ -23,6 +23,7 @@ from pathlib import Path
 
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.landing_files import landing_file_name
+from crypto_assets.landing_record import trade_ids_by_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +114,7 @@ def describe_ranges(ranges: TradeIdRanges) -> str:
 
 def ranges_of_lines(lines: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
     """The trade id ranges per symbol of NDJSON landing lines (the rare drop path parses them)."""
-    ids: dict[str, list[int]] = {}
-    for line in lines:
-        row = json.loads(line)
-        ids.setdefault(str(row.get("symbol", "?")), []).append(int(row["trade_id"]))
+    ids = trade_ids_by_symbol(lines)
     return {symbol: trade_id_ranges(symbol_ids) for symbol, symbol_ids in ids.items()}
 
 

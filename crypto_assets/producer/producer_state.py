@@ -33,6 +33,7 @@ from pathlib import Path
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.folder_lock import FolderLock
 from crypto_assets.landing_files import is_landing_file
+from crypto_assets.landing_record import trade_ids_by_symbol
 from crypto_assets.producer.landing_writer import LandingWriteError, write_atomically
 from crypto_assets.producer.producer_files import lock_path_of
 from crypto_assets.producer.trade_sequencer import SymbolProgress
@@ -229,11 +230,12 @@ def landed_ids_since(landing_dir: Path, since_ns: int) -> dict[str, list[int]]:
             continue
         try:
             with open(entry.path, encoding="utf-8") as lines:
-                rows = [json.loads(line) for line in lines]
-            for row in rows:
-                landed.setdefault(row["symbol"], []).append(row["trade_id"])
+                ids = trade_ids_by_symbol(lines)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("cannot read landing file %s (%s): not counted as landed", entry, exc)
+            continue
+        for symbol, symbol_ids in ids.items():
+            landed.setdefault(symbol, []).extend(symbol_ids)
     return landed
 
 
