@@ -1,17 +1,21 @@
 """The project's settings: one frozen pydantic model, read from the environment in one place.
 
-`Settings` is the only place a setting is written down: its fields (name, type, default,
+`Settings` is the only place a setting is written down: its fields (name, type, default, bounds,
 validation) are what `Settings.from_env` reads through pydantic-settings under the DESIGN.md
-variable names, and what the Dagster resource derives its run-config fields from. Every other
-module receives a `Settings` (or the values it needs) as an argument and never reads the
-environment itself. An unknown value or a malformed setting raises `SettingsError` with one line
-that names the variable and says what it accepts.
+variable names, what the Dagster resource and the op configs derive their run-config fields from
+(`Settings.model_fields`), what command-line flags are validated by (`Settings.override`) and what
+the producer checks its configuration with (`check_setting`). Every other module receives a
+`Settings` (or the values it needs) as an argument and never reads the environment itself. An
+unknown value or a malformed setting raises `SettingsError` with one line that names the variable
+(or the flag, or the run-config field) and says what it accepts.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,9 +26,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from crypto_assets.errors import CryptoAssetsError
@@ -48,6 +55,8 @@ _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _PAIR = re.compile(r"^[a-z0-9]{5,20}$")
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _NO_DURATION = {"none", "continuous", ""}
+# Binance allows 1024 streams per connection; the producer subscribes one per pair.
+MAX_PAIRS = 1024
 
 
 class SettingsError(CryptoAssetsError, ValueError):
@@ -71,6 +80,8 @@ def _pairs(value: object) -> tuple[str, ...]:
     pairs = tuple(dict.fromkeys(str(p).strip().lower() for p in items if str(p).strip()))
     if not pairs or not all(_PAIR.match(p) for p in pairs):
         raise ValueError("expected comma-separated Binance symbols such as 'btcusdt,ethusdt'")
+    if len(pairs) > MAX_PAIRS:
+        raise ValueError(f"{len(pairs)} pairs: allowed 1 to {MAX_PAIRS} (streams per connection)")
     return pairs
 
 
@@ -84,12 +95,16 @@ def _number(value: object, kind: type[int] | type[float]) -> int | float:
     except (TypeError, ValueError):
         raise ValueError(f"expected {noun} greater than zero") from None
     if not math.isfinite(number) or number <= 0:
-        raise ValueError("must be greater than zero")
+        # Typed as the bound it breaks: a run config then words it as the field's allowed range.
+        raise PydanticCustomError("greater_than", "must be greater than zero", {"gt": 0})
     return number
 
 
-def _positive(kind: type[int] | type[float]) -> BeforeValidator:
-    return BeforeValidator(lambda value: _number(value, kind))
+# A count or a length greater than zero. The lower bound is declared (`gt=0`, `ge=1`) for what
+# reads the field's bounds (a run config's "allowed > 0 and ≤ 3600", the JSON schema); `_number`
+# meets it first, so that the error says "must be greater than zero" and refuses bool and NaN.
+PositiveFloat = Annotated[float, BeforeValidator(lambda value: _number(value, float)), Field(gt=0)]
+PositiveInt = Annotated[int, BeforeValidator(lambda value: _number(value, int)), Field(ge=1)]
 
 
 def _duration_minutes(value: object) -> float | None:
@@ -152,11 +167,15 @@ def _optional_directory(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
-def _error_line(error: ValidationError) -> str:
-    """One line for all of a validation's problems: ``NAME='value': what it accepts``."""
+def _error_line(error: ValidationError, names: Mapping[str, str] | None = None) -> str:
+    """One line for all of a validation's problems: ``NAME='value': what it accepts``.
+
+    `names` renames a field in the line (e.g. to the flag that gave it; "" is a lone value's).
+    """
     problems = []
     for problem in error.errors():
         name = ".".join(str(part) for part in problem["loc"])
+        name = (names or {}).get(name, name)
         if problem["type"] == "value_error":
             reason = str(problem["ctx"]["error"])
         elif problem["type"] == "extra_forbidden":
@@ -169,18 +188,40 @@ def _error_line(error: ValidationError) -> str:
 
 def parse_pairs(value: str, name: str = "TRADING_PAIRS") -> tuple[str, ...]:
     """Lower-case symbols from a comma-separated list such as ``"btcusdt,ethusdt"``."""
-    try:
-        return _pairs(value)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={value!r}: {exc}") from None
+    return check_setting("trading_pairs", value, name)
 
 
 def parse_duration_minutes(value: str, name: str = "RUN_DURATION_MINUTES") -> float | None:
     """Minutes as a positive number, or None for ``none`` (run until stopped)."""
+    return check_setting("run_duration_minutes", value, name)
+
+
+def setting_field(name: str, **changes: Any) -> FieldInfo:
+    """The `Settings` field `name` (default, bounds, validators, description) with `changes`.
+
+    For a run-config field that is a view of a setting: assigned in a `dg.Config` class body, it
+    gives that field the setting's default and bounds instead of a second copy of them.
+    """
+    return FieldInfo.merge_field_infos(Settings.model_fields[name], **changes)
+
+
+def setting_default(name: str) -> Any:
+    """The default of the `Settings` field `name` (DESIGN.md's value)."""
+    return Settings.model_fields[name].default
+
+
+def check_setting(name: str, value: Any, label: str) -> Any:
+    """`value` validated as the setting `name`; a `SettingsError` naming it `label` if malformed."""
     try:
-        return _duration_minutes(value)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={value!r}: {exc}") from None
+        return _adapter(name).validate_python(value)
+    except ValidationError as exc:
+        raise SettingsError(_error_line(exc, {"": label})) from None
+
+
+@cache
+def _adapter(name: str) -> TypeAdapter[Any]:
+    field = Settings.model_fields[name]
+    return TypeAdapter(Annotated[field.annotation, *field.metadata])  # type: ignore[name-defined]
 
 
 class Settings(BaseModel):
@@ -192,28 +233,33 @@ class Settings(BaseModel):
         ("btcusdt", "ethusdt", "bnbusdt", "solusdt", "xrpusdt"),
         description="TRADING_PAIRS: Binance symbols to subscribe to",
     )
-    batch_interval_seconds: Annotated[float, _positive(float)] = Field(
-        5.0, description="BATCH_INTERVAL_SECONDS: a landing file at least this often"
+    batch_interval_seconds: PositiveFloat = Field(
+        5.0, le=3600, description="BATCH_INTERVAL_SECONDS: a landing file at least this often"
     )
     run_duration_minutes: Annotated[float | None, BeforeValidator(_duration_minutes)] = Field(
-        3.0, description="RUN_DURATION_MINUTES: how long the producer runs; none = until stopped"
+        3.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="RUN_DURATION_MINUTES: how long the producer runs; none = until stopped",
     )
-    max_trades_per_batch: Annotated[int, _positive(int)] = Field(
-        1000, description="MAX_TRADES_PER_BATCH: a landing file sooner when it holds this many"
+    max_trades_per_batch: PositiveInt = Field(
+        1000,
+        le=1_000_000,
+        description="MAX_TRADES_PER_BATCH: a landing file sooner when it holds this many",
     )
-    price_change_threshold_pct: Annotated[float, _positive(float)] = Field(
+    price_change_threshold_pct: PositiveFloat = Field(
         0.5, description="PRICE_CHANGE_THRESHOLD_PCT: PRICE_MOVE when |change %| reaches it"
     )
-    volume_spike_min_trades: Annotated[int, _positive(int)] = Field(
+    volume_spike_min_trades: PositiveInt = Field(
         100, description="VOLUME_SPIKE_MIN_TRADES: fewer trades in a window never spike"
     )
-    volume_spike_factor: Annotated[float, _positive(float)] = Field(
+    volume_spike_factor: PositiveFloat = Field(
         3.0, description="VOLUME_SPIKE_FACTOR: a spike is this many times the baseline"
     )
-    volume_spike_lookback: Annotated[int, _positive(int)] = Field(
+    volume_spike_lookback: PositiveInt = Field(
         10, description="VOLUME_SPIKE_LOOKBACK: window slots the baseline looks back over"
     )
-    volume_spike_min_history: Annotated[int, _positive(int)] = Field(
+    volume_spike_min_history: PositiveInt = Field(
         5, description="VOLUME_SPIKE_MIN_HISTORY: fewer history slots never spike"
     )
     analytics_window: Annotated[str, AfterValidator(_window)] = Field(
@@ -227,7 +273,7 @@ class Settings(BaseModel):
         description="LANDING_RETENTION_HOURS: processed landing files are archived by the analytics"
         " and deleted this many hours later; none = keep every file in the landing folder",
     )
-    analytics_trigger_seconds: Annotated[float, _positive(float)] = Field(
+    analytics_trigger_seconds: PositiveFloat = Field(
         5.0,
         le=3600,
         description="ANALYTICS_TRIGGER_SECONDS: continuous analytics' trigger interval",
@@ -308,6 +354,22 @@ class Settings(BaseModel):
     def replace(self, **changes: Any) -> Settings:
         """A copy with `changes` applied, validated like any `Settings` (frozen: never in place)."""
         return Settings(**{**dict(self), **changes})
+
+    def override(self, changes: Mapping[str, Any], names: Mapping[str, str]) -> Settings:
+        """`replace` with values given under other names: an error names them as `names` says.
+
+        For command-line flags: ``override({"trading_pairs": "btcusdt"}, {"trading_pairs":
+        "--pairs"})`` is validated by the model, and a malformed value is named ``--pairs``.
+        """
+        checked, problems = {}, []
+        for name, value in changes.items():
+            try:
+                checked[name] = check_setting(name, value, names.get(name, name))
+            except SettingsError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return self.replace(**checked)
 
     @classmethod
     def from_env(cls) -> Settings:

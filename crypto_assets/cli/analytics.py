@@ -15,7 +15,7 @@ from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.local.lakehouse import LocalLakehouse
 from crypto_assets.local.layout import LocalLayout
 from crypto_assets.orchestration.deployments import build_deployment
-from crypto_assets.settings import Settings
+from crypto_assets.settings import Settings, setting_default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,11 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode = analytics.add_mutually_exclusive_group(required=True)
     mode.add_argument("--once", action="store_true", help="process all new files, then exit")
     mode.add_argument("--continuous", action="store_true", help="run until SIGINT/SIGTERM")
+    # No default or type of its own: given, ANALYTICS_TRIGGER_SECONDS' field validates it.
     analytics.add_argument(
         "--trigger-seconds",
-        type=float,
-        default=None,
-        help="micro-batch interval [ANALYTICS_TRIGGER_SECONDS, 5]",
+        help="micro-batch interval [ANALYTICS_TRIGGER_SECONDS, "
+        f"{setting_default('analytics_trigger_seconds'):g}]",
     )
     analytics.set_defaults(func=analytics_command)
 
@@ -49,9 +49,12 @@ def _data_dir(path: Path) -> Path:
 
 def analytics_command(args: argparse.Namespace) -> int:
     """``crypto-assets analytics``: run the query once or continuously; print the summary last."""
-    if args.trigger_seconds is not None and args.trigger_seconds <= 0:
-        raise CryptoAssetsError(f"--trigger-seconds {args.trigger_seconds}: must be above zero")
     settings = Settings.from_env().replace(data_dir=_data_dir(args.data_dir))
+    if args.trigger_seconds is not None:
+        settings = settings.override(
+            {"analytics_trigger_seconds": args.trigger_seconds},
+            {"analytics_trigger_seconds": "--trigger-seconds"},
+        )
     # py4j logs every callback at INFO; the summary line is what the user wants to see.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     stop = threading.Event()
@@ -64,7 +67,6 @@ def analytics_command(args: argparse.Namespace) -> int:
         settings,
         build_deployment(settings).analytics_target(spark),
         mode="continuous" if args.continuous else "once",
-        trigger_seconds=args.trigger_seconds,
         stop_event=stop,
     )
     print(summary.summary_line())

@@ -1,8 +1,14 @@
-"""Sub-commands ``produce`` and ``test-connection`` of the ``crypto-assets`` script."""
+"""Sub-commands ``produce`` and ``test-connection`` of the ``crypto-assets`` script.
+
+A flag that names a setting ([BATCH_INTERVAL_SECONDS] in its help) has no default of its own and
+no type but the setting's: given, it overrides the setting and the `Settings` model validates it
+(`FLAG_SETTINGS`, `with_flags`), so its default, bounds and error line are the setting's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,12 +19,23 @@ from crypto_assets.producer.connection_check import check_connection
 from crypto_assets.producer.landing_target import LandingUpload
 from crypto_assets.producer.producer import (
     DEFAULT_MAX_PENDING_TRADES,
+    DEFAULT_PROGRESS_SECONDS,
     Producer,
     ProducerConfig,
     StateFile,
     default_rest_url,
 )
-from crypto_assets.settings import Settings, SettingsError, parse_duration_minutes, parse_pairs
+from crypto_assets.settings import Settings, SettingsError
+
+# The flags that set a setting: argparse's dest -> the `Settings` field it overrides.
+FLAG_SETTINGS = {
+    "ws_url": "binance_ws_url",
+    "rest_url": "binance_rest_url",
+    "pairs": "trading_pairs",
+    "batch_interval_seconds": "batch_interval_seconds",
+    "max_trades_per_batch": "max_trades_per_batch",
+    "duration_minutes": "run_duration_minutes",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="[<landing-dir>/../_quarantine for a folder named trades, else "
         "<landing-dir>/../_quarantine/<its name>]",
     )
-    produce.add_argument("--batch-interval-seconds", type=float, help="[BATCH_INTERVAL_SECONDS]")
-    produce.add_argument("--max-trades-per-batch", type=int, help="[MAX_TRADES_PER_BATCH]")
+    for name, variable in (
+        ("batch_interval_seconds", "BATCH_INTERVAL_SECONDS"),
+        ("max_trades_per_batch", "MAX_TRADES_PER_BATCH"),
+    ):  # parsed as the setting's type, checked by its field
+        flag = "--" + name.replace("_", "-")
+        produce.add_argument(
+            flag, type=Settings.model_fields[name].annotation, help=f"[{variable}]"
+        )
     produce.add_argument(
         "--max-pending-trades",
         type=int,
@@ -73,8 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument(
         "--progress-seconds",
         type=float,
-        default=10.0,
-        help="seconds between progress lines on stderr [10]",
+        help=f"seconds between progress lines on stderr [{DEFAULT_PROGRESS_SECONDS:g}]",
     )
     produce.set_defaults(func=produce_command)
 
@@ -89,42 +111,59 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def produce_command(args: argparse.Namespace) -> int:
     """``crypto-assets produce``: run the producer with flags over the environment's settings."""
-    settings = Settings.from_env()
-    ws_url = (args.ws_url or settings.binance_ws_url).rstrip("/")
+    settings = with_flags(Settings.from_env(), args)
+    ws_url = settings.binance_ws_url
     duration = _duration_seconds(args, settings)
     if args.target is not None:  # --target names the deployment whose landing to use
         settings = settings.replace(deployment="databricks" if args.target == "volume" else "local")
     target = build_deployment(settings).landing_target(
         args.landing_dir, _state_path(args.state_file)
     )
+    rest_url = settings.binance_rest_url  # --rest-url's, if given (`with_flags`)
     config = ProducerConfig(
         ws_url=ws_url,
-        rest_url=args.rest_url or default_rest_url(ws_url, settings.binance_rest_url),
-        pairs=parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs,
+        rest_url=rest_url if args.rest_url else default_rest_url(ws_url, rest_url),
+        pairs=settings.trading_pairs,
         landing_dir=target.landing_dir,
         quarantine_dir=args.quarantine_dir,
-        batch_interval_seconds=_or(args.batch_interval_seconds, settings.batch_interval_seconds),
-        max_trades_per_batch=_or(args.max_trades_per_batch, settings.max_trades_per_batch),
+        batch_interval_seconds=settings.batch_interval_seconds,
+        max_trades_per_batch=settings.max_trades_per_batch,
         max_pending_trades=args.max_pending_trades,
         duration_seconds=duration,
         state_path=target.state_path,
-        progress_interval_seconds=args.progress_seconds,
     )
+    if args.progress_seconds is not None:  # unset: the producer's own default
+        config = dataclasses.replace(config, progress_interval_seconds=args.progress_seconds)
     return _produce(config, target.upload)
 
 
 def test_connection_command(args: argparse.Namespace) -> int:
     """``crypto-assets test-connection``: print per-symbol trade rates and receive latency."""
-    settings = Settings.from_env()
+    settings = with_flags(Settings.from_env(), args)
     if args.duration <= 0:
         raise SettingsError(f"--duration={args.duration!r}: must be greater than zero")
-    pairs = parse_pairs(args.pairs, "--pairs") if args.pairs else settings.trading_pairs
-    report = check_connection(
-        (args.ws_url or settings.binance_ws_url).rstrip("/"), pairs, args.duration
-    )
+    report = check_connection(settings.binance_ws_url, settings.trading_pairs, args.duration)
     for line in report.lines():
         print(line)
     return 0
+
+
+def with_flags(settings: Settings, args: argparse.Namespace) -> Settings:
+    """`settings` with the setting flags given in `args`, validated by the model (errors name
+    the flag)."""
+    given = {
+        setting: getattr(args, dest)
+        for dest, setting in FLAG_SETTINGS.items()
+        if getattr(args, dest, None) is not None
+    }
+    # A flag named as its setting is named so in an error (max_trades_per_batch=0); another, as
+    # the flag (--pairs='BTC/USDT').
+    flags = {
+        setting: "--" + dest.replace("_", "-")
+        for dest, setting in FLAG_SETTINGS.items()
+        if dest != setting
+    }
+    return settings.override(given, flags)
 
 
 def _produce(config: ProducerConfig, upload: LandingUpload | None = None) -> int:
@@ -140,10 +179,7 @@ def _duration_seconds(args: argparse.Namespace, settings: Settings) -> float | N
         if args.duration_seconds <= 0:
             raise SettingsError(f"--duration-seconds={args.duration_seconds!r}: must be > 0")
         return args.duration_seconds
-    if args.duration_minutes is not None:
-        minutes = parse_duration_minutes(args.duration_minutes, "--duration-minutes")
-    else:
-        minutes = settings.run_duration_minutes
+    minutes = settings.run_duration_minutes  # --duration-minutes's, if given (`with_flags`)
     return None if minutes is None else minutes * 60
 
 
@@ -151,10 +187,6 @@ def _state_path(flag: str | None) -> Path | StateFile | None:
     if flag is None:
         return StateFile.BESIDE_LANDING
     return None if flag.strip().lower() == "none" else Path(flag)
-
-
-def _or(value: float | int | None, default: float | int) -> float | int:
-    return default if value is None else value
 
 
 @contextmanager

@@ -69,7 +69,7 @@ from crypto_assets.orchestration.resources import (
 )
 from crypto_assets.orchestration.run_config import CheckedConfig
 from crypto_assets.orchestration.worker import run_in_worker
-from crypto_assets.settings import Settings
+from crypto_assets.settings import Settings, setting_field
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -119,24 +119,19 @@ TABLE_SPECS = tuple(
 )
 
 
-_DEFAULTS = Settings()
-
-
 class StreamingAnalyticsConfig(CheckedConfig):
     """Run config of the analytics: once (availableNow) or a continuous query.
 
-    `StreamingAnalyticsConfig.for_settings` derives the class the asset uses, whose
-    `trigger_seconds` default (what the Launchpad pre-fills) is the deployment's
-    ANALYTICS_TRIGGER_SECONDS.
+    `trigger_seconds` is ANALYTICS_TRIGGER_SECONDS' field (`setting_field`: its default and
+    bounds are the model's). `StreamingAnalyticsConfig.for_settings` derives the class the asset
+    uses, whose `trigger_seconds` default (what the Launchpad pre-fills) is the deployment's.
     """
 
     mode: Literal["once", "continuous"] = Field(
         "once", description="once: all new files then stop; continuous: until terminated"
     )
-    trigger_seconds: float = Field(
-        _DEFAULTS.analytics_trigger_seconds,
-        gt=0,
-        le=3600,
+    trigger_seconds: float = setting_field(
+        "analytics_trigger_seconds",
         description="Continuous mode's trigger interval (ANALYTICS_TRIGGER_SECONDS)",
     )
     report_interval_seconds: float = Field(

@@ -18,6 +18,7 @@ from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.checks import LANDING_TRADES
 from crypto_assets.orchestration.definitions import build_definitions
 from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
+from crypto_assets.producer.producer import DEFAULT_PROGRESS_SECONDS
 from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _duration(settings: Settings) -> str:
 def run_pipeline(
     settings: Settings,
     instance: dg.DagsterInstance | None = None,
-    progress_seconds: float = 10.0,
+    progress_seconds: float = DEFAULT_PROGRESS_SECONDS,
 ) -> PipelineResult:
     """Produce for RUN_DURATION_MINUTES from CRYPTO_SOURCE, then process everything landed.
 

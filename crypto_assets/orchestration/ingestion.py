@@ -22,11 +22,12 @@ from crypto_assets.orchestration.code_versions import PRODUCER_CODE_VERSION
 from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.orchestration.metadata import LANDING_SCHEMA, column_schema, producer_metadata
 from crypto_assets.orchestration.resources import SETTINGS_KEY, CryptoSettings
-from crypto_assets.orchestration.run_config import CheckedConfig
+from crypto_assets.orchestration.run_config import CheckedConfig, upper_bound
 from crypto_assets.orchestration.worker import run_in_worker
 from crypto_assets.producer.landing_target import LandingTarget, LandingUpload
 from crypto_assets.producer.producer import (
     DEFAULT_MAX_PENDING_TRADES,
+    DEFAULT_PROGRESS_SECONDS,
     Producer,
     ProducerConfig,
     ProducerStats,
@@ -41,7 +42,7 @@ from crypto_assets.replay.source import (
     check_pairs,
     open_source,
 )
-from crypto_assets.settings import Settings, parse_pairs
+from crypto_assets.settings import Settings, check_setting, parse_pairs, setting_field
 
 PRODUCER_JOB = "binance_producer_job"
 PRODUCER_OP = "produce_trades"
@@ -67,19 +68,20 @@ landing_trades = dg.AssetSpec(
     },
 )
 
-
-# Binance allows 1024 streams per connection; the producer subscribes one per pair.
-MAX_PAIRS = 1024
-_DEFAULTS = Settings()
+# The longest run in minutes, RUN_DURATION_MINUTES' bound: duration_seconds has the same one.
+_MAX_MINUTES = upper_bound(Settings.model_fields["run_duration_minutes"])
 
 
 class ProduceTradesConfig(CheckedConfig):
     """Run config of the producer op; its defaults are the deployment's settings.
 
-    `ProduceTradesConfig.for_settings` derives the class the job uses, whose defaults (what the
-    Launchpad pre-fills) are the deployment's BATCH_INTERVAL_SECONDS, MAX_TRADES_PER_BATCH and
-    RUN_DURATION_MINUTES. `pairs` is unset by default: the deployment's TRADING_PAIRS, narrowed
-    on a replay to those the recording carries (`run_pairs`), so the demo has no silent pairs.
+    `batch_interval_seconds`, `max_trades_per_batch` and `duration_minutes` are the fields of
+    BATCH_INTERVAL_SECONDS, MAX_TRADES_PER_BATCH and RUN_DURATION_MINUTES (`setting_field`: their
+    default and bounds are the model's). `ProduceTradesConfig.for_settings` derives the class the
+    job uses, whose defaults (what the Launchpad pre-fills) are the deployment's values of them.
+    `pairs` is unset by default: the deployment's TRADING_PAIRS, narrowed on a replay to those
+    the recording carries (`run_pairs`), so the demo has no silent pairs; set, it is checked as
+    TRADING_PAIRS is. `ws_url` and `rest_url` are checked as BINANCE_WS_URL and BINANCE_REST_URL.
     """
 
     pairs: list[str] | None = Field(
@@ -87,18 +89,8 @@ class ProduceTradesConfig(CheckedConfig):
         description="Binance symbols to subscribe to, e.g. [btcusdt, ethusdt]; unset: "
         "TRADING_PAIRS (on a replay, those of them it carries)",
     )
-    batch_interval_seconds: float = Field(
-        _DEFAULTS.batch_interval_seconds,
-        gt=0,
-        le=3600,
-        description="A landing file at least this often (BATCH_INTERVAL_SECONDS)",
-    )
-    max_trades_per_batch: int = Field(
-        _DEFAULTS.max_trades_per_batch,
-        ge=1,
-        le=1_000_000,
-        description="A landing file sooner when it holds this many (MAX_TRADES_PER_BATCH)",
-    )
+    batch_interval_seconds: float = setting_field("batch_interval_seconds")
+    max_trades_per_batch: int = setting_field("max_trades_per_batch")
     max_pending_trades: int | None = Field(
         None,
         ge=1,
@@ -107,14 +99,16 @@ class ProduceTradesConfig(CheckedConfig):
         "max_trades_per_batch); beyond, the oldest are dropped and back-filled from REST; "
         f"default {DEFAULT_MAX_PENDING_TRADES} or one batch if larger",
     )
-    duration_minutes: float = Field(
-        _DEFAULTS.run_duration_minutes or 3.0,
-        gt=0,
-        le=10080,
+    # RUN_DURATION_MINUTES' field, but a number: `continuous` says "none" here.
+    duration_minutes: float = setting_field(
+        "run_duration_minutes",
         description="How long to produce (RUN_DURATION_MINUTES); ignored when continuous",
     )
     duration_seconds: float | None = Field(
-        None, gt=0, le=604800, description="How long to produce, in seconds: overrides minutes"
+        None,
+        gt=0,
+        le=_MAX_MINUTES * 60,
+        description="How long to produce, in seconds: overrides minutes",
     )
     continuous: bool = Field(
         False, description="Produce until the run is terminated (RUN_DURATION_MINUTES=none)"
@@ -130,7 +124,10 @@ class ProduceTradesConfig(CheckedConfig):
         30.0, gt=0, le=3600, description="How often landing_trades materializations are reported"
     )
     progress_interval_seconds: float = Field(
-        10.0, gt=0, le=3600, description="How often the run's log gets a progress line"
+        DEFAULT_PROGRESS_SECONDS,
+        gt=0,
+        le=3600,
+        description="How often the run's log gets a progress line",
     )
     quiet_pair_seconds: float = Field(
         120.0, gt=0, le=86400, description="A pair without a trade this long is reported quiet"
@@ -139,38 +136,37 @@ class ProduceTradesConfig(CheckedConfig):
     @field_validator("pairs")
     @classmethod
     def _pairs(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        pairs = list(parse_pairs(",".join(value), "pairs"))
-        if len(pairs) > MAX_PAIRS:
-            raise ValueError(
-                f"{len(pairs)} pairs: allowed 1 to {MAX_PAIRS} (streams per connection)"
-            )
-        return pairs
+        return None if value is None else list(parse_pairs(",".join(value), "pairs"))
 
     @field_validator("ws_url")
     @classmethod
     def _ws_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("ws://", "wss://")):
-            raise ValueError("expected a URL starting with ws:// or wss://")
+        if value is not None:
+            check_setting("binance_ws_url", value, "ws_url")
         return value
 
     @field_validator("rest_url")
     @classmethod
     def _rest_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("expected a URL starting with http:// or https://")
+        if value is not None:
+            check_setting("binance_rest_url", value, "rest_url")
         return value
 
     @classmethod
     def for_settings(cls, settings: Settings) -> "type[ProduceTradesConfig]":
-        """This config class with the deployment's producer settings as its defaults."""
-        return cls.with_defaults(
-            batch_interval_seconds=settings.batch_interval_seconds,
-            max_trades_per_batch=settings.max_trades_per_batch,
-            duration_minutes=settings.run_duration_minutes or _DEFAULTS.run_duration_minutes,
-            continuous=settings.run_duration_minutes is None,
-        )
+        """This config class with the deployment's producer settings as its defaults.
+
+        A continuous deployment (RUN_DURATION_MINUTES=none) pre-fills `continuous` and keeps
+        the model's `duration_minutes` for a run that turns it off.
+        """
+        defaults = {
+            "batch_interval_seconds": settings.batch_interval_seconds,
+            "max_trades_per_batch": settings.max_trades_per_batch,
+            "continuous": settings.run_duration_minutes is None,
+        }
+        if settings.run_duration_minutes is not None:
+            defaults["duration_minutes"] = settings.run_duration_minutes
+        return cls.with_defaults(**defaults)
 
     def duration(self) -> float | None:
         """Seconds to produce, or None to produce until stopped."""

@@ -58,13 +58,15 @@ class CryptoSettings(dg.ConfigurableResource):
     """The project's settings as a resource runs can override (see `SETTINGS_DESCRIPTION`).
 
     Its fields are `Settings`' own, derived by `from_settings` with the deployment's values as
-    their defaults (so an override of one field keeps the others); `to_settings` validates the
-    overrides by `Settings`' rules: a malformed one fails the run at resource initialisation,
-    before any op body runs.
+    their defaults (so an override of one field keeps the others) and no default of their own;
+    `to_settings` validates the overrides by `Settings`' rules (the model's fields, bounds and
+    validators): a malformed one fails the run at resource initialisation, before any op body
+    runs. Only `from_settings` builds one.
     """
 
-    # The settings the definitions were built from: what a run does not override.
-    built_from: ClassVar[Settings] = Settings()
+    # The settings the definitions were built from: what a run does not override. Set on the
+    # class `from_settings` derives; this base class has none (it has no fields either).
+    built_from: ClassVar[Settings]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CryptoSettings:

@@ -8,9 +8,10 @@ multi-line error. Dagster shows every step failure with its stack trace (a `dg.F
 raised here or in the op's body alike), so the same line is first logged at ERROR in the run's
 event log: the one event that reads as just that line.
 
-A config whose defaults are the deployment's settings is derived with `with_defaults`: the
-Launchpad then pre-fills the values the deployment was built with, and `Settings` stays the one
-place a default is written down.
+A field that is a view of a setting is declared with `setting_field` (crypto_assets.settings): the
+`Settings` field itself, so its default, bounds and validators are the model's, never a copy. The
+class the job uses is derived with `with_defaults`, whose defaults are the deployment's settings:
+the Launchpad then pre-fills the values the deployment was built with.
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def allowed_range(field: FieldInfo) -> str | None:
     """The field's numeric bounds in words, e.g. ``> 0 and ≤ 3600``; None when it has none."""
     parts = [
         f"{symbol} {getattr(bound, attribute):g}"
-        for bound in field.metadata
         for kind, attribute, symbol in _BOUNDS
+        for bound in field.metadata
         if isinstance(bound, kind)
     ]
     return " and ".join(parts) or None
+
+
+def upper_bound(field: FieldInfo) -> float:
+    """The field's upper bound (``le``), for a field that has one."""
+    return next(bound.le for bound in field.metadata if isinstance(bound, annotated_types.Le))
 
 
 def config_error_line(config_cls: type[dg.Config], error: ValidationError) -> str:

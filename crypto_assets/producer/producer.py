@@ -41,7 +41,7 @@ from crypto_assets.producer.landing_writer import (
 from crypto_assets.producer.producer_files import ProducerFiles
 from crypto_assets.producer.producer_state import ProducerStateFile, landing_folder_name
 from crypto_assets.producer.trade_sequencer import SymbolProgress, TradeSequencer
-from crypto_assets.settings import SettingsError
+from crypto_assets.settings import SettingsError, check_setting, setting_default
 
 if TYPE_CHECKING:
     from crypto_assets.producer.landing_target import LandingUpload, ProducerState
@@ -54,6 +54,16 @@ _TICK_SECONDS = 0.1
 _DRAIN_PER_TICK = 5000
 # Trades held in memory while the landing disk is full: minutes of a busy market (~250 B each).
 DEFAULT_MAX_PENDING_TRADES = 200_000
+# How often a progress line is logged (and `on_progress` called), unless told.
+DEFAULT_PROGRESS_SECONDS = 10.0
+# The configuration's fields that are settings: checked by the setting's own field (its bounds and
+# validators, crypto_assets.settings), and defaulting to its default.
+_SETTINGS_FIELDS = {
+    "ws_url": "binance_ws_url",
+    "pairs": "trading_pairs",
+    "batch_interval_seconds": "batch_interval_seconds",
+    "max_trades_per_batch": "max_trades_per_batch",
+}
 
 
 def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
@@ -73,15 +83,20 @@ class StateFile(enum.Enum):
 
 @dataclass(frozen=True)
 class ProducerConfig:
-    """What the producer connects to, where it lands files, and its timings (seconds)."""
+    """What the producer connects to, where it lands files, and its timings (seconds).
+
+    `ws_url`, `pairs`, `batch_interval_seconds` and `max_trades_per_batch` are settings
+    (BINANCE_WS_URL, TRADING_PAIRS, BATCH_INTERVAL_SECONDS, MAX_TRADES_PER_BATCH): their defaults
+    and bounds are the `Settings` fields'. The rest are the producer's own.
+    """
 
     ws_url: str
     pairs: tuple[str, ...]
     landing_dir: Path
     rest_url: str | None = None
     quarantine_dir: Path | None = None
-    batch_interval_seconds: float = 5.0
-    max_trades_per_batch: int = 1000
+    batch_interval_seconds: float = setting_default("batch_interval_seconds")
+    max_trades_per_batch: int = setting_default("max_trades_per_batch")
     # Trades held in memory while the landing disk is full (minutes of a busy market); beyond it
     # the oldest are dropped, reported and back-filled from REST once space returns. None: the
     # default, or a whole batch if batches are bigger (see `pending_bound`).
@@ -95,7 +110,7 @@ class ProducerConfig:
     min_reconnect_interval: float = 1.0
     max_consecutive_failures: int = 10
     # How often a progress line is logged and `on_progress` called.
-    progress_interval_seconds: float = 10.0
+    progress_interval_seconds: float = DEFAULT_PROGRESS_SECONDS
     # Whether this module logs the progress line; off where the caller writes it elsewhere (the
     # Dagster op puts it in the run's log, which `crypto-assets run` prints as well).
     log_progress: bool = True
@@ -110,22 +125,11 @@ class ProducerConfig:
     resume: Callable[[Mapping[str, SymbolProgress]], Mapping[str, SymbolProgress]] | None = None
 
     def __post_init__(self) -> None:
-        if not self.pairs:
-            raise SettingsError("pairs: expected at least one symbol such as 'btcusdt'")
-        if not self.ws_url.startswith(("ws://", "wss://")):
-            raise SettingsError(
-                f"ws_url={self.ws_url!r}: expected a URL starting with ws:// or wss://"
-            )
-        for name in (
-            "batch_interval_seconds",
-            "silence_timeout",
-            "max_connection_age",
-            "progress_interval_seconds",
-        ):
+        for name, setting in _SETTINGS_FIELDS.items():
+            check_setting(setting, getattr(self, name), name)
+        for name in ("silence_timeout", "max_connection_age", "progress_interval_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name}={getattr(self, name)!r}: must be greater than zero")
-        if self.max_trades_per_batch < 1:
-            raise SettingsError(f"max_trades_per_batch={self.max_trades_per_batch!r}: must be ≥ 1")
         if self.max_pending_trades is not None and (
             self.max_pending_trades < self.max_trades_per_batch
         ):
