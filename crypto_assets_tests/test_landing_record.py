@@ -129,8 +129,8 @@ def test_the_auto_loader_reader_reads_the_fields_readers_read() -> None:
 
 
 def test_trade_inputs_are_record_fields_with_their_types() -> None:
-    names = schema.TRADE_INPUTS.fieldNames()
-    assert spark_schema(names) == schema.TRADE_INPUTS
+    names = schema.trade_inputs().fieldNames()
+    assert spark_schema(names) == schema.trade_inputs()
     assert names == [name for name in NAMES if name in names]  # the record's order
     assert set(names) <= set(READ)  # the metrics read no recomputed field
 

@@ -163,14 +163,15 @@ def test_one_module_reads_which_deployment_the_settings_name() -> None:
     assert readers == {"orchestration/deployments.py"}
 
 
-def test_the_local_definitions_never_load_the_databricks_integration() -> None:
+def test_the_local_definitions_load_neither_databricks_nor_spark() -> None:
     # A fresh interpreter: what building the local definitions imports, and nothing before it.
     code = (
         "import sys\n"
         "from crypto_assets.orchestration.definitions import build_definitions\n"
         "from crypto_assets.settings import Settings\n"
         "build_definitions(Settings())\n"
-        "print(sorted(m for m in ('databricks.sdk', 'dagster_databricks') if m in sys.modules))\n"
+        "loaded = ('databricks.sdk', 'dagster_databricks', 'pyspark')\n"
+        "print(sorted(m for m in loaded if m in sys.modules))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120

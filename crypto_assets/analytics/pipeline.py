@@ -23,13 +23,13 @@ from pyspark.sql.streaming import StreamingQuery
 from crypto_assets.analytics.batch import (
     AlertRules,
     AnalyticsSummary,
-    AnalyticsTarget,
     BatchProcessor,
     StepHook,
     StreamProgress,
 )
 from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
 from crypto_assets.analytics.maintenance import MaintenancePolicy
+from crypto_assets.analytics.ports import AnalyticsTarget
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
 from crypto_assets.analytics.spark_session import on_databricks
 from crypto_assets.errors import CryptoAssetsError

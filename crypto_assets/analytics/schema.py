@@ -6,6 +6,7 @@ them, so a table's schema never drifts with whatever types a batch happened to p
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -28,17 +29,14 @@ PRICE_MOVE = "PRICE_MOVE"
 VOLUME_SPIKE = "VOLUME_SPIKE"
 
 
-# The trades_raw columns the window metrics read; `TRADE_INPUTS` is their Spark schema, built on
-# first use (see `__getattr__`) so that importing the table names loads no PySpark.
+# The trades_raw columns the window metrics read.
 TRADE_INPUT_FIELDS = ("symbol", "trade_id", "price", "quantity", "trade_time", "is_buyer_maker")
 
 
-def __getattr__(name: str) -> StructType:
-    if name == "TRADE_INPUTS":
-        schema = landing_record.spark_schema(TRADE_INPUT_FIELDS)
-        globals()[name] = schema
-        return schema
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+@cache
+def trade_inputs() -> StructType:
+    """The Spark schema of `TRADE_INPUT_FIELDS` (a function: importing this loads no Spark)."""
+    return landing_record.spark_schema(TRADE_INPUT_FIELDS)
 
 
 _TS = pa.timestamp("us", tz="UTC")

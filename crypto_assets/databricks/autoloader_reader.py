@@ -21,7 +21,6 @@ from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 from pyspark.sql.types import StringType, StructField, StructType
 
 from crypto_assets import landing_record
-from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_decoder import (
     DecodedBatch,
     TradeColumns,
@@ -30,6 +29,7 @@ from crypto_assets.analytics.landing_decoder import (
     raw_text,
 )
 from crypto_assets.analytics.landing_retention import Expired
+from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 from crypto_assets.trade_validation import landing_row_problem
 

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER, AnalyticsTarget
+from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER, AnalyticsTarget
 from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.analytics.spark_session import on_databricks
-from crypto_assets.databricks.autoloader_reader import AutoLoaderReader
 from crypto_assets.databricks.lakehouse import DatabricksLakehouse
 from crypto_assets.databricks.layout import VolumeLayout
-from crypto_assets.databricks.spark_delta_sink import SparkDeltaSink, layout_identifier
 from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.producer.landing_target import LandingTarget
@@ -87,6 +85,13 @@ class DatabricksDeployment:
         max_files_per_trigger: int | None = None,
     ) -> AnalyticsTarget:
         """Auto Loader on the landing Volume, Delta-Spark tables, the Volume's checkpoint."""
+        # Imported where a run asks: building the deployment (Dagster's process) loads no Spark.
+        from crypto_assets.databricks.autoloader_reader import AutoLoaderReader  # noqa: PLC0415
+        from crypto_assets.databricks.spark_delta_sink import (  # noqa: PLC0415
+            SparkDeltaSink,
+            layout_identifier,
+        )
+
         layout, databricks = self.layout, on_databricks()
         if self.volume_root is not None:
             layout = dataclasses.replace(layout, stand_in=str(self.volume_root))

@@ -23,20 +23,20 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from crypto_assets.analytics.batch import (
+from crypto_assets.analytics.lag import META_BATCH_LAG
+from crypto_assets.analytics.ports import (
     META_APP_ID,
     META_BATCH_ID,
     META_MAX_TRADE_TIME,
     BatchTag,
     MergeCounts,
 )
-from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
     TABLE_PARTITIONS,
     TABLE_SCHEMAS,
-    TRADE_INPUTS,
+    TRADE_INPUT_FIELDS,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
@@ -270,7 +270,7 @@ class SparkDeltaSink:
 
     def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
         """Every trades_raw trade in the windows of `runs` (at most `MAX_RUNS_PER_QUERY`)."""
-        columns = ", ".join(field.name for field in TRADE_INPUTS)
+        columns = ", ".join(TRADE_INPUT_FIELDS)
         predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
         return self.spark.sql(
             f"SELECT {columns} FROM {self.identifier(TRADES_RAW)} WHERE {predicate}"

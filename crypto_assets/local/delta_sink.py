@@ -18,24 +18,24 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 
-from crypto_assets.analytics.batch import (
+from crypto_assets.analytics.lag import META_BATCH_LAG
+from crypto_assets.analytics.maintenance import compact_and_vacuum
+from crypto_assets.analytics.ports import (
     META_APP_ID,
     META_BATCH_ID,
     META_MAX_TRADE_TIME,
     BatchTag,
     MergeCounts,
 )
-from crypto_assets.analytics.lag import META_BATCH_LAG
-from crypto_assets.analytics.maintenance import compact_and_vacuum
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
     TABLE_PARTITIONS,
     TABLE_SCHEMAS,
-    TRADE_INPUTS,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
+    trade_inputs,
 )
 from crypto_assets.analytics.sink_sql import (
     any_of,
@@ -223,12 +223,12 @@ class DeltaSink:
         predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
         files = self.table(TRADES_RAW).file_uris(file_pruning_predicate=predicate)
         if not files:
-            return self.spark.createDataFrame([], TRADE_INPUTS)
+            return self.spark.createDataFrame([], trade_inputs())
         wanted = F.lit(False)
         for run in runs:
             in_run = F.col("trade_time").between(run.first, run.last + window_ms - 1)
             wanted = wanted | ((F.col("symbol") == run.symbol) & in_run)
-        return self.spark.read.schema(TRADE_INPUTS).parquet(*files).where(wanted)
+        return self.spark.read.schema(trade_inputs()).parquet(*files).where(wanted)
 
     def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
         """Upsert window rows on (symbol, window_start); returns rows inserted and replaced."""

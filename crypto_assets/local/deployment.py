@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER, AnalyticsTarget
 from crypto_assets.analytics.landing_retention import LandingRetention
+from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER, AnalyticsTarget
 from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.local.delta_sink import DeltaSink
 from crypto_assets.local.lakehouse import LocalLakehouse
-from crypto_assets.local.landing_reader import LocalLandingReader
 from crypto_assets.local.layout import LocalLayout
 from crypto_assets.producer.landing_target import LandingTarget
 from crypto_assets.producer.producer import StateFile
@@ -57,6 +56,9 @@ class LocalDeployment:
         max_files_per_trigger: int | None = None,
     ) -> AnalyticsTarget:
         """The landing folder read as bytes, the delta-rs tables, the query's checkpoint."""
+        # Imported where a run asks: building the deployment (Dagster's process) loads no Spark.
+        from crypto_assets.local.landing_reader import LocalLandingReader  # noqa: PLC0415
+
         layout = self.layout
         checkpoint = layout.checkpoint_dir(QUERY_NAME)
         hours = self.settings.landing_retention_hours

@@ -30,9 +30,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing_files
 from crypto_assets.analytics.landing_retention import Expired, LandingRetention
+from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.landing_files import LANDING_FILE_GLOB
 
 logger = logging.getLogger(__name__)

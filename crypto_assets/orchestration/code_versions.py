@@ -16,6 +16,7 @@ _DIGITS = 12
 
 # The modules that shape landing files: the producer, Binance parsing and the row rules.
 PRODUCER_MODULES = (
+    "landing_record.py",
     "binance/parsing.py",
     "producer/producer.py",
     "producer/landing_writer.py",
@@ -30,6 +31,7 @@ ANALYTICS_MODULES = (
     "analytics/lag.py",
     "analytics/landing_decoder.py",
     "analytics/pipeline.py",
+    "analytics/ports.py",
     "analytics/schema.py",
     "analytics/sink_sql.py",
     "analytics/transforms.py",
@@ -38,6 +40,7 @@ ANALYTICS_MODULES = (
     "local/landing_reader.py",
     "databricks/autoloader_reader.py",
     "databricks/spark_delta_sink.py",
+    "landing_record.py",
     "trade_validation.py",
 )
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from crypto_assets.analytics.batch import AnalyticsTarget
     from crypto_assets.analytics.lakehouse import Lakehouse
+    from crypto_assets.analytics.ports import AnalyticsTarget
     from crypto_assets.producer.landing_target import LandingTarget
     from crypto_assets.producer.producer import StateFile
     from crypto_assets.settings import Settings

@@ -1,9 +1,9 @@
 """Resources the assets need: the project's settings and a Spark session, one interface each.
 
-Each deployment picks its implementations in `deployments.py`; assets only see the interfaces.
-Where Spark runs elsewhere, so is its launcher: the Databricks step launcher
-(`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on serverless compute;
-the local deployment has neither.
+`definitions.resources_for` picks the implementations by where the deployment's Spark runs;
+assets only see the interfaces. Where Spark runs elsewhere, so is its launcher: the Databricks
+step launcher (`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on
+serverless compute; the local deployment has neither.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class LocalSpark(SparkResource):
 
     def get_session(self) -> SparkSession:
         """Create (or reuse) the process's local Spark session."""
-        # Imported here so loading the definitions does not import pyspark.
+        # Imported here: loading the local definitions imports no pyspark (test_layers.py).
         from crypto_assets.analytics.spark_session import get_spark_session  # noqa: PLC0415
 
         return get_spark_session(app_name=self.app_name)

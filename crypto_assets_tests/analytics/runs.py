@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from crypto_assets.analytics.batch import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.analytics.pipeline import run_analytics
+from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.local.deployment import LocalDeployment
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from crypto_assets.analytics.batch import BatchTag
 from crypto_assets.analytics.lag import BatchLag
+from crypto_assets.analytics.ports import BatchTag
 from crypto_assets.analytics.schema import PRICE_ALERTS_SCHEMA
 from crypto_assets.analytics.show import format_table, latest_windows, recent_alerts, render
 from crypto_assets.analytics.window_runs import Run

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from crypto_assets.analytics.schema import TRADE_INPUTS
+from crypto_assets.analytics.schema import trade_inputs
 from crypto_assets.analytics.transforms import price_alerts, window_metrics
 
 pytestmark = pytest.mark.spark
@@ -26,7 +26,7 @@ def test_window_metrics_by_hand(spark) -> None:
         trade(4, 59_999, 99.0, 1.0, True),  # last millisecond of the window: it closes it
         trade(5, 60_000, 50.0, 1.0, False),  # first millisecond of the next window
     ]
-    out = window_metrics(spark.createDataFrame(trades, TRADE_INPUTS), 60).toArrow().to_pylist()
+    out = window_metrics(spark.createDataFrame(trades, trade_inputs()), 60).toArrow().to_pylist()
     first, second = sorted(out, key=lambda r: r["window_start"])
     assert first["window_start"] == dt.datetime(2024, 8, 9, 0, 0, tzinfo=UTC)
     assert first["window_end"] == dt.datetime(2024, 8, 9, 0, 1, tzinfo=UTC)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from crypto_assets.analytics.batch import BatchTag
 from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
+from crypto_assets.analytics.ports import BatchTag
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,

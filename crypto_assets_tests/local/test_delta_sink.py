@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.batch import BatchTag, MergeCounts
+from crypto_assets.analytics.ports import BatchTag, MergeCounts
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,

@@ -1,0 +1,160 @@
+"""The analytics' ports: what a deployment plugs into the batch algorithm, and what it reads back.
+
+A deployment answers with an `AnalyticsTarget`: a `StreamingReader` of its landing files, a
+`ManagedSink` of its four tables and the query's checkpoint. Every write of a sink carries the
+streaming batch it belongs to (`BatchTag`) and, in the commit metadata, the watermark input of the
+batch (the `META_*` keys), so a replayed batch finds what its first attempt did.
+
+No Spark and no Delta library here: Dagster's process imports the ports to build a deployment
+without loading PySpark (`pyspark` appears in annotations only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+
+    from crypto_assets.analytics.landing_decoder import DecodedBatch
+    from crypto_assets.analytics.landing_retention import Expired
+    from crypto_assets.analytics.window_runs import Run
+
+# The bytes of landing files one batch reads: ~260,000 producer trades, the driver peaks near
+# 1 GB resident (measured with benchmarks/analytics_throughput.py); 32 MiB took a quarter longer
+# for a backlog.
+DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
+
+
+# Keys of the commit metadata that persist the watermark input of a batch across restarts.
+META_APP_ID = "crypto_assets.app_id"
+META_BATCH_ID = "crypto_assets.batch_id"
+META_MAX_TRADE_TIME = "crypto_assets.max_trade_time_before_ms"
+
+
+class BatchTag(NamedTuple):
+    """The streaming batch a commit belongs to: the query id and the batch id."""
+
+    app_id: str
+    batch_id: int
+
+
+class MergeCounts(NamedTuple):
+    """What one MERGE did to a table: rows it inserted, rewrote in place and deleted."""
+
+    inserted: int
+    updated: int = 0
+    deleted: int = 0
+
+
+class LandingReader(Protocol):
+    """Turns one micro-batch of the landing stream into good trades and rejected lines."""
+
+    def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
+        """The batch's (decoded rows, number of files)."""
+        ...
+
+    def expire_processed(self) -> Expired:
+        """Age out landing files archived after their batch committed (`landing_retention`)."""
+        ...
+
+
+class TableSink(Protocol):
+    """The four tables, written idempotently per `BatchTag` (delta-rs, or Delta-Spark)."""
+
+    def applied(self, name: str, tag: BatchTag) -> bool:
+        """True when `name` holds this batch's last commit."""
+        ...
+
+    def append_quarantine(self, rows: pa.Table, tag: BatchTag) -> None:
+        """Append rejected lines."""
+        ...
+
+    def max_trade_time(self) -> int | None:
+        """Latest trade_time in trades_raw."""
+        ...
+
+    def recorded_max_trade_time(self, tag: BatchTag) -> tuple[bool, int | None]:
+        """(found, value) of the watermark input stored by this batch's first attempt."""
+        ...
+
+    def existing_trades(self, id_runs: Sequence[Run]) -> pa.Table:
+        """(symbol, trade_id) of trades_raw inside runs of trade ids."""
+        ...
+
+    def merge_trades_raw(
+        self, rows: pa.Table, tag: BatchTag, max_before: int | None, *, final: bool
+    ) -> int:
+        """Insert unseen trades of at most `MAX_RUNS_PER_QUERY` dates; rows inserted."""
+        ...
+
+    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
+        """trades_raw trades in the windows of `runs`, as a Spark DataFrame."""
+        ...
+
+    def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
+        """Upsert window rows: new windows inserted, windows already there rewritten."""
+        ...
+
+    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
+        """Window rows inside `runs`, plus each symbol's first window."""
+        ...
+
+    def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
+        """(symbol, window_start, alert_type) of price_alerts inside `runs`."""
+        ...
+
+    def replace_alerts(
+        self,
+        rows: pa.Table,
+        runs: Sequence[Run],
+        tag: BatchTag,
+        *,
+        final: bool,
+        batch_lag: str | None = None,
+    ) -> MergeCounts:
+        """Make price_alerts hold exactly `rows` inside `runs`; `batch_lag` goes in the commit."""
+        ...
+
+    def maintain(self, retention_hours: int) -> None:
+        """Compact and vacuum the tables."""
+        ...
+
+
+class StreamingReader(LandingReader, Protocol):
+    """A `LandingReader` that also opens the landing stream."""
+
+    def stream(self, spark: SparkSession) -> DataFrame:
+        """The streaming DataFrame the batches are cut from."""
+        ...
+
+
+class ManagedSink(TableSink, Protocol):
+    """A `TableSink` that creates its tables and counts their rows."""
+
+    def ensure_tables(self) -> None:
+        """Create any missing table."""
+        ...
+
+    def row_count(self, name: str) -> int:
+        """Rows in `name`."""
+        ...
+
+
+@dataclass(frozen=True)
+class AnalyticsTarget:
+    """What one run of the analytics reads, writes and checkpoints to: a deployment's answer.
+
+    `missing_landing` says what to do when `landing_dir` does not exist yet.
+    """
+
+    landing_dir: Path
+    checkpoint: Path
+    reader: StreamingReader
+    sink: ManagedSink
+    missing_landing: str = "run the producer first or fix --data-dir"
