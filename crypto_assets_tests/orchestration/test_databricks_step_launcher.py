@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import pickle
+import shutil
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -99,3 +103,66 @@ def test_the_cluster_reads_back_the_same_settings(monkeypatch):
         monkeypatch.setenv(name, value)
     again = Settings.from_env()
     assert again.replace(data_dir=settings.data_dir) == settings
+
+
+def _plain_package_environment(tmp_path: Path) -> dict[str, str]:
+    """PYTHONPATH as a cluster's step sees it: a plain copy of the package, no distribution.
+
+    The step main unzips the package's code; the cluster never installed the package, so there
+    is no `crypto_assets` dist-info and no editable finder. The virtualenv's other libraries stand
+    in for the cluster's (they are reached without `site`, so no .pth file runs).
+    """
+    code = tmp_path / "code"
+    shutil.copytree(
+        Path(crypto_assets.__file__).parent,
+        code / "crypto_assets",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    libraries = tmp_path / "site-packages"
+    libraries.mkdir()
+    for entry in site_packages.iterdir():
+        if "crypto_assets" not in entry.name:
+            (libraries / entry.name).symlink_to(entry)
+    return {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "PYTHONPATH": f"{code}{os.pathsep}{libraries}",
+        # What the launcher sends (remote_environment) and what the runtime sets itself.
+        "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_COMPUTE": "cluster",
+        "DATABRICKS_HOST": HOST,
+        "DATABRICKS_CLUSTER_ID": "0101-abc",
+        "DATABRICKS_RUNTIME_VERSION": "17.3",
+    }
+
+
+def test_the_definitions_build_on_the_cluster_from_the_package_code_alone(tmp_path: Path):
+    # The cluster's step main rebuilds the definitions to run the step: nothing in them may need
+    # the package's distribution metadata, which exists only where the package was installed.
+    script = (
+        "import importlib.metadata, sys\n"
+        "try:\n"
+        "    importlib.metadata.distribution('crypto_assets')\n"
+        "    sys.exit('the distribution is visible')\n"
+        "except importlib.metadata.PackageNotFoundError:\n"
+        "    pass\n"
+        "import crypto_assets\n"
+        "from crypto_assets.definitions import defs\n"
+        "loaded = defs()\n"
+        "print(crypto_assets.__file__)\n"
+        "print(sorted(loaded.resources))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", script],
+        check=False,
+        cwd=tmp_path,  # not the checkout, whose folder is on the path of `python -c`
+        env=_plain_package_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    package_file, resources = result.stdout.strip().splitlines()[-2:]
+    assert package_file == str(tmp_path / "code" / "crypto_assets" / "__init__.py")
+    assert "pyspark_step_launcher" in resources

@@ -73,7 +73,9 @@ def cluster_libraries() -> list[dict[str, dict[str, str]]]:
     """The package's runtime dependencies a Databricks runtime lacks, pinned to the local versions.
 
     Derived from the installed package's own requirements (extras such as `dev` excluded), so a
-    dependency added to pyproject.toml reaches the cluster without a second list to keep.
+    dependency added to pyproject.toml reaches the cluster without a second list to keep. Read
+    where the step is launched only (`CryptoDatabricksStepLauncher.launch_step`): the cluster
+    rebuilds the definitions from the package's code, without its distribution metadata.
     """
     requirements = importlib.metadata.requires("crypto_assets") or []
     names = sorted(
@@ -135,7 +137,8 @@ def launcher_config(settings: Settings) -> dict[str, Any]:
         "run_config": {
             "run_name": "crypto_assets streaming analytics",
             "cluster": cluster_spec(settings),
-            "libraries": cluster_libraries(),
+            # Filled in by `launch_step`, on the Dagster side (`cluster_libraries`).
+            "libraries": [],
         },
         "databricks_host": settings.databricks_host,
         # Only the variable's name is stored, never its value: a literal token in this config
@@ -159,6 +162,7 @@ class CryptoDatabricksStepLauncher(DatabricksPySparkStepLauncher):
     def launch_step(self, step_context: dg.StepExecutionContext) -> Iterator[dg.DagsterEvent]:
         """Refresh the shipped package and check the workspace, then launch the step."""
         package_folder()
+        self.run_config = {**self.run_config, "libraries": cluster_libraries()}
         try:
             check_workspace(self.databricks_runner.client.workspace_client)
         except WorkspaceError as exc:  # unreachable host, token not accepted, no permission
