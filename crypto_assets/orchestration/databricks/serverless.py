@@ -43,8 +43,15 @@ if TYPE_CHECKING:
 
 ENVIRONMENT_KEY = "crypto_assets"
 TASK_KEY = "crypto_assets_analytics"
-# Serverless environment version 3: Python 3.12, the runtime's pyspark (Spark 4.0).
-ENVIRONMENT_VERSION = "3"
+# Serverless environment version 4: a Databricks Connect 17 (Spark 4) client, the Spark API the
+# code uses (`createDataFrame` of a pyarrow Table); version 3's client is Spark 3.5.
+ENVIRONMENT_VERSION = "4"
+# Serverless streaming queries take only the availableNow and once triggers (no processingTime).
+CONTINUOUS_REFUSED = (
+    "mode continuous cannot run on serverless compute, whose streaming queries take only the "
+    "availableNow trigger: run mode once (landing_files_sensor starts one for new landing files, "
+    "streaming_analytics_schedule one a minute), or set DATABRICKS_COMPUTE=cluster"
+)
 
 
 def serverless_dependencies() -> list[str]:
@@ -113,7 +120,12 @@ class ServerlessAnalytics(dg.ConfigurableResource):
     def run(
         self, context: dg.AssetExecutionContext, settings: Settings, extras: dict[str, Any]
     ) -> Sequence[dg.MaterializeResult | dg.AssetCheckResult]:
-        """Run the analytics on serverless compute with `extras` (the run's config); its results."""
+        """Run the analytics on serverless compute with `extras` (the run's config); its results.
+
+        A continuous run is refused before anything is uploaded (`CONTINUOUS_REFUSED`).
+        """
+        if extras.get("mode") == "continuous":
+            raise dg.Failure(description=CONTINUOUS_REFUSED)
         layout = VolumeLayout.from_settings(settings)
         try:
             client = workspace_client(settings)
