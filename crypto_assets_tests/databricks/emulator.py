@@ -77,6 +77,16 @@ DBFS_READ_DEFAULT = 524_288
 DBFS_MAX_BLOCK = 1_048_576
 USER_NAME = "emulated-user@example.com"
 METASTORE_ID = "11111111-2222-3333-4444-555555555555"
+# The access modes under which a cluster reaches Unity Catalog (clusters API `data_security_mode`).
+UNITY_CATALOG_ACCESS_MODES = frozenset(
+    {
+        "SINGLE_USER",
+        "USER_ISOLATION",
+        "DATA_SECURITY_MODE_DEDICATED",
+        "DATA_SECURITY_MODE_STANDARD",
+        "DATA_SECURITY_MODE_AUTO",
+    }
+)
 TERMINAL_RESULTS = ("SUCCESS", "FAILED", "CANCELED", "TIMEDOUT")
 # Databricks Runtime major version -> its Python (databricks/cli testserver sparkVersionToPython).
 RUNTIME_PYTHON = {12: (3, 9), 13: (3, 10), 14: (3, 10), 15: (3, 11), 16: (3, 12), 17: (3, 12)}
@@ -421,7 +431,12 @@ class Emulator:
             ("GET", "/api/2.1/clusters/get"): self._clusters_get,
             ("GET", "/api/2.0/clusters/get"): self._clusters_get,
             ("GET", "/api/2.0/secrets/get"): self._secrets_get,
+            ("GET", "/api/2.0/preview/scim/v2/Me"): self._me,
         }
+
+    def _me(self, query: dict) -> dict:
+        """The token's user (SCIM `Me`)."""
+        return {"id": "1", "userName": USER_NAME, "active": True}
 
     # ----- DBFS
 
@@ -1056,7 +1071,20 @@ class Emulator:
             self._run_task(run, task, task_deadline, last=index == len(run.tasks) - 1)
 
     def _prepare(self, run: Run, task: TaskRun) -> str | None:
-        """Check libraries, dependencies and Python: why the run must fail, or None."""
+        """Check access mode, libraries, dependencies and Python: why the run must fail, or None."""
+        new_cluster = task.spec.get("new_cluster") or {}
+        mode = new_cluster.get("data_security_mode")
+        if new_cluster and mode not in UNITY_CATALOG_ACCESS_MODES:
+            # A real cluster starts, then the first three-part name fails; the task ends alike.
+            return (
+                "[REQUIRES_SINGLE_PART_NAMESPACE] Unity Catalog is not available on this cluster: "
+                f"data_security_mode {mode or 'not set'} (the cluster has no Unity Catalog access)"
+            )
+        if mode == "SINGLE_USER" and new_cluster.get("single_user_name") != USER_NAME:
+            return (
+                f"Single-user cluster for {new_cluster.get('single_user_name') or 'nobody'}: "
+                f"the run's user {USER_NAME} cannot use it"
+            )
         spark_version = (task.spec.get("new_cluster") or {}).get(
             "spark_version"
         ) or self.clusters.get(task.spec.get("existing_cluster_id", ""))

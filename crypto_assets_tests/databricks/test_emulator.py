@@ -29,6 +29,7 @@ from databricks.sdk.service.catalog import VolumeType
 from databricks.sdk.service.files import DbfsAPI
 
 from crypto_assets_tests.databricks.emulator import (
+    USER_NAME,
     Emulator,
     needs_mount_namespace,
     running_emulator,
@@ -68,11 +69,16 @@ def client(emulator: Emulator, token: str = TOKEN) -> WorkspaceClient:
 
 
 def python_task(python_file: str, **task: object) -> jobs.SubmitTask:
-    """A dagster-launcher-shaped task on a new cluster."""
+    """A dagster-launcher-shaped task on a new cluster (dedicated access, the token's user)."""
     return jobs.SubmitTask(
         task_key="dagster-task",
         spark_python_task=jobs.SparkPythonTask(python_file=python_file, parameters=["one", "2"]),
-        new_cluster=compute.ClusterSpec(spark_version="15.4.x-scala2.12", num_workers=0),
+        new_cluster=compute.ClusterSpec(
+            spark_version="15.4.x-scala2.12",
+            num_workers=0,
+            data_security_mode=compute.DataSecurityMode.SINGLE_USER,
+            single_user_name=USER_NAME,
+        ),
         **task,  # type: ignore[arg-type]
     )
 
@@ -456,6 +462,24 @@ def test_a_missing_library_pin_fails_the_run_as_an_install_failure(emulator: Emu
     assert run.state.result_state == jobs.RunResultState.FAILED  # type: ignore[union-attr]
     assert "Library installation failed" in run.state.state_message  # type: ignore[union-attr,operator]
     assert 'package: "dagster==0.0.1"' in run.state.state_message  # type: ignore[union-attr,operator]
+
+
+@needs_mount_namespace
+def test_a_new_cluster_without_an_access_mode_has_no_unity_catalog(emulator: Emulator) -> None:
+    w = client(emulator)
+    task = python_task("dbfs:/scripts/never.py")
+    assert task.new_cluster is not None
+    task.new_cluster.data_security_mode = None
+    run_id = w.jobs.submit(run_name="test", tasks=[task]).response.run_id
+    run = wait_terminal(w, run_id)  # type: ignore[arg-type]
+    assert run.state.result_state == jobs.RunResultState.FAILED  # type: ignore[union-attr]
+    message = run.state.state_message  # type: ignore[union-attr]
+    assert message.startswith("[REQUIRES_SINGLE_PART_NAMESPACE]"), message  # type: ignore[union-attr]
+    assert "data_security_mode not set" in message  # type: ignore[operator]
+
+
+def test_scim_me_names_the_tokens_user(emulator: Emulator) -> None:
+    assert client(emulator).current_user.me().user_name == USER_NAME
 
 
 @needs_mount_namespace

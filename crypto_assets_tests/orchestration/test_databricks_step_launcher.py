@@ -12,6 +12,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+from databricks.sdk import WorkspaceClient
 
 import crypto_assets
 from crypto_assets.errors import CryptoAssetsError
@@ -19,10 +20,12 @@ from crypto_assets.orchestration.databricks.remote_environment import remote_env
 from crypto_assets.orchestration.databricks.step_launcher import (
     cluster_libraries,
     cluster_spec,
+    launch_run_config,
     launcher_config,
     package_folder,
 )
 from crypto_assets.settings import Settings
+from crypto_assets_tests.databricks.emulator import USER_NAME, running_emulator
 
 HOST = "https://example.cloud.databricks.com"
 
@@ -50,6 +53,27 @@ def test_an_existing_cluster_or_a_new_one():
     assert new["spark_version"] == "17.3.x-scala2.13"
     single = cluster_spec(Settings(databricks_node_type="i3.xlarge", databricks_num_workers=0))
     assert single["new"]["spark_conf"]["spark.databricks.cluster.profile"] == "singleNode"
+    # Dedicated access, without which a new cluster has no Unity Catalog.
+    assert new["data_security_mode"] == single["new"]["data_security_mode"] == "SINGLE_USER"
+
+
+def test_at_launch_a_new_cluster_gets_the_tokens_user_and_the_libraries(tmp_path: Path):
+    settings = Settings(databricks_host=HOST, databricks_node_type="i3.xlarge")
+    with running_emulator(tmp_path / "workspace", "dapi-launch-test") as emulator:
+        client = WorkspaceClient(host=emulator.host, token="dapi-launch-test")
+        built = launcher_config(settings)["run_config"]
+        launched = launch_run_config(built, client)
+    assert built["libraries"] == []  # what a cluster that rebuilds the definitions computes
+    assert launched["libraries"] == cluster_libraries()
+    assert launched["cluster"]["new"]["single_user_name"] == USER_NAME
+    assert launched["cluster"]["new"]["data_security_mode"] == "SINGLE_USER"
+    existing = launch_run_config(
+        launcher_config(Settings(databricks_host=HOST, databricks_cluster_id="0101-abc"))[
+            "run_config"
+        ],
+        client,  # an existing cluster asks the workspace nothing (the emulator is stopped)
+    )
+    assert existing["cluster"] == {"existing": "0101-abc"}
 
 
 def test_a_cluster_needs_an_id_or_a_node_type():

@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib.metadata
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from dagster_databricks.databricks_pyspark_step_launcher import (
     DatabricksPySparkStepLauncher,
     databricks_pyspark_step_launcher,
 )
+from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError as SdkError
 
 import crypto_assets
@@ -98,6 +99,10 @@ def cluster_spec(settings: Settings) -> dict[str, Any]:
         "new": {
             "size": {"num_workers": settings.databricks_num_workers},
             "spark_version": settings.databricks_spark_version,
+            # Dedicated (single-user) access: Unity Catalog's three-part names and Volumes, `sc`
+            # and the launcher's DBFS paths. A cluster without an access mode has no Unity
+            # Catalog. The user is the token's, filled in at launch (`launch_step`).
+            "data_security_mode": "SINGLE_USER",
             "nodes": {"node_types": {"node_type_id": settings.databricks_node_type}},
             # A cluster without workers is a single node: Spark runs on the driver.
             **(
@@ -156,18 +161,33 @@ def launcher_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def launch_run_config(run_config: Mapping[str, Any], client: WorkspaceClient) -> dict[str, Any]:
+    """The launcher's run config completed where the step is launched, never on the cluster.
+
+    The libraries (`cluster_libraries`, from this machine's installed package) and, for a new
+    cluster, its single user: the token's own (`current_user.me`), as dedicated access needs.
+    """
+    completed = {**run_config, "libraries": cluster_libraries()}
+    new = run_config["cluster"].get("new")
+    if new is not None:
+        user = client.current_user.me().user_name
+        completed["cluster"] = {"new": {**new, "single_user_name": user}}
+    return completed
+
+
 class CryptoDatabricksStepLauncher(DatabricksPySparkStepLauncher):
     """dagster-databricks' launcher that checks the workspace first and says why a run failed."""
 
     def launch_step(self, step_context: dg.StepExecutionContext) -> Iterator[dg.DagsterEvent]:
         """Refresh the shipped package and check the workspace, then launch the step."""
         package_folder()
-        self.run_config = {**self.run_config, "libraries": cluster_libraries()}
+        client = self.databricks_runner.client.workspace_client
         try:
-            check_workspace(self.databricks_runner.client.workspace_client)
+            check_workspace(client)
         except WorkspaceError as exc:  # unreachable host, token not accepted, no permission
             raise dg.Failure(description=str(exc)) from None
         try:
+            self.run_config = launch_run_config(self.run_config, client)
             yield from super().launch_step(step_context)
         except SdkError as exc:  # refused: no such cluster, a bad spec, no permission
             raise dg.Failure(
