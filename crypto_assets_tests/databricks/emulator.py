@@ -227,6 +227,7 @@ class Emulator:
         catalogs: tuple[str, ...] = (),
         volumes: tuple[str, ...] = (),
         clusters: Mapping[str, str] | None = None,
+        cluster_access_mode: str = "SINGLE_USER",
         secrets: Mapping[tuple[str, str], str] | None = None,
         spark_conf: Mapping[str, str] | None = None,
         cluster_env: Mapping[str, str] | None = None,
@@ -248,7 +249,9 @@ class Emulator:
         self.runs_root = self.root / "_runs"
         for folder in (self.dbfs_root, self.volumes_root, self.workspace_root, self.runs_root):
             folder.mkdir(parents=True, exist_ok=True)
+        # Existing clusters: id -> spark_version, all with this access mode (for the token's user).
         self.clusters = dict(clusters or {})
+        self.cluster_access_mode = cluster_access_mode
         self.permissions: dict[tuple[str, str], list[dict]] = {}
         self._job_clusters: dict[str, dict] = {}
         self.secrets = dict(secrets or {})
@@ -822,6 +825,10 @@ class Emulator:
             "state": "RUNNING",
             "num_workers": 0,
             "creator_user_name": USER_NAME,
+            "data_security_mode": self.cluster_access_mode,
+            **(
+                {"single_user_name": USER_NAME} if self.cluster_access_mode == "SINGLE_USER" else {}
+            ),
         }
 
     def _permissions_update(self, object_type: str, object_id: str, body: dict) -> dict:

@@ -67,13 +67,35 @@ def test_at_launch_a_new_cluster_gets_the_tokens_user_and_the_libraries(tmp_path
     assert launched["libraries"] == cluster_libraries()
     assert launched["cluster"]["new"]["single_user_name"] == USER_NAME
     assert launched["cluster"]["new"]["data_security_mode"] == "SINGLE_USER"
-    existing = launch_run_config(
-        launcher_config(Settings(databricks_host=HOST, databricks_cluster_id="0101-abc"))[
-            "run_config"
-        ],
-        client,  # an existing cluster asks the workspace nothing (the emulator is stopped)
-    )
-    assert existing["cluster"] == {"existing": "0101-abc"}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "access_mode", "problems"),
+    [
+        ("17.3.x-scala2.13", "SINGLE_USER", []),
+        ("17.3.x-scala2.13", "USER_ISOLATION", ["has access mode USER_ISOLATION"]),
+        ("15.4.x-scala2.12", "SINGLE_USER", ["runs Databricks Runtime 15.4.x-scala2.12"]),
+        ("15.4.x-scala2.12", "NONE", ["has access mode NONE", "runs Databricks Runtime 15.4"]),
+    ],
+)
+def test_an_existing_cluster_is_checked_before_launch(
+    tmp_path: Path, runtime: str, access_mode: str, problems: list[str]
+):
+    settings = Settings(databricks_host=HOST, databricks_cluster_id="0101-abc")
+    options = {"clusters": {"0101-abc": runtime}, "cluster_access_mode": access_mode}
+    with running_emulator(tmp_path / "workspace", "dapi-check", **options) as emulator:
+        client = WorkspaceClient(host=emulator.host, token="dapi-check")
+        run_config = launcher_config(settings)["run_config"]
+        if not problems:
+            assert launch_run_config(run_config, client)["cluster"] == {"existing": "0101-abc"}
+            return
+        with pytest.raises(CryptoAssetsError) as refused:
+            launch_run_config(run_config, client)
+    line = str(refused.value)
+    assert "\n" not in line
+    for problem in problems:
+        assert f"cluster 0101-abc {problem}" in line
+    assert ("DATABRICKS_COMPUTE=serverless" in line) == ("access mode" in line)
 
 
 def test_a_cluster_needs_an_id_or_a_node_type():

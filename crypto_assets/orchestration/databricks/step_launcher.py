@@ -35,6 +35,7 @@ from dagster_databricks.databricks_pyspark_step_launcher import (
 )
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import DatabricksError as SdkError
+from databricks.sdk.service import compute
 
 import crypto_assets
 from crypto_assets.databricks.diagnostics import check_workspace, run_failure_line
@@ -42,6 +43,13 @@ from crypto_assets.databricks.workspace import WorkspaceError, error_text
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.databricks.remote_environment import remote_environment
 from crypto_assets.settings import Settings
+
+# Access modes whose clusters give the step Unity Catalog, `sc` and DBFS (clusters API values).
+_DEDICATED_ACCESS = frozenset({"SINGLE_USER", "DATA_SECURITY_MODE_DEDICATED"})
+# The Databricks Runtime major version whose Spark (4.0) the analytics are built against.
+_RUNTIME_MAJOR = "17"
+# Cluster states a run cannot start on (a TERMINATED cluster is started by the run).
+_UNUSABLE_STATES = frozenset({"ERROR", "UNKNOWN", "TERMINATING"})
 
 # What a Databricks runtime already has (pyspark, Delta, pyarrow), what the launcher adds itself
 # (dagster, dagster-databricks, dagster-pyspark, databricks-sdk, at the local versions), and what
@@ -161,13 +169,43 @@ def launcher_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+def cluster_problems(cluster: compute.ClusterDetails) -> list[str]:
+    """Why an existing cluster cannot run the step, one clause each (none: it can)."""
+    name = cluster.cluster_id
+    problems = []
+    mode = cluster.data_security_mode.value if cluster.data_security_mode else "none"
+    if mode not in _DEDICATED_ACCESS:
+        problems.append(
+            f"cluster {name} has access mode {mode}: the step launcher needs dedicated (single "
+            "user) access, for Unity Catalog, `sc` and DBFS; edit the cluster's access mode, or "
+            "set DATABRICKS_COMPUTE=serverless"
+        )
+    runtime = cluster.spark_version or "unknown"
+    if runtime.split(".")[0] != _RUNTIME_MAJOR:
+        problems.append(
+            f"cluster {name} runs Databricks Runtime {runtime}: the analytics need "
+            f"{_RUNTIME_MAJOR}.x (Spark 4.0, e.g. 17.3 LTS); change its runtime, or unset "
+            "DATABRICKS_CLUSTER_ID for a new cluster per run"
+        )
+    state = cluster.state.value if cluster.state else "UNKNOWN"
+    if state in _UNUSABLE_STATES:
+        problems.append(f"cluster {name} is {state}: restart it, or unset DATABRICKS_CLUSTER_ID")
+    return problems
+
+
 def launch_run_config(run_config: Mapping[str, Any], client: WorkspaceClient) -> dict[str, Any]:
     """The launcher's run config completed where the step is launched, never on the cluster.
 
     The libraries (`cluster_libraries`, from this machine's installed package) and, for a new
     cluster, its single user: the token's own (`current_user.me`), as dedicated access needs.
+    An existing cluster is checked first (`cluster_problems`): `CryptoAssetsError` in one line.
     """
     completed = {**run_config, "libraries": cluster_libraries()}
+    existing = run_config["cluster"].get("existing")
+    if existing is not None:
+        problems = cluster_problems(client.clusters.get(existing))
+        if problems:
+            raise CryptoAssetsError("; ".join(problems))
     new = run_config["cluster"].get("new")
     if new is not None:
         user = client.current_user.me().user_name
@@ -188,6 +226,11 @@ class CryptoDatabricksStepLauncher(DatabricksPySparkStepLauncher):
             raise dg.Failure(description=str(exc)) from None
         try:
             self.run_config = launch_run_config(self.run_config, client)
+        except CryptoAssetsError as exc:  # an existing cluster that cannot run the step
+            raise dg.Failure(description=str(exc)) from None
+        except SdkError as exc:  # no such cluster, no permission to read it
+            raise dg.Failure(description=f"Databricks refused: {error_text(exc)}") from exc
+        try:
             yield from super().launch_step(step_context)
         except SdkError as exc:  # refused: no such cluster, a bad spec, no permission
             raise dg.Failure(
