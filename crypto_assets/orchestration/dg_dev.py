@@ -30,10 +30,7 @@ def exec_dg_dev(args: Sequence[str]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
     dg = Path(sys.executable).with_name("dg")
-    # This interpreter is the project's .venv: say so, as an activated environment would, or
-    # `dg` warns that the project's environment is not the active one.
-    env = {**os.environ, "VIRTUAL_ENV": sys.prefix}
-    os.execve(sys.executable, [sys.executable, str(dg), "dev", *args], env)
+    os.execv(sys.executable, [sys.executable, str(dg), "dev", *args])
 
 
 if __name__ == "__main__":
