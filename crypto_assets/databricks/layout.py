@@ -90,7 +90,3 @@ class VolumeLayout:
     def table_name(self, table: str) -> str:
         """The table's Unity Catalog name, `catalog.schema.table`, quoted for SQL."""
         return quoted(self.catalog, self.schema, table)
-
-    def table_path(self, table: str) -> str:
-        """The table's folder on the Volume, used when Spark runs off Databricks."""
-        return f"{self.folder('_tables')}/{table}"

@@ -74,7 +74,7 @@ def layout_identifier(layout: VolumeLayout, *, on_databricks: bool) -> TableIden
     """Unity Catalog names on Databricks, else path-based tables in the Volume's ``_tables``."""
     if on_databricks:
         return layout.table_name
-    return lambda table: "delta.`" + layout.table_path(table).replace("`", "``") + "`"
+    return path_identifier(layout.folder("_tables"))
 
 
 def spark_timestamp(epoch_ms: int) -> str:
