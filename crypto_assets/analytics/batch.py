@@ -2,29 +2,41 @@
 
 It is the streaming query's foreachBatch function. It reads the batch through a `LandingReader`
 and writes through a `TableSink` (`ports.py`), the two seams where the deployments differ. Every
-step is
-idempotent per `(query id, batch id)`: a batch that failed part-way, by an exception or a kill
-at any step, is re-run by Spark to the same tables. Windows and alerts are recomputed from
+step is idempotent per `(query id, batch id)`: a batch that failed part-way, by an exception or a
+kill at any step, is re-run by Spark to the same tables. Windows and alerts are recomputed from
 trades_raw, never from the batch alone, so their content does not depend on how the data was
 split into batches or runs. What a batch touched is a list of disjoint window runs, handled in
 chunks, so no step costs more for data that spans years than for data that spans minutes.
+
+The function holds no Spark session and reports through its commits, not its own state: on Spark
+Connect (Databricks serverless) it is pickled and runs in a Python process of the server. Each
+batch works through its DataFrame's session, its last commit carries its `BatchRecord`, and a run's
+`AnalyticsSummary` is read back from the commits the run made (`AnalyticsSummary.of_commits`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.analytics.lag import LAGS, BatchLag, RunLag
+from crypto_assets.analytics.lag import LAGS, META_BATCH_LAG, BatchLag, RunLag, batch_lag_of
 from crypto_assets.analytics.maintenance import MaintenancePolicy
-from crypto_assets.analytics.ports import BatchTag, LandingReader, MergeCounts, TableSink
+from crypto_assets.analytics.ports import (
+    META_BATCH,
+    BatchTag,
+    LandingReader,
+    MergeCounts,
+    RunCommit,
+    TableSink,
+)
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -105,6 +117,38 @@ def _per_table() -> dict[str, int]:
 
 
 @dataclass
+class BatchRecord:
+    """What one batch did besides its rows: files read, bad, late and duplicate trades, its lags.
+
+    The batch's last commit carries it (`metadata`), so a run's summary counts every batch the run
+    processed, even one whose writes had all been made by an earlier, failed attempt.
+    """
+
+    files: int
+    bad_rows: int = 0
+    late_rows: int = 0
+    duplicates_skipped: int = 0
+    lag: BatchLag | None = None
+
+    def metadata(self) -> dict[str, str]:
+        """The commit metadata that carries it: `META_BATCH`, and `META_BATCH_LAG` with lags."""
+        counts = [self.files, self.bad_rows, self.late_rows, self.duplicates_skipped]
+        found = {META_BATCH: json.dumps(counts)}
+        if self.lag is not None:
+            found[META_BATCH_LAG] = self.lag.to_json()
+        return found
+
+    @classmethod
+    def of_commit(cls, metadata: Mapping[str, Any]) -> BatchRecord | None:
+        """The record a commit's metadata carries, if any."""
+        text = metadata.get(META_BATCH)
+        if not text:
+            return None
+        files, bad, late, duplicates = json.loads(text)
+        return cls(files, bad, late, duplicates, batch_lag_of(metadata))
+
+
+@dataclass
 class AnalyticsSummary:
     """What one run did: files and batches, rows per table (new, revised, removed, in all).
 
@@ -134,6 +178,30 @@ class AnalyticsSummary:
         self.rows_revised[table] += merged.updated
         self.rows_removed[table] += merged.deleted
 
+    def add_batch(self, record: BatchRecord) -> None:
+        """Add one batch: its files, bad, late and duplicate rows, its lags (its rows: `count`)."""
+        self.files_processed += record.files
+        self.batches += 1
+        self.bad_rows += record.bad_rows
+        self.late_rows += record.late_rows
+        self.duplicates_skipped += record.duplicates_skipped
+        if record.lag is not None:
+            self.lag.add(record.lag)
+
+    @classmethod
+    def of_commits(cls, commits: Iterable[RunCommit]) -> AnalyticsSummary:
+        """A run's summary from the commits it made: rows from each, the rest from the records."""
+        summary = cls()
+        records: dict[int, BatchRecord] = {}
+        for commit in commits:
+            summary.count(commit.table, commit.counts)
+            record = BatchRecord.of_commit(commit.metadata)
+            if record is not None:
+                records[commit.batch_id] = record
+        for batch_id in sorted(records):  # so the run's latest lag is its last batch's
+            summary.add_batch(records[batch_id])
+        return summary
+
     def table_line(self, table: str) -> str:
         """``trades_analytics +4 new, 2 revised (8 in the table)``: what the run did to it."""
         parts = [f"+{self.rows_written[table]} new"]
@@ -157,6 +225,24 @@ class AnalyticsSummary:
             f"{tables}; duplicates skipped {self.duplicates_skipped}, late rows {self.late_rows}, "
             f"bad rows {self.bad_rows}; p95 lag {p95s}"
         )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def failure_line(batch_id: int, error: BaseException) -> str:
+    """``analytics batch 3 failed: ValueError: ... (the next run re-runs it)``."""
+    return (
+        f"analytics batch {batch_id} failed: {type(error).__name__}: {first_line(error)}"
+        " (the next run re-runs it)"
+    )
+
+
+class BatchFailedError(RuntimeError):
+    """A failed batch's error as `failure_line`: the text Spark carries back to the caller."""
 
 
 def first_per_trade(rows: pa.Table) -> pa.Table:
@@ -285,12 +371,27 @@ class LagProbe:
         return BatchLag.of(tag.app_id, tag.batch_id, now_ms(), self.samples)
 
 
+@dataclass(frozen=True)
+class BatchContext:
+    """What the steps of one batch share: its tag, session and sink, lag probe and record."""
+
+    tag: BatchTag
+    spark: SparkSession
+    sink: TableSink
+    probe: LagProbe
+    record: BatchRecord
+
+
 class BatchProcessor:
-    """The foreachBatch function: quarantine, trades_raw, trades_analytics, price_alerts."""
+    """The foreachBatch function: quarantine, trades_raw, trades_analytics, price_alerts.
+
+    It holds no Spark session (each batch binds `sink` to its DataFrame's), so it also runs pickled
+    in another process (Spark Connect). What a batch did goes into its commits; `live`, when
+    given, is filled too as batches complete, for reports of a continuous run in this process.
+    """
 
     def __init__(
         self,
-        spark: SparkSession,
         reader: LandingReader,
         sink: TableSink,
         app_id: Callable[[], str],
@@ -300,9 +401,8 @@ class BatchProcessor:
         rules: AlertRules,
         maintenance: MaintenancePolicy | None = None,
         on_step: StepHook | None = None,
-        summary: AnalyticsSummary | None = None,
+        live: AnalyticsSummary | None = None,
     ) -> None:
-        self.spark = spark
         self.reader = reader
         self.sink = sink
         self._app_id = app_id
@@ -311,7 +411,7 @@ class BatchProcessor:
         self.rules = rules
         self.maintenance = maintenance
         self.on_step = on_step
-        self.summary = summary if summary is not None else AnalyticsSummary()
+        self.live = live
         self.failure: tuple[int, Exception] | None = None
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -319,9 +419,11 @@ class BatchProcessor:
         try:
             self._process(batch_df, batch_id)
         except Exception as exc:
-            # Spark reports it wrapped in a Java stack trace; the caller wants the Python error.
+            # Spark reports it wrapped in a Java stack trace, and on Spark Connect as the text of
+            # another process's traceback: a caller in this process takes the error from here, any
+            # caller finds the one line of `BatchFailedError` in that text.
             self.failure = (batch_id, exc)
-            raise
+            raise BatchFailedError(failure_line(batch_id, exc)) from exc
 
     def _process(self, batch_df: DataFrame, batch_id: int) -> None:
         clock = StepClock()
@@ -330,29 +432,31 @@ class BatchProcessor:
         clock.lap("read")
         if files == 0:
             return
-        self.summary.files_processed += files
-        self.summary.batches += 1
-        self._quarantine(decoded.rejected, tag)
+        spark = batch_df.sparkSession
+        record = BatchRecord(files, bad_rows=decoded.rejected.num_rows)
+        batch = BatchContext(tag, spark, self.sink.on(spark), LagProbe(self.window_ms), record)
+        self._quarantine(batch, decoded.rejected)
         clock.lap(TRADES_QUARANTINE)
         good = decoded.trades
-        probe = LagProbe(self.window_ms)
         recorded = False
         if good.num_rows:
-            runs = self._trades_raw(first_per_trade(good), good.num_rows, tag, probe)
+            runs = self._trades_raw(batch, first_per_trade(good), good.num_rows)
             clock.lap(TRADES_RAW)
             if runs:
-                self._analytics(runs, tag, probe)
+                self._analytics(batch, runs)
                 clock.lap(TRADES_ANALYTICS)
-                recorded = self._alerts(runs, tag, probe)
+                recorded = self._alerts(batch, runs)
                 clock.lap(PRICE_ALERTS)
-        if probe.measured and not recorded:  # no alerts commit to carry it: counted, not stored
-            self.summary.lag.add(probe.batch_lag(tag))
+        if not recorded:  # no price_alerts commit of this attempt carries the record: one more
+            record.lag = batch.probe.batch_lag(tag) if batch.probe.measured else None
+            batch.sink.record_batch(tag, record.metadata())
+            self._add_live(record)
+            clock.lap("record")
         if self.maintenance is not None and self.maintenance.due(batch_id):
-            self.sink.maintain(self.maintenance.retention_hours)
+            batch.sink.maintain(self.maintenance.retention_hours)
             self.reader.expire_processed()
             clock.lap("maintenance")
         rows = good.num_rows + decoded.rejected.num_rows
-        latest = self.summary.lag.latest
         logger.info(
             "batch %s: %s files, %s trades, %s rejected lines, %s, %.0f rows/s; lag %s",
             batch_id,
@@ -361,16 +465,24 @@ class BatchProcessor:
             decoded.rejected.num_rows,
             clock,
             rows / max(clock.total, 1e-9),
-            latest.line() if latest is not None and latest.batch_id == batch_id else "none",
+            "none" if record.lag is None else record.lag.line(),
         )
+
+    def _count(self, table: str, merged: MergeCounts) -> None:
+        if self.live is not None:
+            self.live.count(table, merged)
+
+    def _add_live(self, record: BatchRecord) -> None:
+        if self.live is not None:
+            self.live.add_batch(record)
 
     def _step_done(self, table: str, batch_id: int) -> None:
         if self.on_step is not None:
             self.on_step(table, batch_id)
 
-    def _quarantine(self, bad: pa.Table, tag: BatchTag) -> None:
-        self.summary.bad_rows += bad.num_rows
-        if bad.num_rows == 0 or self.sink.applied(TRADES_QUARANTINE, tag):
+    def _quarantine(self, batch: BatchContext, bad: pa.Table) -> None:
+        sink, tag = batch.sink, batch.tag
+        if bad.num_rows == 0 or sink.applied(TRADES_QUARANTINE, tag):
             return
         reasons = pc.value_counts(bad["reason"]).to_pylist()
         common = max(reasons, key=lambda r: r["counts"])
@@ -381,51 +493,54 @@ class BatchProcessor:
             TRADES_QUARANTINE,
             common["values"],
         )
-        self.sink.append_quarantine(bad, tag)
-        self.summary.rows_written[TRADES_QUARANTINE] += bad.num_rows
+        sink.append_quarantine(bad, tag)
+        self._count(TRADES_QUARANTINE, MergeCounts(bad.num_rows))
         self._step_done(TRADES_QUARANTINE, tag.batch_id)
 
-    def _watermark_input(self, tag: BatchTag) -> int | None:
+    @staticmethod
+    def _watermark_input(sink: TableSink, tag: BatchTag) -> int | None:
         """Latest trade time before this batch: as its first attempt recorded, else the table's."""
-        found, max_before = self.sink.recorded_max_trade_time(tag)
-        return max_before if found else self.sink.max_trade_time()
+        found, max_before = sink.recorded_max_trade_time(tag)
+        return max_before if found else sink.max_trade_time()
 
-    def _trades_raw(self, good: pa.Table, landed: int, tag: BatchTag, probe: LagProbe) -> list[Run]:
+    def _trades_raw(self, batch: BatchContext, good: pa.Table, landed: int) -> list[Run]:
         """Merge the batch's unique good trades (of `landed` good rows) into trades_raw.
 
-        Returns the runs of open windows (not yet past the watermark) the batch touched, and
-        hands the trades it inserted to `probe`.
+        Returns the runs of open windows (not yet past the watermark) the batch touched, hands
+        the trades it inserted to the batch's probe, and counts late and duplicates in its record.
         """
-        max_before = self._watermark_input(tag)
+        sink, tag, record = batch.sink, batch.tag, batch.record
+        max_before = self._watermark_input(sink, tag)
         starts = window_starts(good["trade_time"], self.window_ms)
         late = pa.array([False] * good.num_rows, pa.bool_())
         if max_before is not None:
             closed_until = max_before - self.watermark_ms
             late = pc.less_equal(pc.add(starts, self.window_ms), closed_until)
         late_count = pc.sum(late).as_py() or 0
-        if self.sink.applied(TRADES_RAW, tag):
-            self.summary.late_rows += late_count
+        if sink.applied(TRADES_RAW, tag):
+            record.late_rows = late_count
             logger.info("batch %s: trades_raw already holds this batch (replay)", tag.batch_id)
         else:
             # The trades already known (duplicates, or a failed attempt's earlier pieces) are
             # neither inserted nor late news: the rest is what this attempt inserts.
-            known = self.sink.existing_trades(id_runs(good["symbol"], good["trade_id"], 1000))
+            known = sink.existing_trades(id_runs(good["symbol"], good["trade_id"], 1000))
             new = (
                 good.select(["symbol", "trade_id", "trade_time"])
                 .append_column("_late", late)
                 .join(known, ["symbol", "trade_id"], join_type="left anti")
             )
-            self.summary.late_rows += pc.sum(new["_late"]).as_py() or 0
+            record.late_rows = pc.sum(new["_late"]).as_py() or 0
             inserted = 0
             pieces = by_date(good)
             for index, piece in enumerate(pieces):
                 final = index == len(pieces) - 1
-                inserted += self.sink.merge_trades_raw(piece, tag, max_before, final=final)
+                merged = sink.merge_trades_raw(piece, tag, max_before, final=final)
+                inserted += merged
+                self._count(TRADES_RAW, MergeCounts(merged))
                 if final:
-                    probe.trades_committed(new, pc.invert(new["_late"]))
+                    batch.probe.trades_committed(new, pc.invert(new["_late"]))
                 self._step_done(TRADES_RAW if final else f"{TRADES_RAW}:{index}", tag.batch_id)
-            self.summary.rows_written[TRADES_RAW] += inserted
-            self.summary.duplicates_skipped += landed - inserted
+            record.duplicates_skipped = landed - inserted
         if late_count:
             logger.warning(
                 "batch %s: %s trades arrived after the watermark; kept in %s only",
@@ -439,25 +554,27 @@ class BatchProcessor:
             good["symbol"].filter(open_rows), starts.filter(open_rows), self.window_ms, lookback
         )
 
-    def _analytics(self, runs: list[Run], tag: BatchTag, probe: LagProbe) -> None:
-        if self.sink.applied(TRADES_ANALYTICS, tag):
+    def _analytics(self, batch: BatchContext, runs: list[Run]) -> None:
+        sink, tag = batch.sink, batch.tag
+        if sink.applied(TRADES_ANALYTICS, tag):
             return
         pieces = list(chunks(runs))
         for index, piece in enumerate(pieces):
-            trades = self.sink.read_trades(piece, self.window_ms)
+            trades = sink.read_trades(piece, self.window_ms)
             metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
             final = index == len(pieces) - 1
-            merged = self.sink.merge_analytics(metrics, tag, final=final)
+            merged = sink.merge_analytics(metrics, tag, final=final)
             if final:
-                probe.windows_committed()
-            self.summary.count(TRADES_ANALYTICS, merged)
+                batch.probe.windows_committed()
+            self._count(TRADES_ANALYTICS, merged)
             self._step_done(
                 TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}", tag.batch_id
             )
 
-    def _alerts(self, runs: list[Run], tag: BatchTag, probe: LagProbe) -> bool:
-        """Recompute the alerts `runs` affect; True when the batch's lag went into the commit."""
-        if self.sink.applied(PRICE_ALERTS, tag):
+    def _alerts(self, batch: BatchContext, runs: list[Run]) -> bool:
+        """Recompute the alerts `runs` affect; True when its final commit carried the record."""
+        sink, tag, probe, record = batch.sink, batch.tag, batch.probe, batch.record
+        if sink.applied(PRICE_ALERTS, tag):
             return False
         # A window's volume baseline covers the `lookback` slots before it, so a touched window
         # changes the alerts of the next `lookback` windows too. A late trade can also open a
@@ -468,11 +585,11 @@ class BatchProcessor:
         moved_start = -(-self.watermark_ms // self.window_ms) * self.window_ms + self.window_ms
         pieces = list(chunks(widened(runs, after=reach + moved_start)))
         for index, affected in enumerate(pieces):
-            inputs = self.sink.read_analytics(widened(affected, before=reach))
+            inputs = sink.read_analytics(widened(affected, before=reach))
             alerts = PRICE_ALERTS_SCHEMA.empty_table()
             if inputs.num_rows:
                 found = price_alerts(
-                    self.spark.createDataFrame(inputs),
+                    batch.spark.createDataFrame(inputs),
                     window_seconds=self.window_ms / 1000,
                     price_change_threshold_pct=self.rules.price_change_threshold_pct,
                     volume_spike_min_trades=self.rules.volume_spike_min_trades,
@@ -482,20 +599,17 @@ class BatchProcessor:
                 )
                 alerts = within(found.toArrow(), affected)
                 if alerts.num_rows and probe.measured:
-                    before = self.sink.alert_keys(affected)
+                    before = sink.alert_keys(affected)
                     keys = ["symbol", "window_start", "alert_type"]
                     probe.alerts_found(alerts.join(before, keys, join_type="left anti"))
             final = index == len(pieces) - 1
-            batch_lag = probe.batch_lag(tag) if final and probe.measured else None
-            merged = self.sink.replace_alerts(
-                alerts,
-                affected,
-                tag,
-                final=final,
-                batch_lag=None if batch_lag is None else batch_lag.to_json(),
+            if final:
+                record.lag = probe.batch_lag(tag) if probe.measured else None
+            merged = sink.replace_alerts(
+                alerts, affected, tag, final=final, record=record.metadata() if final else None
             )
-            self.summary.count(PRICE_ALERTS, merged)
-            if batch_lag is not None:
-                self.summary.lag.add(batch_lag)
+            self._count(PRICE_ALERTS, merged)
+            if final:  # before the step's hook: a report it triggers sees the whole batch
+                self._add_live(record)
             self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)
-        return probe.measured
+        return True

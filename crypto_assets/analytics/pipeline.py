@@ -5,12 +5,18 @@ batch function (`batch.BatchProcessor`) makes each of its writes idempotent, so 
 after a crash changes nothing. This module only wires the reader, the sink and the processor
 into a query, runs it once or continuously, and stops it between batches. The reader, sink and
 checkpoint are the run's `AnalyticsTarget`, which a deployment builds: this module knows none.
+
+A run's summary is read back from the commits it made (`AnalyticsSummary.of_commits`), so it is
+the same whether the batches ran in this process (classic Spark) or in a Spark Connect server's
+(Databricks serverless), where nothing the batch function does to itself comes back. Only a
+continuous run on classic Spark counts as its batches complete, for its live reports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -26,12 +32,14 @@ from crypto_assets.analytics.batch import (
     BatchProcessor,
     StepHook,
     StreamProgress,
+    failure_line,
+    first_line,
 )
 from crypto_assets.analytics.checkpoint_lock import checkpoint_lock
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.ports import AnalyticsTarget
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
-from crypto_assets.analytics.spark_session import on_databricks
+from crypto_assets.analytics.spark_session import is_spark_connect, on_databricks
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.settings import Settings
 
@@ -41,21 +49,29 @@ Mode = Literal["once", "continuous"]
 
 __all__ = ["AnalyticsError", "AnalyticsSummary", "Mode", "StepHook", "run_analytics"]
 
+# `batch.failure_line` in the text of a failed query: on Spark Connect, the batch's traceback.
+_BATCH_FAILURE = re.compile(r"analytics batch \d+ failed: .*\(the next run re-runs it\)")
+
 
 class AnalyticsError(CryptoAssetsError):
     """The analytics query could not start or stopped with an error."""
 
 
+def app_id_of(query_id: str) -> str:
+    """The app id of the query `query_id` in the tables' commits (its Delta transactions)."""
+    return f"{QUERY_NAME}:{query_id}"
+
+
 def query_app_id(checkpoint_dir: Path) -> str:
     """The query id from the checkpoint: stable across restarts, new with a new checkpoint."""
     metadata = json.loads((checkpoint_dir / "metadata").read_text())
-    return f"{QUERY_NAME}:{metadata['id']}"
+    return app_id_of(metadata["id"])
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an error's message, or its type's name."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def batch_failure(error: BaseException) -> str | None:
+    """The one line of a batch's failure in a query's error text (None when not a batch's)."""
+    found = _BATCH_FAILURE.search(str(error))
+    return None if found is None else found.group(0)
 
 
 # Spark's classes that read a query's checkpoint logs (offsets/, commits/, sources/, metadata).
@@ -111,9 +127,10 @@ def run_analytics(
     `target` is what the run reads, writes and checkpoints to (a deployment's
     `analytics_target`, which also bounds each batch's files). Continuous mode triggers every
     `trigger_seconds` (None: the settings' trigger interval) and compacts and vacuums the tables
-    per `maintenance` (default every 50 batches). `summary`, when given, is filled as batches
-    complete (lags, Spark's progress), so another thread can report a continuous run while it
-    runs.
+    per `maintenance` (default every 50 batches); it needs classic Spark (Spark Connect runs
+    `once` only, as Databricks serverless does). `summary`, when given, is filled as batches
+    complete (rows, lags, Spark's progress), so another thread can report a continuous run while
+    it runs; a continuous run returns it, a `once` run the summary read back from its commits.
     """
     landing, checkpoint, reader, sink = (
         target.landing_dir,
@@ -123,6 +140,13 @@ def run_analytics(
     )
     if not landing.is_dir():
         raise AnalyticsError(f"no landing directory {landing}: {target.missing_landing}")
+    connect = is_spark_connect(spark)
+    if connect and mode == "continuous":
+        raise AnalyticsError(
+            "continuous analytics need classic Spark: on Spark Connect (Databricks serverless) "
+            "the batches run in the server's process and only once/availableNow triggers exist; "
+            "run them once (mode once) or on a classic cluster"
+        )
     lock = checkpoint_lock(checkpoint)
     # On Databricks the checkpoint is on a Volume, whose FUSE mount promises neither flock nor
     # the lock file's in-place writes, and runs on other clusters would not see the lock anyway:
@@ -132,13 +156,14 @@ def run_analytics(
     try:
         sink.ensure_tables()
         reader.expire_processed()
+        before = sink.versions()  # the run's commits are the ones after these
     except BaseException:
         lock.release()
         raise
-    if mode == "continuous" and maintenance is None:
-        maintenance = MaintenancePolicy()
+    if mode == "continuous":
+        maintenance = MaintenancePolicy() if maintenance is None else maintenance
+        summary = AnalyticsSummary() if summary is None else summary
     processor = BatchProcessor(
-        spark,
         reader,
         sink,
         lambda: query_app_id(checkpoint),
@@ -147,7 +172,9 @@ def run_analytics(
         rules=AlertRules.from_settings(settings),
         maintenance=maintenance,
         on_step=on_step,
-        summary=summary,
+        # On Spark Connect the function is pickled into the server's process: whatever it would
+        # count there never comes back (and the live summary's lock does not pickle).
+        live=None if connect else summary,
     )
     writer = (
         reader.stream(spark)
@@ -168,21 +195,22 @@ def run_analytics(
         else:
             stop = stop_event or threading.Event()
             while not stop.is_set() and not query.awaitTermination(0.5):
-                record_progress(query, processor.summary)
-                processor.summary.seconds = time.monotonic() - started  # for live reports
+                record_progress(query, summary)
+                summary.seconds = time.monotonic() - started  # for live reports
     except StreamingQueryException as exc:
-        if processor.failure is not None:
+        if processor.failure is not None:  # the batch ran in this process (classic Spark)
             batch_id, cause = processor.failure
-            raise AnalyticsError(
-                f"analytics batch {batch_id} failed: {type(cause).__name__}: {first_line(cause)}"
-                " (the next run re-runs it)"
-            ) from cause
+            raise AnalyticsError(failure_line(batch_id, cause)) from cause
+        failed = batch_failure(exc)  # Spark Connect: the batch's traceback, as text
+        if failed is not None:
+            raise AnalyticsError(failed) from exc
         advice = checkpoint_advice(exc, checkpoint)
         raise AnalyticsError(f"analytics query failed: {first_line(exc)}{advice}") from exc
     finally:
         stop_gracefully(query)
         lock.release()
-    summary = processor.summary
+    if mode == "once":
+        summary = AnalyticsSummary.of_commits(sink.run_commits(app_id_of(query.id), before))
     record_progress(query, summary)
     summary.seconds = time.monotonic() - started
     summary.rows_total = {name: sink.row_count(name) for name in ALL_TABLES}

@@ -1,9 +1,12 @@
 """The analytics' ports: what a deployment plugs into the batch algorithm, and what it reads back.
 
 A deployment answers with an `AnalyticsTarget`: a `StreamingReader` of its landing files, a
-`ManagedSink` of its four tables and the query's checkpoint. Every write of a sink carries the
-streaming batch it belongs to (`BatchTag`) and, in the commit metadata, the watermark input of the
-batch (the `META_*` keys), so a replayed batch finds what its first attempt did.
+`ManagedSink` of its four tables and the query's checkpoint. Every commit of a sink carries, in
+its metadata, the streaming batch it belongs to (`BatchTag`), and the trades_raw ones the watermark
+input of the batch (the `META_*` keys), so a replayed batch finds what its first attempt did. Each
+batch's last commit also carries its record (`META_BATCH`: files, bad, late and duplicate rows)
+and its lags, so a run's summary is read back from the commits it made (`ManagedSink.run_commits`):
+on Spark Connect the batches run in another process, whose objects the caller never sees.
 
 No Spark and no Delta library here: Dagster's process imports the ports to build a deployment
 without loading PySpark (`pyspark` appears in annotations only).
@@ -12,10 +15,10 @@ without loading PySpark (`pyspark` appears in annotations only).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -35,6 +38,8 @@ DEFAULT_MAX_BYTES_PER_TRIGGER = 64 * 1024 * 1024
 META_APP_ID = "crypto_assets.app_id"
 META_BATCH_ID = "crypto_assets.batch_id"
 META_MAX_TRADE_TIME = "crypto_assets.max_trade_time_before_ms"
+# The record of a batch (`batch.BatchRecord` JSON), in the batch's last commit.
+META_BATCH = "crypto_assets.batch"
 
 
 class BatchTag(NamedTuple):
@@ -52,6 +57,15 @@ class MergeCounts(NamedTuple):
     deleted: int = 0
 
 
+class RunCommit(NamedTuple):
+    """One commit a run made: its table, its batch, what it did to the rows, its metadata."""
+
+    table: str
+    batch_id: int
+    counts: MergeCounts
+    metadata: Mapping[str, Any]
+
+
 class LandingReader(Protocol):
     """Turns one micro-batch of the landing stream into good trades and rejected lines."""
 
@@ -65,7 +79,15 @@ class LandingReader(Protocol):
 
 
 class TableSink(Protocol):
-    """The four tables, written idempotently per `BatchTag` (delta-rs, or Delta-Spark)."""
+    """The four tables, written idempotently per `BatchTag` (delta-rs, or Delta-Spark).
+
+    A sink travels with the batch function, pickled on Spark Connect, without its Spark session
+    (which is the caller's and does not pickle): each batch binds it to its own with `on`.
+    """
+
+    def on(self, spark: SparkSession) -> Self:
+        """This sink, reading and writing through `spark` (the session of the batch's DataFrame)."""
+        ...
 
     def applied(self, name: str, tag: BatchTag) -> bool:
         """True when `name` holds this batch's last commit."""
@@ -116,9 +138,21 @@ class TableSink(Protocol):
         tag: BatchTag,
         *,
         final: bool,
-        batch_lag: str | None = None,
+        record: Mapping[str, str] | None = None,
     ) -> MergeCounts:
-        """Make price_alerts hold exactly `rows` inside `runs`; `batch_lag` goes in the commit."""
+        """Make price_alerts hold exactly `rows` inside `runs`; the final commit gets `record`.
+
+        `record` is the batch's record and lags (`META_BATCH`, `lag.META_BATCH_LAG`): a `final`
+        call that changes no row still makes a commit to carry them.
+        """
+        ...
+
+    def record_batch(self, tag: BatchTag, record: Mapping[str, str]) -> None:
+        """A commit of no rows in price_alerts carrying `record`, for a batch that wrote none.
+
+        No app transaction: it is made again whenever the batch runs again, so each run that
+        processed the batch counts it.
+        """
         ...
 
     def maintain(self, retention_hours: int) -> None:
@@ -143,6 +177,14 @@ class ManagedSink(TableSink, Protocol):
 
     def row_count(self, name: str) -> int:
         """Rows in `name`."""
+        ...
+
+    def versions(self) -> dict[str, int]:
+        """The latest version of each table (-1 for none): a run's commits come after these."""
+        ...
+
+    def run_commits(self, app_id: str, after: Mapping[str, int]) -> list[RunCommit]:
+        """The commits of query `app_id` newer than the versions `after` (from `versions`)."""
         ...
 
 

@@ -186,6 +186,16 @@ def get_spark_session(
     return spark
 
 
+def is_spark_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect session (Databricks serverless, standard access mode, a remote).
+
+    Told by the session's class, whose module is PySpark's Connect client: importing that module
+    to compare needs the Connect client's own packages (pandas, grpcio), which classic Spark
+    does not.
+    """
+    return type(spark).__module__.startswith("pyspark.sql.connect.")
+
+
 def has_delta(spark: SparkSession) -> bool:
     """True when the session was started with Delta-Spark's SQL extension."""
     return DELTA_CONF["spark.sql.extensions"] in spark.conf.get("spark.sql.extensions", "")

@@ -5,7 +5,11 @@ transaction ``(query id, batch id)`` (the ``txnAppId``/``txnVersion`` write opti
 the same SQL settings for MERGE, which Delta skips when the table already holds that version),
 every write is a MERGE on the table's natural key, and every trades_raw commit records the
 batch's watermark input. What a commit belongs to is read back from its ``userMetadata`` with
-``DESCRIBE HISTORY``: plain SQL, because on Databricks the JVM classes are not io.delta's.
+``DESCRIBE HISTORY``, and what it did from its ``operationMetrics``: plain SQL, because on
+Databricks the JVM classes are not io.delta's, and Delta's Python ``DeltaTable`` needs the Delta
+Connect server plugin on Spark Connect (without it: ``InvalidPlanInput: No handler found for
+extension``). Everything here is SQL and DataFrames, so it runs on a classic session and on a
+Spark Connect one alike.
 Tables are named by an identifier: ``catalog.schema.table`` in Unity Catalog, or
 ``delta.`<folder>``` for path-based tables off Databricks.
 """
@@ -14,22 +18,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.ports import (
     META_APP_ID,
     META_BATCH_ID,
     META_MAX_TRADE_TIME,
     BatchTag,
     MergeCounts,
+    RunCommit,
 )
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -57,6 +62,8 @@ META_FINAL = "crypto_assets.final"
 TXN_APP_ID_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+# The app transactions of the commits that carry a batch's record alone (`record_batch`).
+RECORDS_APP_SUFFIX = ":records"
 _RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 _HISTORY_DEPTH = 200
 _ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
@@ -101,13 +108,45 @@ def commit_metadata(tag: BatchTag, *, final: bool, **extra: str) -> str:
     )
 
 
+def user_metadata(text: str | None) -> dict[str, Any] | None:
+    """The metadata of a commit this sink wrote (`commit_metadata`); None for any other commit."""
+    if not text:
+        return None
+    try:
+        metadata = json.loads(text)
+    except ValueError:
+        return None
+    return metadata if isinstance(metadata, dict) and META_APP_ID in metadata else None
+
+
+def commit_counts(operation: str, metrics: Mapping[str, str] | None) -> MergeCounts:
+    """What a commit did to the rows (its ``operationMetrics``): a MERGE's counts, or rows added."""
+    metrics = metrics or {}
+    if operation == "MERGE":
+        return MergeCounts(
+            int(metrics.get("numTargetRowsInserted", 0)),
+            int(metrics.get("numTargetRowsUpdated", 0)),
+            int(metrics.get("numTargetRowsDeleted", 0)),
+        )
+    return MergeCounts(int(metrics.get("numOutputRows", 0)))
+
+
 class SparkDeltaSink:
     """The four Delta tables through Spark SQL, with idempotent batch writes (`TableSink`)."""
 
-    def __init__(self, spark: SparkSession, identifier: TableIdentifier) -> None:
+    def __init__(self, spark: SparkSession | None, identifier: TableIdentifier) -> None:
         self.spark = spark
         self.identifier = identifier
         self._views = 0
+
+    def on(self, spark: SparkSession) -> Self:
+        """This sink, reading and writing through `spark` (the session of the batch's DataFrame)."""
+        return type(self)(spark, self.identifier)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled with the batch function for Spark Connect: a session does not pickle and is the
+        # caller's; the batch binds the sink to its own (`on`).
+        return {**self.__dict__, "spark": None}
 
     def ensure_tables(self) -> None:
         """Create any missing table, empty, with its fixed schema and partitioning."""
@@ -124,15 +163,37 @@ class SparkDeltaSink:
             f"DESCRIBE HISTORY {self.identifier(name)} LIMIT {_HISTORY_DEPTH}"
         ).select("version", "userMetadata")
         for row in sorted(rows.collect(), key=lambda r: -r["version"]):
-            text = row["userMetadata"]
-            if not text:
-                continue
-            try:
-                metadata = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(metadata, dict) and META_APP_ID in metadata:
+            metadata = user_metadata(row["userMetadata"])
+            if metadata is not None:
                 yield metadata
+
+    def _version(self, name: str) -> int:
+        latest = self.spark.sql(f"DESCRIBE HISTORY {self.identifier(name)} LIMIT 1").first()
+        return -1 if latest is None else int(latest["version"])
+
+    def versions(self) -> dict[str, int]:
+        """The latest version of each table."""
+        return {name: self._version(name) for name in ALL_TABLES}
+
+    def run_commits(self, app_id: str, after: Mapping[str, int]) -> list[RunCommit]:
+        """The commits of query `app_id` newer than the versions `after` (``DESCRIBE HISTORY``)."""
+        found = []
+        for name in ALL_TABLES:
+            newer = self._version(name) - after[name]
+            if newer <= 0:
+                continue
+            rows = self.spark.sql(f"DESCRIBE HISTORY {self.identifier(name)} LIMIT {newer}").select(
+                "version", "operation", "operationMetrics", "userMetadata"
+            )
+            for row in rows.collect():
+                metadata = user_metadata(row["userMetadata"])
+                if metadata is None or metadata[META_APP_ID] != app_id:
+                    continue
+                if int(row["version"]) <= after[name]:
+                    continue
+                counts = commit_counts(row["operation"], row["operationMetrics"])
+                found.append(RunCommit(name, int(metadata[META_BATCH_ID]), counts, metadata))
+        return found
 
     def applied(self, name: str, tag: BatchTag) -> bool:
         """True when `name` holds the last commit of this batch (or of a later one)."""
@@ -203,18 +264,15 @@ class SparkDeltaSink:
         finally:
             self.spark.catalog.dropTempView(view)
 
-    def _append_empty(self, name: str, tag: BatchTag, user_metadata: str) -> None:
-        """A commit without rows in `name`, carrying the batch's transaction and metadata."""
+    def _append_empty(self, name: str, metadata: str, transaction: BatchTag | None) -> None:
+        """A commit without rows in `name` carrying `metadata`, and `transaction` when given."""
         schema = from_arrow_schema(TABLE_SCHEMAS[name])
-        (
-            self.spark.createDataFrame([], schema)
-            .write.format("delta")
-            .mode("append")
-            .option("txnAppId", tag.app_id)
-            .option("txnVersion", tag.batch_id)
-            .option("userMetadata", user_metadata)
-            .insertInto(self.identifier(name))
-        )
+        writer = self.spark.createDataFrame([], schema).write.format("delta").mode("append")
+        if transaction is not None:
+            writer = writer.option("txnAppId", transaction.app_id).option(
+                "txnVersion", transaction.batch_id
+            )
+        writer.option("userMetadata", metadata).insertInto(self.identifier(name))
 
     def max_trade_time(self) -> int | None:
         """Latest trade_time in trades_raw."""
@@ -329,11 +387,11 @@ class SparkDeltaSink:
         tag: BatchTag,
         *,
         final: bool,
-        batch_lag: str | None = None,
+        record: Mapping[str, str] | None = None,
     ) -> MergeCounts:
         """Make price_alerts hold exactly `rows` inside `runs`; returns what it changed.
 
-        `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's userMetadata.
+        `record` (the batch's record and lags) goes in the final commit's userMetadata.
         """
         scope = any_of([window_clause(r, spark_timestamp, "t.") for r in runs])
         view = self._source(rows, PRICE_ALERTS)
@@ -344,14 +402,24 @@ class SparkDeltaSink:
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT * "
             f"WHEN NOT MATCHED BY SOURCE AND ({scope}) THEN DELETE"
         )
-        extra = {} if batch_lag is None else {META_BATCH_LAG: batch_lag}
+        extra = dict(record or {}) if final else {}
         with self._commit(tag, final=final, **extra):
             merged = self._merged(sql, view)
-        if final and batch_lag is not None and not any(merged):
-            # A MERGE that changed nothing may leave no commit to carry the batch's lags: an
-            # empty append does (Delta skips it when the transaction is already recorded).
-            self._append_empty(PRICE_ALERTS, tag, commit_metadata(tag, final=True, **extra))
+        if final and not any(merged):
+            # A MERGE that changed nothing may leave no commit to carry the batch's transaction
+            # and record: an empty append does (Delta skips it when the MERGE recorded them).
+            self._append_empty(PRICE_ALERTS, commit_metadata(tag, final=True, **extra), tag)
         return merged
+
+    def record_batch(self, tag: BatchTag, record: Mapping[str, str]) -> None:
+        """An empty append to price_alerts carrying `record`, made whenever the batch runs.
+
+        Delta-Spark records no commit without an action (``skipRecordingEmptyCommits``), so it
+        carries an app transaction of its own, never the batch's: app ``<query id>:records``,
+        whose version is the table's latest, higher with every commit, so Delta never skips it.
+        """
+        records = BatchTag(f"{tag.app_id}{RECORDS_APP_SUFFIX}", self._version(PRICE_ALERTS))
+        self._append_empty(PRICE_ALERTS, commit_metadata(tag, final=False, **record), records)
 
     def maintain(self, retention_hours: int) -> None:
         """Compact the small batch files of every table and vacuum the replaced ones."""

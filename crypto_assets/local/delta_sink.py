@@ -2,23 +2,24 @@
 
 A step's final commit carries a Delta app transaction ``(query id, batch id)``; a batch replayed
 after a crash sees it through `applied` and skips the step, and every write is a MERGE keyed on
-the table's natural key, so a replay that does write again changes nothing. Every predicate is
-built from at most `MAX_RUNS_PER_QUERY` runs or dates: its size follows the data, not its span.
+the table's natural key, so a replay that does write again changes nothing. Every commit names its
+batch in its custom metadata, which `run_commits` reads back with the commit's own row counts.
+Every predicate is built from at most `MAX_RUNS_PER_QUERY` runs or dates: its size follows the
+data, not its span.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, QueryBuilder, Transaction, write_deltalake
 
-from crypto_assets.analytics.lag import META_BATCH_LAG
 from crypto_assets.analytics.maintenance import compact_and_vacuum
 from crypto_assets.analytics.ports import (
     META_APP_ID,
@@ -26,6 +27,7 @@ from crypto_assets.analytics.ports import (
     META_MAX_TRADE_TIME,
     BatchTag,
     MergeCounts,
+    RunCommit,
 )
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -63,6 +65,14 @@ def merge_counts(metrics: dict) -> MergeCounts:
     )
 
 
+def commit_counts(commit: Mapping[str, Any]) -> MergeCounts:
+    """What a commit of the history did to the rows: a MERGE's counts, or the rows a write added."""
+    metrics = commit.get("operationMetrics") or {}
+    if commit.get("operation") == "MERGE":
+        return merge_counts(metrics)
+    return MergeCounts(int(metrics.get("num_added_rows", 0)))
+
+
 def sql_timestamp(epoch_ms: int) -> str:
     """A SQL timestamp literal (UTC) for epoch milliseconds."""
     moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=epoch_ms)
@@ -70,11 +80,23 @@ def sql_timestamp(epoch_ms: int) -> str:
 
 
 class DeltaSink:
-    """The four Delta tables under one directory, with idempotent batch writes."""
+    """The four Delta tables under one directory, with idempotent batch writes.
+
+    Spark (`spark`) only reads the trades of a batch's windows (`read_trades`).
+    """
 
     def __init__(self, delta_dir: Path, spark: SparkSession | None = None) -> None:
         self.delta_dir = delta_dir
         self.spark = spark
+
+    def on(self, spark: SparkSession) -> Self:
+        """This sink, reading trades through `spark` (the session of the batch's DataFrame)."""
+        return type(self)(self.delta_dir, spark)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled with the batch function for Spark Connect: a session does not pickle, and the
+        # batch binds the sink to its own (`on`).
+        return {**self.__dict__, "spark": None}
 
     def path(self, table: str) -> str:
         """Location of `table`."""
@@ -106,15 +128,38 @@ class DeltaSink:
         actions = pa.table(self.table(name).get_add_actions(flatten=True))
         return int(pc.sum(actions["num_records"]).as_py() or 0)
 
+    def versions(self) -> dict[str, int]:
+        """The latest version of each table."""
+        return {name: self.table(name).version() for name in ALL_TABLES}
+
+    def run_commits(self, app_id: str, after: Mapping[str, int]) -> list[RunCommit]:
+        """The commits of query `app_id` newer than the versions `after`, from each table's log."""
+        found = []
+        for name in ALL_TABLES:
+            table = self.table(name)
+            newer = table.version() - after[name]
+            if newer <= 0:
+                continue
+            for commit in table.history(newer):
+                if commit.get(META_APP_ID) != app_id or int(commit["version"]) <= after[name]:
+                    continue
+                batch_id = int(commit[META_BATCH_ID])
+                found.append(RunCommit(name, batch_id, commit_counts(commit), commit))
+        return found
+
     def maintain(self, retention_hours: int) -> None:
         """Compact the small batch files of every table and vacuum the replaced ones."""
         for name in ALL_TABLES:
             compact_and_vacuum(self.path(name), retention_hours)
 
     @staticmethod
-    def _commit(tag: BatchTag | None, metadata: dict[str, str] | None = None) -> CommitProperties:
-        transactions = None if tag is None else [Transaction(tag.app_id, tag.batch_id)]
-        return CommitProperties(custom_metadata=metadata, app_transactions=transactions)
+    def _commit(
+        tag: BatchTag, *, final: bool, metadata: Mapping[str, str] | None = None
+    ) -> CommitProperties:
+        """A commit of `tag`'s batch; a `final` one also records the app transaction."""
+        custom = {META_APP_ID: tag.app_id, META_BATCH_ID: str(tag.batch_id), **(metadata or {})}
+        transactions = [Transaction(tag.app_id, tag.batch_id)] if final else None
+        return CommitProperties(custom_metadata=custom, app_transactions=transactions)
 
     @staticmethod
     def _conform(rows: pa.Table, name: str) -> pa.Table:
@@ -127,7 +172,7 @@ class DeltaSink:
             self.path(TRADES_QUARANTINE),
             self._conform(rows, TRADES_QUARANTINE),
             mode="append",
-            commit_properties=self._commit(tag),
+            commit_properties=self._commit(tag, final=True),
         )
 
     def max_trade_time(self) -> int | None:
@@ -159,13 +204,7 @@ class DeltaSink:
         dates = sorted(pc.unique(rows["trade_date"]).to_pylist())
         if len(dates) > MAX_RUNS_PER_QUERY:
             raise ValueError(f"{len(dates)} trade dates in one MERGE; split the rows by date")
-        metadata = {
-            META_APP_ID: tag.app_id,
-            META_BATCH_ID: str(tag.batch_id),
-            META_MAX_TRADE_TIME: ""
-            if max_trade_time_before is None
-            else str(max_trade_time_before),
-        }
+        watermark = "" if max_trade_time_before is None else str(max_trade_time_before)
         predicate = (
             "t.trade_date = s.trade_date AND t.symbol = s.symbol AND t.trade_id = s.trade_id "
             f"AND t.trade_date IN ({', '.join(map(sql_string, dates))})"
@@ -177,7 +216,9 @@ class DeltaSink:
                 predicate,
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag if final else None, metadata),
+                commit_properties=self._commit(
+                    tag, final=final, metadata={META_MAX_TRADE_TIME: watermark}
+                ),
             )
             .when_not_matched_insert_all()
             .execute()
@@ -247,7 +288,7 @@ class DeltaSink:
                 predicate,
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag if final else None),
+                commit_properties=self._commit(tag, final=final),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()
@@ -287,14 +328,14 @@ class DeltaSink:
         tag: BatchTag,
         *,
         final: bool,
-        batch_lag: str | None = None,
+        record: Mapping[str, str] | None = None,
     ) -> MergeCounts:
         """Make price_alerts hold exactly `rows` inside `runs`; returns what it changed.
 
-        `batch_lag` (`lag.BatchLag` JSON) is stored in the commit's metadata.
+        `record` (the batch's record and lags) goes in the final commit's metadata.
         """
         rows = self._conform(rows, PRICE_ALERTS)
-        metadata = None if batch_lag is None else {META_BATCH_LAG: batch_lag}
+        metadata = record if final else None
         scope = any_of([window_clause(r, sql_timestamp, "t.") for r in runs])
         table = self.table(PRICE_ALERTS)
         before = table.version()
@@ -305,7 +346,7 @@ class DeltaSink:
                 "AND t.alert_type = s.alert_type",
                 source_alias="s",
                 target_alias="t",
-                commit_properties=self._commit(tag if final else None, metadata),
+                commit_properties=self._commit(tag, final=final, metadata=metadata),
             )
             .when_matched_update_all()
             .when_not_matched_insert_all()
@@ -314,11 +355,19 @@ class DeltaSink:
         )
         if final and table.version() == before:
             # delta-rs makes no commit for a MERGE that changes nothing (no alert in scope), yet
-            # the batch's transaction and lags must be recorded: an empty append carries them.
-            write_deltalake(
-                self.path(PRICE_ALERTS),
-                rows.slice(0, 0),
-                mode="append",
-                commit_properties=self._commit(tag, metadata),
-            )
+            # the batch's transaction and record must be recorded: an empty append carries them.
+            self._append_empty(PRICE_ALERTS, self._commit(tag, final=True, metadata=metadata))
         return merge_counts(metrics)
+
+    def record_batch(self, tag: BatchTag, record: Mapping[str, str]) -> None:
+        """An empty append to price_alerts carrying `record` (no app transaction)."""
+        self._append_empty(PRICE_ALERTS, self._commit(tag, final=False, metadata=record))
+
+    def _append_empty(self, name: str, commit: CommitProperties) -> None:
+        """A commit of no rows in `name`."""
+        write_deltalake(
+            self.path(name),
+            TABLE_SCHEMAS[name].empty_table(),
+            mode="append",
+            commit_properties=commit,
+        )

@@ -13,7 +13,13 @@ import pytest
 
 from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError
-from crypto_assets.analytics.schema import QUERY_NAME, TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.analytics.schema import (
+    ALL_TABLES,
+    PRICE_ALERTS,
+    QUERY_NAME,
+    TRADES_ANALYTICS,
+    TRADES_RAW,
+)
 from crypto_assets_tests.analytics import reference
 from crypto_assets_tests.analytics.expectations import (
     assert_matches_reference,
@@ -24,7 +30,7 @@ from crypto_assets_tests.analytics.landing_files import (
     write_landing_file,
     write_landing_files,
 )
-from crypto_assets_tests.analytics.runs import run_local
+from crypto_assets_tests.analytics.runs import run_counted, run_local
 from crypto_assets_tests.analytics.settings_for_tests import (
     WINDOW_MS,
     analytics_settings,
@@ -37,6 +43,11 @@ pytestmark = pytest.mark.spark
 
 def run_once(spark, data_dir: Path, **kwargs):
     return run_local(spark, analytics_settings(data_dir), **kwargs)
+
+
+def run_checked(spark, data_dir: Path):
+    """A run whose summary from its commits is checked against the one counted as it ran."""
+    return run_counted(spark, analytics_settings(data_dir))
 
 
 def test_full_recording_matches_plain_python_reference(full_run, landing_records) -> None:
@@ -83,7 +94,7 @@ def test_the_summary_says_how_many_windows_are_new_and_how_many_revised(
     write_landing_files(landing, first, 1)
     run_once(spark, tmp_path)
     write_landing_files(landing, second, 1, first_sequence=1)
-    summary = run_once(spark, tmp_path)  # one file: one batch, each window written once
+    summary = run_checked(spark, tmp_path)  # one file: one batch, each window written once
     before = reference.windows(first, WINDOW_MS)
     after = reference.windows(first + second, WINDOW_MS)
     touched = {(t["symbol"], t["trade_time"] // WINDOW_MS * WINDOW_MS) for t in second}
@@ -125,10 +136,31 @@ def test_crash_after_trades_raw_commit_then_restart_gives_identical_tables(
     assert len(rows(tmp_path, TRADES_RAW)) == len(landing_records)
     assert len(rows(tmp_path, TRADES_ANALYTICS)) == windows_before
 
-    restarted = run_once(spark, tmp_path)
+    restarted = run_checked(spark, tmp_path)
     assert restarted.files_processed == 6  # the failed batch is replayed as a whole
     assert restarted.rows_written[TRADES_RAW] == 0  # its raw commit is recognised and skipped
     assert snapshot(tmp_path) == snapshot(full_run.data_dir)
+
+
+def test_a_batch_replayed_after_all_its_writes_is_counted_again(
+    spark, tmp_path: Path, landing_records
+) -> None:
+    write_landing_files(tmp_path / "landing" / "trades", landing_records[:3000], 2)
+
+    def crash_after_alerts(table: str, batch_id: int) -> None:
+        if table == PRICE_ALERTS:
+            raise InjectedCrashError(f"killed after the {table} commit of batch {batch_id}")
+
+    with pytest.raises(AnalyticsError, match=r"analytics batch 0 failed: InjectedCrashError"):
+        run_once(spark, tmp_path, on_step=crash_after_alerts)
+    tables = snapshot(tmp_path)
+
+    # Every write of the batch is there: the replay makes only the commit of its record.
+    restarted = run_checked(spark, tmp_path)
+    assert (restarted.files_processed, restarted.batches) == (2, 1)
+    assert restarted.rows_written == dict.fromkeys(ALL_TABLES, 0)
+    assert restarted.lag.latest is None  # the lags were the first attempt's
+    assert snapshot(tmp_path) == tables
 
 
 def test_duplicate_landing_files_change_nothing(
@@ -141,7 +173,7 @@ def test_duplicate_landing_files_change_nothing(
     write_landing_file(landing, again[0], 100)  # old trades, far behind the watermark
     write_landing_file(landing, again[-1], 101)  # recent trades, windows still open
     write_landing_file(landing, again[-1][:50] + again[-1][:50], 102)  # duplicated in the file too
-    summary = run_once(spark, tmp_path)
+    summary = run_checked(spark, tmp_path)
     assert summary.duplicates_skipped == len(again[0]) + len(again[-1]) + 100
     assert summary.rows_written[TRADES_RAW] == 0
     assert summary.late_rows == 0  # already-known trades are not late arrivals
@@ -175,7 +207,7 @@ def test_late_trades_revise_open_windows_and_are_counted_past_the_watermark(
 
     # Within the watermark: the busy window is revised, and so are its alerts.
     write_landing_file(landing, held_back, 10)
-    revised = run_once(spark, tmp_path)
+    revised = run_checked(spark, tmp_path)
     assert revised.late_rows == 0
     alerts_stage2 = assert_matches_reference(tmp_path, stage1 + held_back)
     assert alerts_stage2 != alerts_stage1
@@ -186,9 +218,13 @@ def test_late_trades_revise_open_windows_and_are_counted_past_the_watermark(
 
     # Past the watermark: kept in trades_raw, counted, and the closed window is not revised.
     write_landing_file(landing, [earliest], 30)
-    late = run_once(spark, tmp_path)
+    late = run_checked(spark, tmp_path)
     assert late.late_rows == 1
     assert late.rows_written[TRADES_RAW] == 1
+    # No window took the late trade, so no alerts commit: the batch's own commit has its lag.
+    assert (late.batches, late.lag.latest.raw.count) == (1, 1)
+    stored = read_recent_batch_lags(tmp_path / "delta" / "price_alerts", limit=1)
+    assert stored[0].batch_id == late.lag.latest.batch_id
     assert_raw_holds_each_trade_once(tmp_path, landing_records)
     without_earliest = [r for r in landing_records if r is not earliest]
     assert_matches_reference(tmp_path, without_earliest)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from crypto_assets.analytics.lag import BatchLag
+from crypto_assets.analytics.lag import META_BATCH_LAG, BatchLag
 from crypto_assets.analytics.ports import BatchTag
 from crypto_assets.analytics.schema import PRICE_ALERTS_SCHEMA
 from crypto_assets.analytics.show import format_table, latest_windows, recent_alerts, render
@@ -61,9 +61,8 @@ def test_freshness_shows_the_lags_stored_with_the_alerts_commits(tmp_path: Path)
     for batch_id, raw in ((3, [1.0, 2.0, 3.0]), (4, [0.5, 0.5])):
         lag = BatchLag.of("q", batch_id, finished + batch_id, {"raw": raw, "alert": [2.5]})
         empty = PRICE_ALERTS_SCHEMA.empty_table()
-        sink.replace_alerts(
-            empty, run, BatchTag("q", batch_id), final=True, batch_lag=lag.to_json()
-        )
+        record = {META_BATCH_LAG: lag.to_json()}
+        sink.replace_alerts(empty, run, BatchTag("q", batch_id), final=True, record=record)
     lines = render(LocalLakehouse(LocalLayout(tmp_path))).splitlines()
     start = lines.index("Freshness (lag p50 / p95 / max in seconds, latest 2 batches)")
     header, _, newest, older, summary = lines[start + 1 : start + 6]

@@ -18,7 +18,7 @@ import pytest
 
 from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
-from crypto_assets.analytics.ports import BatchTag
+from crypto_assets.analytics.ports import META_BATCH, BatchTag, MergeCounts
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -247,6 +247,22 @@ def test_the_same_tag_twice_changes_nothing(spark, tmp_path: Path) -> None:
     } == {"2024-08-01", "2024-08-03"}
     partitions = spark.sql(f"DESCRIBE DETAIL delta.`{tmp_path / TRADES_RAW}`").first()
     assert partitions["partitionColumns"] == ["trade_date"]
+
+    # A run's commits: each with what it did; a batch's record is made each time it runs (an
+    # empty append, which Delta-Spark would not record without an app transaction of its own).
+    before = sink.versions()
+    record = {META_BATCH: "[1, 0, 0, 0]"}
+    sink.merge_trades_raw(_raw_rows([6, 7]), BatchTag("query:test", 11), None, final=True)
+    sink.record_batch(BatchTag("query:test", 11), record)
+    sink.record_batch(BatchTag("query:test", 11), record)
+    commits = sink.run_commits("query:test", before)
+    assert sorted((c.table, c.batch_id, c.counts) for c in commits) == [
+        (PRICE_ALERTS, 11, MergeCounts(0)),
+        (PRICE_ALERTS, 11, MergeCounts(0)),
+        (TRADES_RAW, 11, MergeCounts(2)),
+    ]
+    assert not sink.applied(PRICE_ALERTS, BatchTag("query:test", 11))
+    assert sink.run_commits("query:test", sink.versions()) == []
 
 
 @pytest.mark.slow  # OPTIMIZE and VACUUM of four tables: minutes on a busy 2-core machine

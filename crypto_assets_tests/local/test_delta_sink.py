@@ -1,4 +1,5 @@
-"""The delta-rs sink: table creation, app-transaction idempotence, alert replacement in a range."""
+"""The delta-rs sink: table creation, app-transaction idempotence, alert replacement in a range,
+a run's commits read back."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from crypto_assets.analytics.ports import BatchTag, MergeCounts
+from crypto_assets.analytics.ports import META_BATCH, BatchTag, MergeCounts
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -100,3 +101,27 @@ def test_replace_alerts_touches_only_its_range(tmp_path: Path) -> None:
     revised = sink.replace_alerts(alerts(4), part, BatchTag("q", 2), final=False)
     assert revised == MergeCounts(inserted=0, updated=1, deleted=0)  # recomputed: a revision
     assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))
+
+
+def test_a_runs_commits_are_read_back_with_what_they_did(tmp_path: Path) -> None:
+    sink = DeltaSink(tmp_path)
+    sink.ensure_tables()
+    everything = [Run("BTCUSDT", T0, T0 + 9 * MINUTE)]
+    sink.replace_alerts(alerts(1, 2), everything, BatchTag("q", 0), final=True)  # an earlier run
+    before = sink.versions()
+    record = {META_BATCH: "[1, 0, 0, 0]"}
+    # Minute 2 rewritten, 3 new, 1 gone: the commit carries the batch's record.
+    sink.replace_alerts(alerts(2, 3), everything, BatchTag("q", 1), final=True, record=record)
+    sink.record_batch(BatchTag("q", 2), record)
+    sink.record_batch(BatchTag("q", 2), record)  # the batch ran again: recorded again
+    sink.replace_alerts(alerts(5), everything, BatchTag("another-query", 0), final=True)
+
+    commits = sink.run_commits("q", before)
+    assert [(c.table, c.batch_id, c.counts) for c in commits] == [
+        (PRICE_ALERTS, 2, MergeCounts(0)),
+        (PRICE_ALERTS, 2, MergeCounts(0)),
+        (PRICE_ALERTS, 1, MergeCounts(inserted=1, updated=1, deleted=1)),
+    ]
+    assert all(c.metadata[META_BATCH] == record[META_BATCH] for c in commits)
+    assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))  # a record completes no step
+    assert sink.run_commits("q", sink.versions()) == []
