@@ -1,12 +1,13 @@
 """The Databricks deployment's reader: Auto Loader over the Volume's landing JSON, fixed schema.
 
 On Databricks the landing files are read by Auto Loader (``cloudFiles``, JSON, the schema given
-and never evolved: a value that does not fit goes to the rescued-data column). Off Databricks,
-where ``cloudFiles`` does not exist, Spark's JSON file source reads them with the same schema,
-a malformed line becoming a row with its text in the corrupt-record column. Either way every
-row is judged by `landing_row_problem`, the rule of the local reader, and a line Spark could not
-fit into the schema is judged from its own text (or its rescued values), so it is quarantined
-with the same reason the local deployment gives.
+and never evolved: a value that does not fit goes to the rescued-data column, a line that is not
+JSON to the corrupt-record column). Off Databricks, where ``cloudFiles`` does not exist, Spark's
+JSON file source reads them with the same schema, a malformed line becoming a row with its text
+in the corrupt-record column, read as bytes (a line need not be UTF-8). Either way every row is
+judged by `landing_row_problem`, the rule of the local reader, and a line Spark could not fit
+into the schema is judged from its own text (or its rescued values), so it is quarantined with
+the same reason the local deployment gives.
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def auto_loader_options(
         # The schema is given and never evolves: a field that does not fit is rescued instead.
         "cloudFiles.schemaEvolutionMode": "rescue",
         "rescuedDataColumn": RESCUED_DATA,
+        # A line that is not JSON at all keeps its text here (its columns, and the rescued
+        # data, are null), so it is quarantined with its own reason and text, as locally.
+        "columnNameOfCorruptRecord": CORRUPT_RECORD,
         "cloudFiles.includeExistingFiles": "true",
         "pathGlobFilter": LANDING_FILE_GLOB,
         **_limit("cloudFiles.", max_bytes_per_trigger, max_files_per_trigger),
@@ -104,26 +108,32 @@ class AutoLoaderReader:
 
     def stream(self, spark: SparkSession) -> DataFrame:
         """The streaming DataFrame of new landing lines (the schema's fields, `source_file`)."""
+        schema = StructType(
+            [*LANDING_LINE_SCHEMA.fields, StructField(CORRUPT_RECORD, StringType())]
+        )
         if self.on_databricks:
-            extra = RESCUED_DATA
+            extra = [RESCUED_DATA]
             reader = spark.readStream.format("cloudFiles").options(
                 **auto_loader_options(
                     self.schema_location, self.max_bytes_per_trigger, self.max_files_per_trigger
                 )
             )
-            schema = LANDING_LINE_SCHEMA
         else:
-            extra = CORRUPT_RECORD
+            extra = []
             reader = spark.readStream.format("json").options(
                 **file_source_options(self.max_bytes_per_trigger, self.max_files_per_trigger)
-            )
-            schema = StructType(
-                [*LANDING_LINE_SCHEMA.fields, StructField(CORRUPT_RECORD, StringType())]
             )
         return (
             reader.schema(schema)
             .load(self.landing_dir)
-            .select(*FIELDS, extra, F.col("_metadata.file_name").alias(SOURCE_FILE))
+            .select(
+                *FIELDS,
+                *extra,
+                # As bytes: a line that is not UTF-8 is kept as it came, and converting it to a
+                # Python string would fail the batch, and every retry of it.
+                F.col(CORRUPT_RECORD).cast("binary").alias(CORRUPT_RECORD),
+                F.col("_metadata.file_name").alias(SOURCE_FILE),
+            )
         )
 
     def expire_processed(self) -> Expired:
@@ -157,7 +167,7 @@ def decode_rows(rows: Iterable[dict], processed: dt.datetime) -> DecodedBatch:
     for row in rows:
         corrupt = row.get(CORRUPT_RECORD)
         if corrupt is not None:
-            text = corrupt.encode("utf-8", errors="surrogateescape")
+            text = corrupt if isinstance(corrupt, bytes) else corrupt.encode("utf-8")
             line, problem = line_problem(text, now_ms)
             shown = raw_text(text)
         else:

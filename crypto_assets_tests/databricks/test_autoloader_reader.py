@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pyarrow as pa
+import pytest
+from pyspark.sql import DataFrame, SparkSession
 
-from crypto_assets.analytics.landing_decoder import decode_landing_files
+from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing_files
 from crypto_assets.databricks.autoloader_reader import (
     CORRUPT_RECORD,
     FIELDS,
     LANDING_LINE_SCHEMA,
     RESCUED_DATA,
     SOURCE_FILE,
+    AutoLoaderReader,
     auto_loader_options,
     decode_rows,
     file_source_options,
 )
+from crypto_assets_tests.analytics.landing_files import write_bytes
 
 PROCESSED = dt.datetime(2024, 8, 2, tzinfo=dt.UTC)
 FILE = "trades_20240801_000000_000001.json"
@@ -46,6 +51,7 @@ def test_auto_loader_options_are_databricks_documented_ones() -> None:
         "cloudFiles.schemaLocation": "/Volumes/c/s/crypto_landing/_schemas/q",
         "cloudFiles.schemaEvolutionMode": "rescue",
         "rescuedDataColumn": "_rescued_data",
+        "columnNameOfCorruptRecord": "_corrupt_record",
         "cloudFiles.includeExistingFiles": "true",
         "cloudFiles.maxBytesPerTrigger": "1024",
         "pathGlobFilter": "trades_*.json",
@@ -115,3 +121,32 @@ def test_rescued_values_are_put_back_before_judging() -> None:
     ]
     assert json.loads(decoded.rejected["raw_line"][0].as_py())["price"] == "64000.5"
     assert decoded.trades["trade_id"].to_pylist() == [42]  # an extra field harms no trade
+
+
+@pytest.mark.spark
+def test_a_line_that_is_not_utf8_is_quarantined_and_stops_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    # Spark's JSON file source keeps such a line as its corrupt record, bytes and all: it must
+    # reach the quarantine with its reason, not fail the batch (and every retry of it).
+    landing = tmp_path / "landing"
+    good = json.dumps(GOOD).encode()
+    write_bytes(landing, FILE, b"\n".join([good, b'{"symbol": "BTC\xff\xfeUSDT"}']))
+    reader = AutoLoaderReader(str(landing), str(tmp_path / "schemas"), on_databricks=False)
+    decoded: list[DecodedBatch] = []
+
+    def process(batch_df: DataFrame, _: int) -> None:
+        decoded.append(reader.decode(batch_df, PROCESSED)[0])
+
+    query = (
+        reader.stream(spark)
+        .writeStream.option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .foreachBatch(process)
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    (batch,) = decoded
+    assert batch.trades["trade_id"].to_pylist() == [42]
+    (reason,) = batch.rejected["reason"].to_pylist()
+    assert reason.startswith("not UTF-8 text"), reason
