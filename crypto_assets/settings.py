@@ -39,10 +39,12 @@ from crypto_assets.errors import CryptoAssetsError
 Source = Literal["auto", "live", "replay"]
 Deployment = Literal["local", "databricks"]
 Compute = Literal["cluster", "serverless"]
+Launcher = Literal["step_launcher", "pipes"]
 
 SOURCES: tuple[Source, ...] = ("auto", "live", "replay")
 DEPLOYMENTS: tuple[Deployment, ...] = ("local", "databricks")
 COMPUTES: tuple[Compute, ...] = ("cluster", "serverless")
+LAUNCHERS: tuple[Launcher, ...] = ("step_launcher", "pipes")
 # The variables whose name is not the field's name upper-cased (DESIGN.md keeps the seed names).
 ENV_NAMES = {
     "data_dir": "CRYPTO_DATA_DIR",
@@ -306,7 +308,16 @@ class Settings(BaseModel):
         None, description="DATABRICKS_HOST: the workspace URL, https://<workspace>"
     )
     databricks_compute: Annotated[Compute, _choice(COMPUTES)] = Field(
-        "cluster", description="DATABRICKS_COMPUTE: cluster (step launcher) or serverless (Pipes)"
+        "cluster",
+        description="DATABRICKS_COMPUTE: cluster (classic compute, DATABRICKS_LAUNCHER says how) "
+        "or serverless (always Dagster Pipes)",
+    )
+    # Read only with DATABRICKS_COMPUTE=cluster: serverless has no DBFS, so it always uses Pipes.
+    databricks_launcher: Annotated[Launcher, _choice(LAUNCHERS)] = Field(
+        "step_launcher",
+        description="DATABRICKS_LAUNCHER: how a classic cluster runs the analytics: step_launcher "
+        "(dagster-databricks' step launcher, staged through DBFS) or pipes (Dagster Pipes through "
+        "the Volume, for workspaces with DBFS disabled)",
     )
     databricks_cluster_id: str | None = Field(
         None, description="DATABRICKS_CLUSTER_ID: an existing cluster; unset = a new one per run"

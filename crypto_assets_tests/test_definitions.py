@@ -17,7 +17,7 @@ from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.code_versions import source_version
 from crypto_assets.orchestration.definitions import build_definitions, data_locations
 from crypto_assets.orchestration.deployments import build_deployment
-from crypto_assets.orchestration.resources import SERVERLESS_KEY, STEP_LAUNCHER_KEY
+from crypto_assets.orchestration.resources import PIPES_KEY, STEP_LAUNCHER_KEY
 from crypto_assets.settings import Settings
 from crypto_assets_tests.recorded_trades import LANDING_FIELDS
 
@@ -148,12 +148,22 @@ def test_the_local_deployment_has_no_databricks_resource(loaded):
 
 
 @pytest.mark.parametrize(
-    ("compute", "key"), [("cluster", STEP_LAUNCHER_KEY), ("serverless", SERVERLESS_KEY)]
+    ("compute", "launcher", "key"),
+    [
+        ("cluster", "step_launcher", STEP_LAUNCHER_KEY),
+        ("cluster", "pipes", PIPES_KEY),
+        # DATABRICKS_LAUNCHER chooses among a cluster's launchers only: serverless is Pipes.
+        ("serverless", "step_launcher", PIPES_KEY),
+        ("serverless", "pipes", PIPES_KEY),
+    ],
 )
-def test_a_databricks_deployment_has_the_resource_of_its_compute_only(tmp_path, compute, key):
+def test_a_databricks_deployment_has_the_resource_of_its_compute_only(
+    tmp_path, compute, launcher, key
+):
     settings = Settings(
         deployment="databricks",
         databricks_compute=compute,
+        databricks_launcher=launcher,
         databricks_host="https://example.cloud.databricks.com",
         databricks_node_type="i3.xlarge",
         data_dir=tmp_path,
@@ -187,8 +197,10 @@ def test_the_databricks_deployment_needs_its_workspace(monkeypatch):
         defs()
 
 
-def test_a_new_cluster_needs_its_node_type(monkeypatch):
+@pytest.mark.parametrize("launcher", ["step_launcher", "pipes"])
+def test_a_new_cluster_needs_its_node_type(monkeypatch, launcher):
     monkeypatch.setenv("CRYPTO_DEPLOYMENT", "databricks")
+    monkeypatch.setenv("DATABRICKS_LAUNCHER", launcher)
     monkeypatch.setenv("DATABRICKS_HOST", "https://example.cloud.databricks.com")
     monkeypatch.delenv("DATABRICKS_CLUSTER_ID", raising=False)
     monkeypatch.delenv("DATABRICKS_NODE_TYPE", raising=False)
@@ -200,6 +212,12 @@ DEPLOYMENT_ENVIRONMENTS = {
     "local": {},
     "databricks cluster": {
         "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_HOST": "https://example.cloud.databricks.com",
+        "DATABRICKS_NODE_TYPE": "i3.xlarge",
+    },
+    "databricks cluster through pipes": {
+        "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_LAUNCHER": "pipes",
         "DATABRICKS_HOST": "https://example.cloud.databricks.com",
         "DATABRICKS_NODE_TYPE": "i3.xlarge",
     },

@@ -30,6 +30,7 @@ VARIABLES = (
     "CRYPTO_SOURCE",
     "CRYPTO_DEPLOYMENT",
     "DAGSTER_HOME",
+    "DATABRICKS_LAUNCHER",
 )
 
 
@@ -71,6 +72,7 @@ def test_defaults_are_design_md_values(environ):
     assert settings.source == "auto"
     assert settings.deployment == "local"
     assert settings.dagster_home is None
+    assert settings.databricks_launcher == "step_launcher"
 
 
 @pytest.mark.parametrize(
@@ -103,6 +105,7 @@ def test_defaults_are_design_md_values(environ):
         ("CRYPTO_SOURCE", "live", "source", "live"),
         ("CRYPTO_DEPLOYMENT", "databricks", "deployment", "databricks"),
         ("DAGSTER_HOME", "/srv/dagster", "dagster_home", Path("/srv/dagster")),
+        ("DATABRICKS_LAUNCHER", " Pipes ", "databricks_launcher", "pipes"),
     ],
 )  # fmt: skip
 def test_variable_sets_its_field_only(environ, variable, raw, field, expected):
@@ -168,6 +171,7 @@ def test_derived_durations_and_paths(environ):
         ("CRYPTO_DATA_DIR", " ", "expected a directory path"),
         ("CRYPTO_SOURCE", "file", "expected one of auto, live, replay"),
         ("CRYPTO_DEPLOYMENT", "kubernetes", "expected one of local, databricks"),
+        ("DATABRICKS_LAUNCHER", "dbfs", "expected one of step_launcher, pipes"),
     ],
 )
 def test_malformed_variable_is_one_line_naming_it(environ, variable, raw, accepts):

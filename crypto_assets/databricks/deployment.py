@@ -48,7 +48,11 @@ class DatabricksDeployment:
 
     @property
     def compute(self) -> str:
-        """Where the analytics' Spark runs: ``cluster`` or ``serverless``."""
+        """Where the analytics' Spark runs: ``cluster`` or ``serverless``.
+
+        How a run gets there: a cluster through the step launcher or Pipes (DATABRICKS_LAUNCHER),
+        serverless always through Pipes (`definitions.resources_for`).
+        """
         return self.settings.databricks_compute
 
     @property

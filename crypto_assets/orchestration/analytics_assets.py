@@ -3,8 +3,8 @@
 `trades_raw`, `trades_analytics` and `price_alerts` are written by the same query, so they are
 one multi-asset that is never subset, built per deployment (`build_streaming_analytics`). Where
 the deployment runs Spark elsewhere it requires that compute's resource too: the Databricks step
-launcher (`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on serverless;
-locally neither exists.
+launcher (`pyspark_step_launcher`) on a cluster, or Pipes (`databricks_pipes`) on serverless and
+on a cluster with DATABRICKS_LAUNCHER=pipes; locally neither exists.
 
 `once` (the default) processes every new landing file (Spark's availableNow trigger) and stops;
 `continuous` keeps the query running with a processing-time trigger until the run is terminated,
@@ -62,7 +62,7 @@ from crypto_assets.orchestration.metadata import (
 )
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
-    SERVERLESS_KEY,
+    PIPES_KEY,
     SETTINGS_KEY,
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
@@ -78,8 +78,9 @@ if TYPE_CHECKING:
 
 ANALYTICS_JOB = "streaming_analytics_job"
 # Where Spark runs, when not in the step's own process: a Databricks cluster through the step
-# launcher, or serverless compute through Pipes. A deployment registers the one it uses, if any.
-COMPUTE_KEYS = frozenset({STEP_LAUNCHER_KEY, SERVERLESS_KEY})
+# launcher, or Databricks (serverless or a cluster) through Pipes. A deployment registers the one
+# it uses, if any.
+COMPUTE_KEYS = frozenset({STEP_LAUNCHER_KEY, PIPES_KEY})
 
 _TABLE_DEFINITIONS = (
     (
@@ -347,13 +348,13 @@ def _streaming_analytics(
     )
 
     settings: Settings = context.resources.settings.to_settings()
-    serverless = getattr(context.resources, SERVERLESS_KEY, None)
-    if serverless is not None:  # Databricks serverless: the same analytics, through Pipes
-        yield from serverless.run(context, settings, config.model_dump())
+    pipes = getattr(context.resources, PIPES_KEY, None)
+    if pipes is not None:  # Databricks through Pipes: the same analytics, as a Databricks task
+        yield from pipes.run(context, settings, config.model_dump())
         return
     lakehouse: Lakehouse = context.resources.lakehouse
     spark = context.resources.spark.get_session()
-    # Where the code came from: on a Databricks cluster, the package the step launcher shipped.
+    # Where the code came from: on a Databricks cluster, the wheel the step launcher installed.
     context.log.debug("crypto_assets imported from %s", Path(crypto_assets.__file__).parent)
 
     last_report = dt.datetime.now(dt.UTC)

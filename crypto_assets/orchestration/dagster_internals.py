@@ -9,9 +9,9 @@ from `dagster` where it is used and drop it here. Nothing else in `crypto_assets
 
 from __future__ import annotations
 
-# DagsterPipesExecutionError, for databricks/serverless.py: `ReadablePipesClient` catches what
-# dagster-databricks' Pipes client (`PipesDatabricksServerlessClient._poll_til_success`) raises for
-# a Databricks run that did not succeed, to fail the asset with the run's own error and page. The
+# DagsterPipesExecutionError, for databricks/pipes.py: its Pipes clients catch what
+# dagster-databricks' Pipes clients (`BasePipesDatabricksClient._poll_til_success`) raise for a
+# Databricks run that did not succeed, to fail the asset with the run's own error and page. The
 # class derives straight from `Exception`, not `dg.DagsterError`, and neither `dagster`,
 # `dagster_pipes` (only `DagsterPipesError`) nor `dagster_databricks` exports it: catching a
 # public base class instead would also turn unrelated errors into that run-failure message.

@@ -27,7 +27,7 @@ from crypto_assets.orchestration.freshness import (
 from crypto_assets.orchestration.ingestion import build_producer_job, landing_trades
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
-    SERVERLESS_KEY,
+    PIPES_KEY,
     SETTINGS_KEY,
     SPARK_KEY,
     STEP_LAUNCHER_KEY,
@@ -49,8 +49,10 @@ def resources_for(deployment: Deployment) -> dict[str, object]:
 
     Locally Spark runs in the step's own process: no step launcher, no Pipes client, so neither
     is registered (the Launchpads and the resources page would list them for nothing). On a
-    Databricks cluster the whole step runs there (the step launcher), so its Spark session is the
-    cluster's; on serverless the step stays here and submits the same analytics as a Pipes task.
+    Databricks cluster with DATABRICKS_LAUNCHER=step_launcher (the default) the whole step runs
+    there, so its Spark session is the cluster's; on serverless, and on a cluster with
+    DATABRICKS_LAUNCHER=pipes (no DBFS), the step stays here and submits the same analytics as a
+    Pipes task.
     """
     settings = deployment.settings
     resources: dict[str, object] = {
@@ -60,17 +62,16 @@ def resources_for(deployment: Deployment) -> dict[str, object]:
     if deployment.compute == "local":
         return {**resources, SPARK_KEY: LocalSpark()}
     resources[SPARK_KEY] = DatabricksSpark()
-    if deployment.compute == "cluster":
+    # DATABRICKS_LAUNCHER chooses only among a cluster's launchers: serverless is always Pipes.
+    if deployment.compute == "cluster" and settings.databricks_launcher == "step_launcher":
         from crypto_assets.orchestration.databricks.step_launcher import (  # noqa: PLC0415
             databricks_step_launcher,
         )
 
         return {**resources, STEP_LAUNCHER_KEY: databricks_step_launcher(settings)}
-    from crypto_assets.orchestration.databricks.serverless import (  # noqa: PLC0415
-        ServerlessAnalytics,
-    )
+    from crypto_assets.orchestration.databricks.pipes import pipes_analytics  # noqa: PLC0415
 
-    return {**resources, SERVERLESS_KEY: ServerlessAnalytics()}
+    return {**resources, PIPES_KEY: pipes_analytics(settings)}
 
 
 def data_locations(deployment: Deployment) -> dict[str, dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 `definitions.resources_for` picks the implementations by where the deployment's Spark runs;
 assets only see the interfaces. Where Spark runs elsewhere, so is its launcher: the Databricks
-step launcher (`pyspark_step_launcher`) on a cluster, Pipes (`databricks_serverless`) on
-serverless compute; the local deployment has neither.
+step launcher (`pyspark_step_launcher`) on a cluster, or Pipes (`databricks_pipes`) on serverless
+compute and on a cluster with DATABRICKS_LAUNCHER=pipes; the local deployment has neither.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ STEP_LAUNCHER_KEY = "pyspark_step_launcher"
 SETTINGS_KEY = "settings"
 SPARK_KEY = "spark"
 LAKEHOUSE_KEY = "lakehouse"
-# Databricks serverless compute (Dagster Pipes): None where Spark runs in the step itself.
-SERVERLESS_KEY = "databricks_serverless"
+# Databricks through Dagster Pipes (serverless, or a cluster without DBFS): None elsewhere.
+PIPES_KEY = "databricks_pipes"
 
 # Settings of the process, not of a run: the deployment is chosen when the definitions are built,
 # and DAGSTER_HOME is the instance's own. The producer's own settings are the producer op's

@@ -9,25 +9,33 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
+import dagster as dg
 import pytest
+from dagster_pyspark.utils import build_pyspark_zip
 from databricks.sdk import WorkspaceClient
 
 import crypto_assets
+from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.orchestration.databricks.libraries import cluster_libraries, pypi_pins
 from crypto_assets.orchestration.databricks.remote_environment import remote_environment
 from crypto_assets.orchestration.databricks.step_launcher import (
-    cluster_libraries,
+    NO_CODE_FOLDER,
     cluster_spec,
+    databricks_step_launcher,
     launch_run_config,
     launcher_config,
-    package_folder,
 )
+from crypto_assets.orchestration.databricks.wheel import build_wheel, wheels_dir
 from crypto_assets.settings import Settings
-from crypto_assets_tests.databricks.emulator import USER_NAME, running_emulator
+from crypto_assets_tests.databricks.emulator import USER_NAME, Emulator, running_emulator
 
 HOST = "https://example.cloud.databricks.com"
+LAYOUT = VolumeLayout("takamol_demo", "crypto_streaming")
+VOLUME = {"volumes": (LAYOUT.full_volume_name,)}
 
 
 def test_the_token_is_given_by_its_name_only(monkeypatch):
@@ -57,14 +65,25 @@ def test_an_existing_cluster_or_a_new_one():
     assert new["data_security_mode"] == single["new"]["data_security_mode"] == "SINGLE_USER"
 
 
-def test_at_launch_a_new_cluster_gets_the_tokens_user_and_the_libraries(tmp_path: Path):
+def volume_file(emulator: Emulator, path: str) -> Path:
+    """Where a `/Volumes/...` path of the emulated workspace is on this machine."""
+    return emulator.volumes_root / path.removeprefix("/Volumes/")
+
+
+def test_at_launch_a_new_cluster_gets_the_tokens_user_the_wheel_and_the_pins(tmp_path: Path):
     settings = Settings(databricks_host=HOST, databricks_node_type="i3.xlarge")
-    with running_emulator(tmp_path / "workspace", "dapi-launch-test") as emulator:
+    with running_emulator(tmp_path / "workspace", "dapi-launch-test", **VOLUME) as emulator:
         client = WorkspaceClient(host=emulator.host, token="dapi-launch-test")
         built = launcher_config(settings)["run_config"]
-        launched = launch_run_config(built, client)
+        launched = launch_run_config(built, client, LAYOUT)
+        wheel = build_wheel()
+        shipped = f"{wheels_dir(LAYOUT)}/{wheel.name}"
+        assert volume_file(emulator, shipped).read_bytes() == wheel.read_bytes()
     assert built["libraries"] == []  # what a cluster that rebuilds the definitions computes
-    assert launched["libraries"] == cluster_libraries()
+    assert launched["libraries"] == cluster_libraries(shipped, pypi_pins())
+    assert launched["libraries"][-1] == {"whl": shipped}
+    packages = [lib["pypi"]["package"] for lib in launched["libraries"] if "pypi" in lib]
+    assert not [p for p in packages if p.startswith("crypto")]  # the package is the wheel
     assert launched["cluster"]["new"]["single_user_name"] == USER_NAME
     assert launched["cluster"]["new"]["data_security_mode"] == "SINGLE_USER"
 
@@ -82,15 +101,18 @@ def test_an_existing_cluster_is_checked_before_launch(
     tmp_path: Path, runtime: str, access_mode: str, problems: list[str]
 ):
     settings = Settings(databricks_host=HOST, databricks_cluster_id="0101-abc")
-    options = {"clusters": {"0101-abc": runtime}, "cluster_access_mode": access_mode}
+    options = {"clusters": {"0101-abc": runtime}, "cluster_access_mode": access_mode, **VOLUME}
     with running_emulator(tmp_path / "workspace", "dapi-check", **options) as emulator:
         client = WorkspaceClient(host=emulator.host, token="dapi-check")
         run_config = launcher_config(settings)["run_config"]
         if not problems:
-            assert launch_run_config(run_config, client)["cluster"] == {"existing": "0101-abc"}
+            launched = launch_run_config(run_config, client, LAYOUT)
+            assert launched["cluster"] == {"existing": "0101-abc"}
             return
         with pytest.raises(CryptoAssetsError) as refused:
-            launch_run_config(run_config, client)
+            launch_run_config(run_config, client, LAYOUT)
+        # Refused before anything was uploaded.
+        assert not [r for r in emulator.requests if r[0] == "PUT"]
     line = str(refused.value)
     assert "\n" not in line
     for problem in problems:
@@ -104,7 +126,7 @@ def test_a_cluster_needs_an_id_or_a_node_type():
 
 
 def test_the_cluster_gets_what_its_runtime_lacks_at_the_local_versions():
-    packages = {lib["pypi"]["package"] for lib in cluster_libraries()}
+    packages = set(pypi_pins())
     names = {package.split("==")[0] for package in packages}
     # The runtime has Spark, Delta and Arrow; the launcher adds Dagster's own at its versions.
     assert names.isdisjoint({"pyspark", "delta-spark", "pyarrow", "dagster", "databricks-sdk"})
@@ -113,23 +135,53 @@ def test_the_cluster_gets_what_its_runtime_lacks_at_the_local_versions():
     for package in packages:
         name, version = package.split("==")
         assert importlib.metadata.version(name) == version
-    # Never a development tool.
-    assert names.isdisjoint({"pytest", "ruff", "duckdb"})
+    # Never a development tool, a local UI, or the package itself (it is the wheel).
+    assert names.isdisjoint({"pytest", "ruff", "duckdb", "dagster-webserver", "dagster-dg-cli"})
+    assert "crypto-assets" not in names
 
 
-def test_the_shipped_folder_holds_only_the_package():
-    folder = package_folder()
-    assert sorted(p.name for p in folder.iterdir()) == ["crypto_assets"]
-    shipped = {
-        p.relative_to(folder / "crypto_assets") for p in (folder / "crypto_assets").rglob("*")
-    }
-    source = Path(crypto_assets.__file__).parent
-    expected = {
-        p.relative_to(source)
-        for p in source.rglob("*")
-        if "__pycache__" not in p.parts and p.suffix != ".pyc"
-    }
-    assert shipped == expected
+def test_the_code_zip_the_launcher_ships_holds_nothing(tmp_path: Path):
+    # dagster-databricks always zips local_pipeline_package_path into code.zip and its step main
+    # puts it on the cluster's sys.path: empty, so the installed wheel is the only copy there.
+    NO_CODE_FOLDER.mkdir(parents=True, exist_ok=True)
+    config = launcher_config(Settings(databricks_host=HOST, databricks_cluster_id="0101-abc"))
+    assert config["local_pipeline_package_path"] == str(NO_CODE_FOLDER)
+    code_zip = tmp_path / "code.zip"
+    build_pyspark_zip(str(code_zip), config["local_pipeline_package_path"])
+    with zipfile.ZipFile(code_zip) as archive:
+        assert archive.namelist() == []
+
+
+@pytest.mark.filterwarnings("ignore:StepLauncher is superseded")  # expected: see step_launcher.py
+def test_a_workspace_without_dbfs_fails_the_step_before_anything_is_submitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    token = "dapi-no-dbfs-test"
+    monkeypatch.setenv("DATABRICKS_TOKEN", token)
+    options = {"clusters": {"0101-abc": "17.3.x-scala2.13"}, "dbfs_disabled": True, **VOLUME}
+    with running_emulator(tmp_path / "workspace", token, **options) as emulator:
+        settings = Settings(databricks_host=emulator.host, databricks_cluster_id="0101-abc")
+
+        @dg.asset(required_resource_keys={"pyspark_step_launcher"})
+        def on_the_cluster() -> None:
+            """Never runs: the launcher refuses the workspace first."""
+
+        result = dg.materialize(
+            [on_the_cluster],
+            resources={"pyspark_step_launcher": databricks_step_launcher(settings)},
+            raise_on_error=False,
+        )
+        requests = list(emulator.requests)
+        assert emulator.runs == {}
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    line = failure.step_failure_data.user_failure_data.description
+    assert "\n" not in line
+    assert "refuses DBFS" in line
+    assert "Public DBFS root is disabled" in line
+    assert "set DATABRICKS_LAUNCHER=pipes" in line
+    # Nothing was uploaded or submitted: one refused DBFS read after the token's check.
+    assert [r for r in requests if r[0] != "GET"] == []
+    assert ("GET", "/api/2.0/dbfs/get-status") in requests
 
 
 def test_the_cluster_reads_back_the_same_settings(monkeypatch):
@@ -154,9 +206,10 @@ def test_the_cluster_reads_back_the_same_settings(monkeypatch):
 def _plain_package_environment(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH as a cluster's step sees it: a plain copy of the package, no distribution.
 
-    The step main unzips the package's code; the cluster never installed the package, so there
-    is no `crypto_assets` dist-info and no editable finder. The virtualenv's other libraries stand
-    in for the cluster's (they are reached without `site`, so no .pth file runs).
+    The harshest case of what a cluster has: the package's code without its distribution
+    metadata (no `crypto_assets` dist-info, no editable finder; the installed wheel has metadata,
+    but nothing that runs there may depend on it). The virtualenv's other libraries stand in for
+    the cluster's (they are reached without `site`, so no .pth file runs).
     """
     code = tmp_path / "code"
     shutil.copytree(

@@ -1,28 +1,26 @@
-"""Bootstrap of the serverless analytics task: put the shipped package on `sys.path`, run it.
+"""Entry of the Databricks Pipes task, serverless or on a classic cluster: run the installed task.
 
-Databricks runs this file as the task's `spark_python_task` (uploaded by `serverless.py`), with
-`--code-zip <the package's zip on the Volume>` and Dagster Pipes' own arguments. It imports only
-the standard library until the package is in place, exactly as the step launcher's bootstrap
-unzips `code.zip` before it imports the step.
+Databricks runs this file as the task's `spark_python_task` (uploaded beside nothing else by
+`pipes.py`), with Dagster Pipes' own arguments on an existing cluster, or its environment
+variables on a new one. The package is not beside it: the task's libraries installed the
+package's wheel, and `pipes_task.run_task` is imported from there (it reports where from). Only
+the standard library is imported until then, so a compute without the wheel says so in one line.
 """
 
-import argparse
 import sys
-import tempfile
-import zipfile
 
 
 def main() -> None:
-    """Unzip the package into a scratch folder, put it first on `sys.path`, run the task."""
-    parser = argparse.ArgumentParser(description="crypto_assets analytics on Databricks")
-    parser.add_argument("--code-zip", required=True, help="the crypto_assets package as a zip")
-    args, _ = parser.parse_known_args()
-    target = tempfile.mkdtemp(prefix="crypto_assets_code_")
-    with zipfile.ZipFile(args.code_zip) as archive:
-        archive.extractall(target)
-    sys.path.insert(0, target)
-    from crypto_assets.orchestration.databricks.pipes_task import run_task  # noqa: PLC0415 - just unzipped
-
+    """Import the installed package's task and run it."""
+    try:
+        from crypto_assets.orchestration.databricks.pipes_task import run_task  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        if exc.name != "crypto_assets":
+            raise
+        sys.exit(
+            "crypto_assets is not installed on this compute: the task's libraries (or its "
+            "environment's dependencies) must list the package's wheel from the Volume"
+        )
     run_task()
 
 
