@@ -6,12 +6,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # The Delta-Spark jars, fetched once with PySpark's Ivy (crypto_assets/analytics/delta_jars.py).
 DELTA_JARS := $(VENV)/delta-jars/jars.txt
+# The emulated Databricks Runtime the Databricks emulator's tasks run in: Python 3.12 with what DBR
+# 17.3 LTS preinstalls (crypto_assets_tests/databricks/emulated_runtime.py); built for the tests
+# only (`make run` and `make ui` do without it). Its stamp is written last, and again when that
+# module changes and the runtime is found up to date.
+EMULATED_RUNTIME := $(VENV)/emulated-runtime/dbr-17.3/.built
 # Headless runs and `make ui` share one Dagster instance, so the UI shows `make run`'s runs.
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: install run ui test test-slow test-faults lint format clean screenshots
+.PHONY: install test-install run ui test test-slow test-faults lint format clean screenshots
 
 install: $(STAMP) $(DELTA_JARS)
+
+test-install: install $(EMULATED_RUNTIME)
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found " + sys.version.split()[0] + ")")'
@@ -25,6 +32,11 @@ $(STAMP): pyproject.toml constraints.txt
 $(DELTA_JARS): | $(STAMP)
 	@echo "fetching the Delta-Spark jars into $(VENV)/delta-jars (log: $(VENV)/install.log)"
 	@$(BIN)/python -m crypto_assets.analytics.delta_jars >> $(VENV)/install.log 2>&1 \
+	  || { tail -n 5 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
+
+$(EMULATED_RUNTIME): crypto_assets_tests/databricks/emulated_runtime.py | $(STAMP)
+	@echo "building the emulated Databricks runtime into $(VENV)/emulated-runtime (log: $(VENV)/install.log)"
+	@$(BIN)/python -m crypto_assets_tests.databricks.emulated_runtime >> $(VENV)/install.log 2>&1 \
 	  || { tail -n 5 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 
 run: install $(DAGSTER_HOME)/dagster.yaml
@@ -59,13 +71,13 @@ PYTEST_MARKERS ?= not slow and not faults
 FAULTS_MARKERS ?= faults and not long
 TEST_WORKERS ?= 3
 
-test: install lint
+test: test-install lint
 	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: test-install
 	$(BIN)/python -m pytest -m "slow and not faults" $(PYTEST_ARGS)
 
-test-faults: install
+test-faults: test-install
 	$(BIN)/python -m pytest -m "$(FAULTS_MARKERS)" $(PYTEST_ARGS)
 
 lint: install

@@ -1,11 +1,13 @@
 """What an emulated Databricks cluster runs for one spark_python_task (started by emulator.py).
 
-Run as ``python -I -S emulated_cluster.py`` inside a mount namespace where /dbfs and /Volumes are
-the emulator's folders. It must not import ``crypto_assets``: the package is importable here only
+Run as ``<emulated runtime python> -I emulated_cluster.py`` inside a mount namespace where /dbfs
+and /Volumes are the emulator's folders. The interpreter is the emulated Databricks Runtime's
+(emulated_runtime.py): its site-packages are the runtime's preinstalled packages and the task's
+installed libraries. It must not import ``crypto_assets``: the package is importable here only
 when the task ships it. The spec comes as a JSON file named by ``EMULATED_CLUSTER_SPEC``: the python
-file and its parameters, the site-packages folders to expose (without their ``.pth`` files, so the
-editable install's finder stays out), extra ``sys.path`` entries (shipped wheels and zips), the
-Spark conf, the cluster id, and where to write the result (the exception for get-output).
+file and its parameters, extra ``sys.path`` entries put right after the file's folder (the run's
+installed wheels, shipped zips and folders), the Spark conf, the cluster id, and where to write
+the result (the exception for get-output).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import socket
 import sys
 import traceback
 from typing import Any
@@ -29,9 +32,78 @@ SESSION_CONF = {
 }
 
 
+# What serverless answers a streaming query with another trigger (only availableNow and once run).
+SERVERLESS_TRIGGER_REFUSED = (
+    "[INFINITE_STREAMING_TRIGGER_NOT_SUPPORTED] Trigger type {} is not supported for this "
+    "cluster type. Use a different trigger type e.g. AvailableNow, Once."
+)
+
+
 def build_spark(spec: dict[str, Any]) -> Any:
+    """The task's Spark: a local session dressed as a cluster's, or a serverless Connect one."""
+    if spec["spark_connect"]:
+        return build_connect_spark(spec)
+    return build_cluster_spark(spec)
+
+
+def build_connect_spark(spec: dict[str, Any]) -> Any:
+    """A Spark Connect session of a local server started here, as serverless compute gives one.
+
+    The server is a classic session with Spark Connect's plugin on a free loopback port; it runs
+    the session's foreachBatch functions in Python workers of the task's interpreter. Streaming
+    queries get serverless' triggers only (`refuse_serverless_triggers`).
+    """
+    from pyspark.sql import SparkSession  # noqa: PLC0415
+    from pyspark.sql.connect.session import SparkSession as ConnectSession  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    builder = SparkSession.builder.master("local[2]").appName("emulated-serverless")
+    conf = {
+        **SESSION_CONF,
+        **spec["spark_conf"],
+        "spark.plugins": "org.apache.spark.sql.connect.SparkConnectPlugin",
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+    }
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    builder.getOrCreate()
+    # As on serverless: PySpark builds Spark Connect plans, SparkSession.builder connects here.
+    os.environ["SPARK_CONNECT_MODE_ENABLED"] = "1"
+    os.environ["SPARK_REMOTE"] = f"sc://127.0.0.1:{port}"
+    spark = ConnectSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+    refuse_serverless_triggers()
+    if spec["cloudfiles_stand_in"]:
+        install_cloudfiles_stand_in(spark, spec["cloudfiles_stand_in"])
+    return spark
+
+
+def refuse_serverless_triggers() -> None:
+    """Streaming queries of Connect sessions run only with the availableNow or once trigger."""
+    from pyspark.sql.connect.streaming.readwriter import DataStreamWriter  # noqa: PLC0415
+
+    own_trigger, own_start = DataStreamWriter.trigger, DataStreamWriter.start
+
+    def trigger(self: Any, *args: Any, **kwargs: Any) -> Any:
+        for kind in ("processingTime", "continuous"):
+            if kwargs.get(kind) is not None:
+                raise RuntimeError(SERVERLESS_TRIGGER_REFUSED.format(kind))
+        self._serverless_trigger = True
+        return own_trigger(self, *args, **kwargs)
+
+    def start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if not getattr(self, "_serverless_trigger", False):  # the default is processingTime 0
+            raise RuntimeError(SERVERLESS_TRIGGER_REFUSED.format("processingTime"))
+        return own_start(self, *args, **kwargs)
+
+    DataStreamWriter.trigger, DataStreamWriter.start = trigger, start
+
+
+def build_cluster_spark(spec: dict[str, Any]) -> Any:
     """A local SparkSession dressed as a Databricks cluster's (clusterUsageTags set)."""
-    # Imported here: sys.path gets the site-packages only in main().
+    # Imported here: the shipped sys.path entries come first only once main() has set them.
     from pyspark.sql import SparkSession  # noqa: PLC0415
 
     builder = SparkSession.builder.master("local[2]").appName(f"emulated-{spec['cluster_id']}")
@@ -49,7 +121,21 @@ def build_spark(spec: dict[str, Any]) -> Any:
     }
     for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    if spec["cloudfiles_stand_in"]:
+        install_cloudfiles_stand_in(spark, spec["cloudfiles_stand_in"])
+    return spark
+
+
+def install_cloudfiles_stand_in(spark: Any, module_path: str) -> None:
+    """Give `spark` the Auto Loader stand-in (``format("cloudFiles")``), from its copied module."""
+    folder = os.path.dirname(module_path)
+    sys.path.insert(0, folder)
+    try:
+        import cloudfiles  # noqa: PLC0415 - the stand-in's module, copied beside this script
+    finally:
+        sys.path.remove(folder)  # the task's own imports see nothing of it
+    cloudfiles.install_cloudfiles(spark)
 
 
 def build_dbutils() -> Any:
@@ -82,9 +168,10 @@ def main() -> int:
     """Set up sys.path, Spark and dbutils, then run the task's file as ``__main__``."""
     with open(os.environ["EMULATED_CLUSTER_SPEC"], encoding="utf-8") as stream:
         spec = json.load(stream)
-    # The runtime's preinstalled packages, without processing .pth files (-S).
-    sys.path.extend(spec["site_packages"])
-    sys.path[:0] = spec["extra_sys_path"]
+    # The task file's folder is sys.path[0], as for `python <file>` (dagster's code loader drops
+    # sys.path[0] while it imports a code location); what the task ships comes next, before the
+    # site-packages of the runtime and its libraries.
+    sys.path[:0] = [os.path.dirname(spec["python_file"]), *spec["extra_sys_path"]]
     mounted = mount_points()
     for folder in ("/dbfs", "/Volumes"):
         if folder not in mounted:
@@ -95,7 +182,9 @@ def main() -> int:
     try:
         if spec["start_spark"]:
             spark = build_spark(spec)
-            init_globals.update(spark=spark, sc=spark.sparkContext)
+            # Spark Connect has no SparkContext: `sc` stays None there, as on serverless.
+            context = None if spec["spark_connect"] else spark.sparkContext
+            init_globals.update(spark=spark, sc=context)
         init_globals["dbutils"] = build_dbutils()
         sys.argv = [spec["python_file"], *spec["parameters"]]
         runpy.run_path(spec["python_file"], init_globals=init_globals, run_name="__main__")

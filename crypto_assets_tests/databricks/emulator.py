@@ -11,22 +11,30 @@ its exception classes).
 ``runs/submit`` runs each ``spark_python_task`` the way a cluster does, in a subprocess started by
 ``emulated_cluster.py``: a private mount namespace (``unshare -m``, root only) bind-mounts
 ``root/dbfs`` on ``/dbfs``, ``root/Volumes`` on ``/Volumes``, ``root/Workspace`` on ``/Workspace``;
-the working directory is a fresh scratch folder; the interpreter is this one, started with
-``-I -S`` so neither ``PYTHONPATH``, the checkout nor the editable install's ``.pth`` finder is
-importable, only the site-packages folders themselves (what a Databricks runtime has preinstalled)
-plus what the task ships. The checkout (``hide_paths``) is covered with an empty tmpfs, with only
-the venv mounted back, so a path that dagster pickles from the launching process (its cwd) finds
-nothing, as on a real cluster. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
+the working directory is a fresh scratch folder. The interpreter is the emulated Databricks
+Runtime's (``emulated_runtime.py``): a clean Python 3.12 virtualenv with what DBR 17.3 LTS
+preinstalls, plus a layer with exactly the libraries the task declares (cluster ``libraries``,
+serverless ``dependencies``), installed with pip before the task starts, as a cluster does; a
+shipped wheel is installed per run into ``<run dir>/wheels``, first on ``sys.path``. Started with
+``-I``: nothing of this virtualenv, ``PYTHONPATH`` or the checkout is importable. The checkout
+(``hide_paths``) is covered with an empty tmpfs, with only the emulated runtime and the Delta jars
+mounted back, so a path that dagster pickles from the launching process (its cwd) finds nothing,
+as on a real cluster. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
 
 Deliberate limits, each said where it matters:
-- ``libraries`` and serverless ``dependencies`` are checked, not installed: a PyPI pin the
-  interpreter does not satisfy fails the run as a library install failure does; a wheel or zip on
-  a Volume or DBFS is put on the task's ``sys.path`` (how a shipped package is found on serverless).
-- ``spark_version`` implies a Python (15.x: 3.11, 16.x and 17.x: 3.12). This interpreter is 3.11 and
-  the project's default runtime is 17.3.x-scala2.13, so a mismatch is recorded as a warning in
-  ``runs[id].warnings`` unless ``strict_python_version=True`` fails the run.
+- A library that does not resolve fails the run as a library install failure does (pip's message);
+  so does one that replaces the runtime's Spark binding (pyspark, delta-spark, py4j); one that
+  upgrades another preinstalled package (databricks-sdk, grpcio...) runs, with a warning in
+  ``runs[id].warnings`` (``emulated_runtime.RUNTIME_BOUND`` says why).
+  ``maven``, ``jar``, ``egg``, ``requirements`` and ``cran`` libraries are not installed (a warning
+  in ``runs[id].warnings``); a shipped path that is not a wheel (a zip or a folder) is put on the
+  task's ``sys.path`` as it is, where a workspace would ``pip install`` it.
+- ``spark_version`` implies a Python (15.x: 3.11, 16.x and 17.x: 3.12); every task runs on the
+  emulated runtime's (3.12, unless the machine has none: ``emulated_runtime.python_mismatch``), so
+  a mismatch is recorded as a warning in ``runs[id].warnings`` unless ``strict_python_version=True``
+  fails the run. Serverless tasks run on the same runtime and a local Spark session.
+- The stand-ins: PyPI's pyspark 4.0.1 and delta-spark 4.4.0 for the runtime's own Spark and Delta.
 - Only ``spark_python_task`` runs; Auto Loader (``cloudFiles``) does not exist off Databricks.
-- Spark's Python workers (UDFs) start with the plain interpreter and so see the editable install.
 
 Why the standard library's ``ThreadingHTTPServer``: no published package emulates these endpoints
 (databricks/cli's Go test server is bound to its Go harness; the SDK's fixture server is a bare
@@ -43,7 +51,6 @@ import os
 import re
 import shutil
 import signal
-import site
 import subprocess
 import sys
 import threading
@@ -54,14 +61,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import metadata
 from pathlib import Path
 from shlex import quote
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from packaging.requirements import InvalidRequirement, Requirement
+
+from crypto_assets_tests.databricks import emulated_runtime
+from crypto_assets_tests.databricks.standins import cloudfiles, unity_names
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +121,22 @@ class ApiError(Exception):
         return body
 
 
+def _dbfs_disabled(path: Any) -> ApiError:
+    """What a workspace with legacy DBFS disabled answers a DBFS call.
+
+    The message is the runtime's own (``[DBFS_DISABLED] Public DBFS root is disabled. Access is
+    denied on path: ...``, as users report it from notebooks and the CLI); the REST status and
+    error_code are assumed (403 PERMISSION_DENIED: the CLI reports it as a permission error). The
+    SDK maps either to `PermissionDenied`, by code or by status.
+    """
+    where = path.removeprefix("dbfs:") if isinstance(path, str) and path else "/"
+    return ApiError(
+        403,
+        "PERMISSION_DENIED",
+        f"[DBFS_DISABLED] Public DBFS root is disabled. Access is denied on path: {where}",
+    )
+
+
 def _not_found(message: str, code: str = "RESOURCE_DOES_NOT_EXIST") -> ApiError:
     return ApiError(404, code, message)
 
@@ -158,6 +182,8 @@ class TaskRun:
     stderr_path: Path | None = None
     scratch_dir: Path | None = None
     process: subprocess.Popen | None = None
+    # The interpreter and leading sys.path the task runs with, once its libraries are installed.
+    runtime: emulated_runtime.TaskRuntime | None = None
 
     def logs(self) -> str:
         """What the task printed (stdout), as get-output's ``logs``."""
@@ -201,21 +227,6 @@ def python_for_spark_version(spark_version: str) -> tuple[int, int] | None:
     return RUNTIME_PYTHON.get(int(match.group(1))) if match else None
 
 
-def unsatisfied_requirement(spec: str) -> str | None:
-    """Why ``spec`` (a PyPI requirement) is not satisfied by this interpreter, None if it is."""
-    try:
-        requirement = Requirement(spec)
-    except InvalidRequirement as error:
-        return f"invalid requirement {spec!r}: {error}"
-    try:
-        installed = metadata.version(requirement.name)
-    except metadata.PackageNotFoundError:
-        return f"No matching distribution found for {spec}"
-    if requirement.specifier and not requirement.specifier.contains(installed, prereleases=True):
-        return f"No matching distribution found for {spec} (the runtime has {installed})"
-    return None
-
-
 class Emulator:
     """The emulated workspace: state, routes and the runs it executes (see the module docstring)."""
 
@@ -238,15 +249,20 @@ class Emulator:
         set_runtime_version: bool = True,
         hide_paths: tuple[Path, ...] = (CHECKOUT,),
         keep_paths: tuple[Path, ...] = (),
+        dbfs_disabled: bool = False,
     ) -> None:
         self.root = Path(root)
         self.token = token
+        # A workspace with legacy DBFS disabled: every /api/2.0/dbfs/* call is refused.
+        self.dbfs_disabled = dbfs_disabled
         # What a cluster authenticates with: its own token, accepted like the user's.
         self.cluster_token = cluster_token or f"dapi-cluster-{uuid.uuid4().hex}"
         self.dbfs_root = self.root / "dbfs"
         self.volumes_root = self.root / "Volumes"
         self.workspace_root = self.root / "Workspace"
         self.runs_root = self.root / "_runs"
+        # Unity Catalog's managed tables, by the stand-in catalog (`unity_tables_dir`).
+        self.unity_tables_root = self.root / "unity_catalog_tables"
         for folder in (self.dbfs_root, self.volumes_root, self.workspace_root, self.runs_root):
             folder.mkdir(parents=True, exist_ok=True)
         # Existing clusters: id -> spark_version, all with this access mode (for the token's user).
@@ -262,9 +278,14 @@ class Emulator:
         self.pending_seconds = pending_seconds
         self.set_runtime_version = set_runtime_version
         # Hidden from the cluster (an empty tmpfs over each), as a real cluster lacks the checkout;
-        # the interpreter's own prefix (the venv) and keep_paths are mounted back inside.
+        # mounted back inside: the emulated runtime, the Delta jars a task's spark.jars names
+        # (<virtualenv>/delta-jars, crypto_assets/analytics/delta_jars.py) and keep_paths.
         self.hide_paths = tuple(Path(p).resolve() for p in hide_paths)
-        self.keep_paths = (Path(sys.prefix).resolve(), *(Path(p).resolve() for p in keep_paths))
+        self.keep_paths = (
+            emulated_runtime.runtime_root().resolve(),
+            (Path(sys.prefix) / "delta-jars").resolve(),
+            *(Path(p).resolve() for p in keep_paths),
+        )
         for hidden in self.hide_paths:
             if hidden == self.root.resolve() or hidden in self.root.resolve().parents:
                 raise ValueError(f"the emulator root {self.root} is inside hidden {hidden}")
@@ -288,11 +309,17 @@ class Emulator:
         for full_name in volumes:
             catalog, schema, volume = full_name.split(".")
             self._catalogs.setdefault(catalog, self._catalog_info(catalog))
-            self._schemas.setdefault(f"{catalog}.{schema}", self._schema_info(catalog, schema))
+            if f"{catalog}.{schema}" not in self._schemas:
+                self._add_schema(catalog, schema)
             self._volumes[full_name] = self._volume_info(catalog, schema, volume, "MANAGED")
             (self.volumes_root / catalog / schema / volume).mkdir(parents=True, exist_ok=True)
 
     # ----- failure injection, for other parts' failure tests
+
+    def schema_names(self) -> list[str]:
+        """The full names of the schemas that exist now."""
+        with self._lock:
+            return sorted(self._schemas)
 
     def deny(self, method: str, path_prefix: str, message: str | None = None) -> None:
         """From now on, answer ``method`` on paths starting with ``path_prefix`` with 403."""
@@ -414,6 +441,8 @@ class Emulator:
         if route is None:
             raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {path}'")
         payload = query if method == "GET" else _json_body(body)
+        if self.dbfs_disabled and path.startswith("/api/2.0/dbfs/"):
+            raise _dbfs_disabled(payload.get("path"))
         return Reply(200, route(payload))
 
     def _json_routes(self) -> dict[tuple[str, str], Callable[[dict], dict]]:
@@ -738,6 +767,8 @@ class Emulator:
                 if kind == "schemas":
                     return Reply(200, self._create_schema(payload))
                 return Reply(200, self._create_volume(payload))
+            if method == "DELETE" and name and kind == "schemas":
+                return Reply(200, self._delete_schema(name, force=query.get("force") == "true"))
         raise ApiError(404, "ENDPOINT_NOT_FOUND", f"No API found for '{method} {kind}'")
 
     def _uc_get(self, kind: str, name: str) -> dict:
@@ -787,8 +818,34 @@ class Emulator:
             # 409 maps to the SDK's ResourceConflict; the specific error_code is unverified, so
             # this is the least specific one: code that works here works against either.
             raise ApiError(409, "SCHEMA_ALREADY_EXISTS", f"Schema '{name}' already exists")
-        self._schemas[full_name] = self._schema_info(catalog, name, body.get("comment"))  # type: ignore[arg-type]
-        return self._schemas[full_name]
+        return self._add_schema(catalog, name, body.get("comment"))  # type: ignore[arg-type]
+
+    def _add_schema(self, catalog: str, name: str, comment: str | None = None) -> dict:
+        """A new schema, and the folder of its managed tables (the stand-in catalog's database)."""
+        self._schemas[f"{catalog}.{name}"] = self._schema_info(catalog, name, comment)
+        self.unity_tables_dir(catalog, name).mkdir(parents=True, exist_ok=True)
+        return self._schemas[f"{catalog}.{name}"]
+
+    def unity_tables_dir(self, catalog: str, schema: str) -> Path:
+        """Where the clusters' catalog keeps the managed tables of ``catalog.schema``."""
+        return unity_names.table_dir(self.unity_tables_root, catalog, schema, "_").parent
+
+    def _delete_schema(self, full_name: str, *, force: bool) -> dict:
+        """Drop a schema; with ``force`` its volumes and their files too, else it must be empty."""
+        self._uc_get("schemas", full_name)  # 404 with the real codes when it does not exist
+        volumes = [name for name in self._volumes if name.rsplit(".", 1)[0] == full_name]
+        if volumes and not force:
+            raise _bad_request(
+                f"Schema '{full_name}' is not empty. The schema has 0 tables(s), 0 functions(s), "
+                f"{len(volumes)} volumes(s)",
+                "SCHEMA_NOT_EMPTY",
+            )
+        for name in volumes:
+            del self._volumes[name]
+            shutil.rmtree(self.volumes_root / name.replace(".", "/"), ignore_errors=True)
+        del self._schemas[full_name]
+        shutil.rmtree(self.unity_tables_dir(*full_name.split(".")), ignore_errors=True)
+        return {}
 
     def _create_volume(self, body: dict) -> dict:
         catalog, schema, name = body.get("catalog_name"), body.get("schema_name"), body.get("name")
@@ -1095,9 +1152,9 @@ class Emulator:
         spark_version = (task.spec.get("new_cluster") or {}).get(
             "spark_version"
         ) or self.clusters.get(task.spec.get("existing_cluster_id", ""))
+        have = emulated_runtime.runtime_python().version
         if spark_version:
             wanted = python_for_spark_version(spark_version)
-            have = sys.version_info[:2]
             if wanted and wanted != have:
                 message = (
                     f"spark_version {spark_version} runs Python {wanted[0]}.{wanted[1]}; the "
@@ -1107,23 +1164,36 @@ class Emulator:
                     return f"Emulator refused the cluster: {message}."
                 run.warnings.append(message)
                 logger.warning("run %s: %s", run.run_id, message)
-        for library in task.spec.get("libraries") or []:
-            if "pypi" in library:
-                package = library["pypi"].get("package", "")
-                problem = unsatisfied_requirement(package)
-                if problem:
-                    return (
-                        "Library installation failed for library due to user error for pypi {\n"
-                        f'  package: "{package}"\n}}\n. Error messages:\n{problem}'
-                    )
-            elif "maven" in library or "jar" in library:
-                run.warnings.append(f"library {library} is not installed by the emulator")
-        for dependency in self._environment(run, task).get("dependencies") or []:
-            if not dependency.startswith("/") and not dependency.startswith("dbfs:"):
-                problem = unsatisfied_requirement(dependency)
-                if problem:
-                    return f"Failed to install the environment dependency {dependency}: {problem}"
+        mismatch = emulated_runtime.python_mismatch()
+        if mismatch and mismatch not in run.warnings:
+            run.warnings.append(mismatch)
+        libraries, shipped = self._libraries(run, task)
+        try:
+            runtime = emulated_runtime.prepare_task(libraries, self.runs_root / str(task.run_id))
+        except emulated_runtime.LibraryInstallError as error:
+            library = error.library or next(iter(libraries), None)
+            if library is None:  # the base runtime itself could not be built
+                return f"Emulator could not build the runtime: {error.message}"
+            return self._install_failure(task, library, error.message)
+        task.runtime = emulated_runtime.TaskRuntime(runtime.python, (*runtime.sys_path, *shipped))
+        run.warnings.extend(runtime.warnings)
         return None
+
+    def _install_failure(
+        self, task: TaskRun, library: emulated_runtime.Library, message: str
+    ) -> str:
+        """The run's state message when ``library`` did not install, worded as Databricks does."""
+        if task.spec.get("environment_key"):
+            return f"Failed to install the environment dependency {library.spec}: {message}"
+        if library.kind == "pypi":
+            return (
+                "Library installation failed for library due to user error for pypi {\n"
+                f'  package: "{library.spec}"\n}}\n. Error messages:\n{message}'
+            )
+        return (
+            f'Library installation failed for library due to user error for whl: "{library.spec}"'
+            f"\n. Error messages:\n{message}"
+        )
 
     def _environment(self, run: Run, task: TaskRun) -> dict:
         key = task.spec.get("environment_key")
@@ -1132,13 +1202,51 @@ class Emulator:
                 return environment.get("spec") or {}
         return {}
 
-    def _cluster_paths(self, run: Run, task: TaskRun) -> list[str]:
-        """Wheels and zips the task ships (serverless dependencies, cluster whl libraries)."""
-        shipped = [
-            d for d in self._environment(run, task).get("dependencies") or [] if "/" in d[:1]
+    def _libraries(
+        self, run: Run, task: TaskRun
+    ) -> tuple[list[emulated_runtime.Library], list[str]]:
+        """What the task declares to install, and the shipped paths that are not wheels.
+
+        Cluster ``libraries`` (``pypi`` and ``whl``) and serverless ``dependencies`` (a requirement,
+        or a path: ``/Volumes/...``, ``dbfs:/...``). A ``.whl`` path is installed; another path (a
+        zip or a folder) goes on ``sys.path`` as it is (see the module docstring).
+        """
+        libraries: list[emulated_runtime.Library] = []
+        shipped: list[str] = []
+        declared = [
+            ("whl", d) if d.startswith(("/", "dbfs:")) else ("pypi", d)
+            for d in self._environment(run, task).get("dependencies") or []
         ]
-        shipped += [lib["whl"] for lib in task.spec.get("libraries") or [] if "whl" in lib]
-        return [_cluster_local(path) for path in shipped]
+        for library in task.spec.get("libraries") or []:
+            if "pypi" in library:
+                declared.append(("pypi", library["pypi"].get("package", "")))
+            elif "whl" in library:
+                declared.append(("whl", library["whl"]))
+            else:
+                run.warnings.append(f"library {library} is not installed by the emulator")
+        for kind, spec in declared:
+            if kind == "pypi":
+                libraries.append(emulated_runtime.Library("pypi", spec))
+            elif spec.endswith(".whl"):
+                libraries.append(emulated_runtime.Library("whl", spec, self._host_path(spec)))
+            else:
+                shipped.append(_cluster_local(spec))
+        return libraries, shipped
+
+    def _host_path(self, path: str) -> Path | None:
+        """Where a cluster path (``dbfs:/``, ``/dbfs``, ``/Volumes``, ``/Workspace``) is here."""
+        local = _cluster_local(path)
+        for mount, folder in (
+            ("/dbfs", self.dbfs_root),
+            ("/Volumes", self.volumes_root),
+            ("/Workspace", self.workspace_root),
+        ):
+            if local == mount or local.startswith(mount + "/"):
+                try:
+                    return _inside(folder, local.removeprefix(mount) or "/")
+                except ApiError:
+                    return None
+        return None
 
     def _cluster_env(self, run: Run, task: TaskRun, spec_path: Path) -> dict[str, str]:
         env = {
@@ -1147,15 +1255,18 @@ class Emulator:
             if key in os.environ
         }
         env.update((task.spec.get("new_cluster") or {}).get("spark_env_vars") or {})
+        sys_path = task.runtime.sys_path if task.runtime else ()
         env.update(
             {
                 "DATABRICKS_HOST": self.host,
                 "DATABRICKS_TOKEN": self.cluster_token,
-                # Spark's Python workers: the same interpreter without .pth files (no editable
-                # install), the runtime's packages through PYTHONPATH (the -I driver ignores it).
-                "PYSPARK_PYTHON": str(self._worker_python()),
-                "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "PYTHONPATH": os.pathsep.join(site_packages()),
+                # Spark's Python workers: the task's interpreter, with what the task ships through
+                # PYTHONPATH (the -I driver ignores it), no user site-packages, no cwd on sys.path.
+                "PYSPARK_PYTHON": str(self._task_python(task)),
+                "PYSPARK_DRIVER_PYTHON": str(self._task_python(task)),
+                "PYTHONPATH": os.pathsep.join(sys_path),
+                "PYTHONNOUSERSITE": "1",
+                "PYTHONSAFEPATH": "1",
                 "EMULATED_CLUSTER_SPEC": str(spec_path),
             }
         )
@@ -1196,13 +1307,18 @@ class Emulator:
         spec = {
             "python_file": _cluster_local(python_task["python_file"]),
             "parameters": list(python_task.get("parameters") or []),
-            "site_packages": site_packages(),
-            "extra_sys_path": self._cluster_paths(run, task),
-            "spark_conf": {**self.spark_conf, **(new_cluster.get("spark_conf") or {})},
+            "extra_sys_path": list(task.runtime.sys_path if task.runtime else ()),
+            "spark_conf": self._runtime_conf(
+                {**self.spark_conf, **(new_cluster.get("spark_conf") or {})}
+            ),
+            "cloudfiles_stand_in": self._cloudfiles_stand_in(run_dir),
             "cluster_id": task.cluster_id,
             "spark_version": new_cluster.get("spark_version", ""),
             "cluster_log_destination": log_destination,
             "start_spark": self.start_spark,
+            # Serverless compute is Spark Connect: the task gets a Connect session of a local
+            # server, so its foreachBatch functions run out of its process.
+            "spark_connect": bool(task.spec.get("environment_key")),
             "result_path": str(run_dir / "result.json"),
         }
         spec_path = run_dir / "cluster_spec.json"
@@ -1215,7 +1331,7 @@ class Emulator:
             'mount --bind "$1" /dbfs; mount --bind "$2" /Volumes; mount --bind "$3" /Workspace; '
             + self._hide_script(run_dir) + 'shift 3; exec "$@"',
             "emulated-cluster", str(self.dbfs_root), str(self.volumes_root),
-            str(self.workspace_root), sys.executable, "-I", "-S", str(script),
+            str(self.workspace_root), str(self._task_python(task)), "-I", str(script),
         ]  # fmt: skip
         with self._lock:
             if run.cancel_requested:
@@ -1275,6 +1391,35 @@ class Emulator:
             if task.cluster_id in self._job_clusters:
                 self._job_clusters[task.cluster_id]["state"] = "TERMINATED"
 
+    def _stand_ins(self) -> bool:
+        """Whether tasks get the runtime's stand-ins: on a Databricks runtime, with Spark."""
+        return self.set_runtime_version and self.start_spark
+
+    def _runtime_conf(self, conf: dict[str, str]) -> dict[str, str]:
+        """`conf` plus, on a Databricks runtime, the stand-in catalog of every catalog here.
+
+        Three-part names ``catalog.schema.table`` resolve to managed Delta tables under
+        `unity_tables_root` (`standins/unity_names.py`: no metastore, a schema is a folder, so
+        runs on several clusters may use the tables at once).
+        """
+        if not self._stand_ins():
+            return conf
+        jar = unity_names.build_catalog_jar(
+            emulated_runtime.runtime_root() / "standins", unity_names.default_classpath()
+        )
+        with self._lock:
+            catalogs = sorted(self._catalogs)
+        stand_in = unity_names.catalog_conf(jar, catalogs, self.unity_tables_root)
+        return unity_names.merge_conf(conf, stand_in)
+
+    def _cloudfiles_stand_in(self, run_dir: Path) -> str:
+        """The Auto Loader stand-in's module, copied for the task to install ('' off Databricks)."""
+        if not self._stand_ins():
+            return ""
+        folder = run_dir / "stand_ins"
+        folder.mkdir(exist_ok=True)
+        return str(shutil.copy(cloudfiles.__file__, folder / "cloudfiles.py"))
+
     def _deliver_logs(self, task: TaskRun, destination: str) -> None:
         """Cluster log delivery: the driver's stdout/stderr under <destination>/<cluster>/driver."""
         if not destination:
@@ -1285,15 +1430,11 @@ class Emulator:
             if source is not None and source.exists():
                 shutil.copyfile(source, driver / source.name)
 
-    def _worker_python(self) -> Path:
-        """A launcher for Spark's Python workers: this interpreter with -S."""
-        wrapper = self.runs_root / "worker-python"
-        if not wrapper.exists():
-            partial = wrapper.with_suffix(".partial")
-            partial.write_text(f'#!/bin/sh\nexec {quote(sys.executable)} -S "$@"\n')
-            partial.chmod(0o755)
-            partial.replace(wrapper)
-        return wrapper
+    def _task_python(self, task: TaskRun) -> Path:
+        """The task's interpreter: its library layer's, or the base runtime's."""
+        if task.runtime is not None:
+            return task.runtime.python
+        return emulated_runtime.build_runtime().python
 
     def _hide_script(self, run_dir: Path) -> str:
         """Shell lines that cover each hidden path with tmpfs, keeping the venv visible."""
@@ -1320,11 +1461,6 @@ class Emulator:
         task.end_time = _now_ms()
         run.user_cancelled_or_timedout = user
         run.set_state("TERMINATED", result, message)
-
-
-def site_packages() -> list[str]:
-    """The interpreter's site-packages folders: what a Databricks runtime has preinstalled."""
-    return [folder for folder in site.getsitepackages() if Path(folder).is_dir()]
 
 
 def _permission_message(method: str, path: str) -> str:

@@ -3,11 +3,14 @@
 Dagster's own CLI (`dagster asset materialize`) runs the definitions of `crypto_assets.definitions`
 in a fresh process, from a working directory that is not the checkout, against the REST emulator:
 
-- `DATABRICKS_COMPUTE=cluster`: dagster-databricks' step launcher zips the package, stages the step
-  on DBFS and submits it; the emulator runs it in a subprocess that can import `crypto_assets`
-  only from the uploaded `code.zip`, with real Delta-Spark writing the tables on the Volume.
-- `DATABRICKS_COMPUTE=serverless`: the asset submits the same analytics as a Pipes task on the
-  Volume (no DBFS).
+- `DATABRICKS_COMPUTE=cluster`: dagster-databricks' step launcher stages the step on DBFS and
+  submits it with the package's wheel (uploaded to the Volume) as a library; the emulator runs it
+  in a subprocess that can import `crypto_assets` only from that installed wheel (the launcher's
+  own `code.zip` is empty), with real Delta-Spark writing the tables on the Volume.
+- `DATABRICKS_COMPUTE=cluster` with `DATABRICKS_LAUNCHER=pipes`, on a workspace with DBFS
+  disabled: the asset submits the same analytics as a Pipes task on the cluster, through the
+  Volume.
+- `DATABRICKS_COMPUTE=serverless`: the same Pipes task as a serverless one (no DBFS).
 
 The tables are then compared with a local run's on the same landing files and with the plain-Python
 reference; the run's events must carry the remote logs and metadata; the token must appear nowhere
@@ -21,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +41,7 @@ from crypto_assets_tests.analytics.settings_for_tests import analytics_settings,
 from crypto_assets_tests.analytics.tables import snapshot
 from crypto_assets_tests.databricks.emulator import (
     Emulator,
+    Run,
     needs_mount_namespace,
     running_emulator,
 )
@@ -75,8 +80,6 @@ def emulator_options() -> dict:
         "clusters": {CLUSTER_ID: "17.3.x-scala2.13"},
         "volumes": (f"{CATALOG}.{SCHEMA}.{LAYOUT.volume}",),
         "spark_conf": {"spark.jars": jars, **DELTA_CONF},
-        # Off Databricks: the Databricks deployment's file-source fallback and path tables.
-        "set_runtime_version": False,
     }
 
 
@@ -99,7 +102,11 @@ def land(emulator: Emulator, records: list[dict]) -> None:
 
 
 def materialize(
-    emulator: Emulator, tmp_path: Path, compute: str, token: str | None = None
+    emulator: Emulator,
+    tmp_path: Path,
+    compute: str,
+    token: str | None = None,
+    launcher: str = "step_launcher",
 ) -> tuple[subprocess.CompletedProcess, dg.DagsterInstance]:
     """`dagster asset materialize` of the three Spark assets, from a folder outside the checkout."""
     home = tmp_path / "dagster_home"
@@ -116,6 +123,7 @@ def materialize(
             **rules_env(),
             "CRYPTO_DEPLOYMENT": "databricks",
             "DATABRICKS_COMPUTE": compute,
+            "DATABRICKS_LAUNCHER": launcher,
             "DATABRICKS_HOST": emulator.host,
             "DATABRICKS_TOKEN": token or emulator.token,
             "DATABRICKS_CLUSTER_ID": CLUSTER_ID,
@@ -178,55 +186,110 @@ def stored_bytes(*roots: Path) -> Iterator[tuple[Path, bytes]]:
                 yield path, path.read_bytes()
 
 
+def shipped_wheel(run: Run) -> str:
+    """The wheel a run installs: its task's `whl` library, or its environment's dependency."""
+    (task,) = run.tasks
+    shipped = [lib["whl"] for lib in task.spec.get("libraries") or [] if "whl" in lib]
+    for environment in run.spec.get("environments") or []:
+        shipped += [d for d in environment["spec"]["dependencies"] if d.endswith(".whl")]
+    (wheel,) = shipped
+    return wheel
+
+
 def assert_tables_equal_local(
     emulator: Emulator, local: Path, records: list[dict], tmp: Path
 ) -> None:
-    """The Volume's Delta-Spark tables equal the local deployment's and the reference."""
-    view = tmp / "volume_tables"
+    """The Unity Catalog tables equal the local deployment's and the reference.
+
+    They are the managed tables of ``catalog.schema`` (the stand-in catalog's folders): the
+    Databricks branch wrote them by their three-part names, not as path tables on the Volume.
+    """
+    view = tmp / "unity_catalog_tables"
     view.mkdir()
-    (view / "delta").symlink_to(volume_folder(emulator, LAYOUT.folder("_tables")))
+    (view / "delta").symlink_to(emulator.unity_tables_dir(CATALOG, SCHEMA))
+    assert not (volume_folder(emulator, LAYOUT.folder("_tables"))).exists()
     assert snapshot(view) == snapshot(local)
     assert_matches_reference(view, records)
 
 
+# (compute, launcher, DBFS disabled): the step launcher, Pipes on a cluster without DBFS, and
+# serverless.
+COMPUTES = {
+    "cluster": ("cluster", "step_launcher", False),
+    "cluster pipes without dbfs": ("cluster", "pipes", True),
+    "serverless": ("serverless", "step_launcher", False),
+}
+
+
 @pytest.mark.slow  # two to three minutes each: Delta-Spark on an emulated cluster
-@pytest.mark.parametrize("compute", ["cluster", "serverless"])
+@pytest.mark.parametrize("variant", sorted(COMPUTES))
 def test_the_spark_assets_run_on_databricks_and_write_the_local_tables(
-    workspace: Emulator,
-    tmp_path: Path,
-    records: list[dict],
-    local_tables: Path,
-    compute: str,
+    tmp_path: Path, records: list[dict], local_tables: Path, variant: str
 ) -> None:
-    land(workspace, records)
-    done, instance = materialize(workspace, tmp_path, compute)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    compute, launcher, dbfs_disabled = COMPUTES[variant]
+    token = f"dapi{secrets.token_hex(16)}"
+    options = {**emulator_options(), "dbfs_disabled": dbfs_disabled}
+    with running_emulator(tmp_path / "workspace", token, **options) as workspace:
+        land(workspace, records)
+        done, instance = materialize(workspace, tmp_path, compute, launcher=launcher)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    # The step ran in the emulator's cluster process, from the uploaded code.
-    (run,) = workspace.runs.values()
-    assert run.result_state == "SUCCESS"
-    text = messages(instance)
-    shipped = next(line for line in text.splitlines() if "crypto_assets imported from" in line)
-    assert str(CHECKOUT) not in shipped, shipped
-    assert "site-packages" not in shipped, shipped
-    # Its events, logs and metadata reached the Dagster run.
-    assert "analytics (once)" in text
-    tables = materialized(instance)
-    assert sorted(tables) == sorted(ASSETS.split(","))
-    assert tables["trades_raw"]["dagster/row_count"].value == len(
-        {(r["symbol"], r["trade_id"]) for r in records}
-    )
-    assert_tables_equal_local(workspace, local_tables, records, tmp_path)
+        # The step ran in the emulator's cluster process, from the installed wheel.
+        (run,) = workspace.runs.values()
+        assert run.result_state == "SUCCESS"
+        (task,) = run.tasks
+        wheel = shipped_wheel(run)
+        assert wheel.startswith(f"{LAYOUT.staging_dir}/wheels/crypto_assets-0.1.0+")
+        if launcher == "step_launcher" and compute == "cluster":
+            # dagster-databricks' own code.zip is empty: the wheel is the only copy of the code.
+            (code_zip,) = (workspace.dbfs_root / "dagster_staging").rglob("code.zip")
+            with zipfile.ZipFile(code_zip) as archive:
+                assert archive.namelist() == []
+        else:
+            assert task.spec["spark_python_task"]["python_file"].endswith("/pipes_main.py")
+        if dbfs_disabled:
+            assert not [path for _, path in workspace.requests if "/dbfs/" in path]
+        text = messages(instance)
+        shipped = next(line for line in text.splitlines() if "crypto_assets imported from" in line)
+        assert str(CHECKOUT) not in shipped, shipped
+        assert ".whl" not in shipped, shipped  # installed, not imported from the zip itself
+        # On a Databricks runtime: Auto Loader (its stand-in) listed the landing files, keeping
+        # its file log beside the schema location on the Volume.
+        assert list(volume_folder(workspace, LAYOUT.folder("_schemas")).rglob("files.jsonl"))
+        # Its events, logs and metadata reached the Dagster run.
+        assert "analytics (once)" in text
+        if compute == "serverless":  # serverless is Spark Connect: foreachBatch out of process
+            assert "Spark Connect 4.0" in text
+        tables = materialized(instance)
+        assert sorted(tables) == sorted(ASSETS.split(","))
+        assert tables["trades_raw"]["dagster/row_count"].value == len(
+            {(r["symbol"], r["trade_id"]) for r in records}
+        )
+        assert_tables_equal_local(workspace, local_tables, records, tmp_path)
 
-    # The token is nowhere the emulator or Dagster stored anything (staged step, pickles, zip,
-    # Volume, event log, compute logs).
-    token = workspace.token.encode()
+    # The token is nowhere the emulator or Dagster stored anything (staged step, pickles, the
+    # wheel and code.zip, the Volume, event log, compute logs).
     leaks = [
         path
-        for path, data in stored_bytes(workspace.root, tmp_path / "dagster_home")
-        if token in data
+        for path, data in stored_bytes(tmp_path / "workspace", tmp_path / "dagster_home")
+        if token.encode() in data
     ]
     assert leaks == []
+
+
+def test_the_step_launcher_on_a_workspace_without_dbfs_fails_in_one_line(
+    tmp_path: Path, records: list[dict]
+) -> None:
+    options = {**emulator_options(), "dbfs_disabled": True}
+    with running_emulator(tmp_path / "workspace", "dapi-no-dbfs", **options) as emulator:
+        land(emulator, records)
+        done, instance = materialize(emulator, tmp_path, "cluster")
+        assert emulator.runs == {}  # nothing was submitted
+        uploads = [r for r in emulator.requests if r[0] in ("PUT", "POST")]
+    assert done.returncode != 0
+    failure = next(line for line in messages(instance).splitlines() if "refuses DBFS" in line)
+    assert "set DATABRICKS_LAUNCHER=pipes" in failure
+    assert uploads == []
 
 
 def test_a_token_the_workspace_refuses_fails_the_run_in_one_line(

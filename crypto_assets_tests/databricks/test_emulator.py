@@ -272,6 +272,23 @@ def test_unity_catalog_get_create_and_conflicts(emulator: Emulator) -> None:
         w.volumes.create(CATALOG, "nope", "v", VolumeType.MANAGED)
 
 
+def test_a_schema_is_dropped_empty_or_forced_with_its_volumes(emulator: Emulator) -> None:
+    w = client(emulator)
+    w.schemas.create(name="scratch", catalog_name=CATALOG)
+    w.volumes.create(CATALOG, "scratch", "crypto_landing", VolumeType.MANAGED)
+    folder = emulator.volumes_root / CATALOG / "scratch" / "crypto_landing"
+    (folder / "kept.json").write_text("{}")
+    with pytest.raises(BadRequest, match="is not empty"):
+        w.schemas.delete(f"{CATALOG}.scratch")
+    assert folder.is_dir()
+
+    w.schemas.delete(f"{CATALOG}.scratch", force=True)
+    assert not folder.exists()
+    assert f"{CATALOG}.scratch" not in emulator.schema_names()
+    with pytest.raises(NotFound, match="does not exist"):
+        w.schemas.delete(f"{CATALOG}.scratch", force=True)
+
+
 def test_deny_and_fail_next(emulator: Emulator) -> None:
     w = client(emulator)
     emulator.deny("POST", "/api/2.1/unity-catalog/schemas")
@@ -575,11 +592,12 @@ def test_strict_python_version_refuses_a_mismatched_runtime(tmp_path: Path) -> N
         (emulator.dbfs_root / "t.py").write_text("print(1)\n")
         task = python_task("dbfs:/t.py")
         assert task.new_cluster is not None
-        task.new_cluster.spark_version = "17.3.x-scala2.13"
+        # DBR 15.4 LTS runs Python 3.11; the emulated runtime is DBR 17.3's, on 3.12.
+        task.new_cluster.spark_version = "15.4.x-scala2.12"
         w = client(emulator)
         run = wait_terminal(w, w.jobs.submit(tasks=[task]).response.run_id)  # type: ignore[union-attr,arg-type]
         assert run.state.result_state == jobs.RunResultState.FAILED  # type: ignore[union-attr]
-        assert "runs Python 3.12" in run.state.state_message  # type: ignore[union-attr,operator]
+        assert "runs Python 3.11" in run.state.state_message  # type: ignore[union-attr,operator]
 
 
 def test_an_unknown_existing_cluster_is_refused_at_submit(emulator: Emulator) -> None:

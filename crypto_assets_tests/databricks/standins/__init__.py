@@ -1,0 +1,1 @@
+"""Stand-ins for what only a Databricks runtime has (Auto Loader, Unity Catalog names)."""
