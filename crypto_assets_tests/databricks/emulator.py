@@ -21,6 +21,14 @@ shipped wheel is installed per run into ``<run dir>/wheels``, first on ``sys.pat
 mounted back, so a path that dagster pickles from the launching process (its cwd) finds nothing,
 as on a real cluster. ``spark``, ``sc`` and ``dbutils`` are injected as on Databricks.
 
+With ``set_runtime_version`` (the default) the task sees ``DATABRICKS_RUNTIME_VERSION``, so code
+takes its Databricks branch, and its Spark has the runtime's stand-ins (``standins/``): Auto
+Loader's ``cloudFiles`` (a Python streaming data source), and three-part names ``catalog.schema.
+table`` for every catalog here (a named Delta catalog whose managed tables are folders under
+``unity_tables_root``, one per schema). A serverless task (an ``environment_key``) gets a Spark
+Connect session of a local server instead of a classic one: its ``foreachBatch`` functions run in
+the server's Python workers, ``sc`` is None, and only the availableNow and once triggers run.
+
 Deliberate limits, each said where it matters:
 - A library that does not resolve fails the run as a library install failure does (pip's message);
   so does one that replaces the runtime's Spark binding (pyspark, delta-spark, py4j); one that
@@ -32,9 +40,11 @@ Deliberate limits, each said where it matters:
 - ``spark_version`` implies a Python (15.x: 3.11, 16.x and 17.x: 3.12); every task runs on the
   emulated runtime's (3.12, unless the machine has none: ``emulated_runtime.python_mismatch``), so
   a mismatch is recorded as a warning in ``runs[id].warnings`` unless ``strict_python_version=True``
-  fails the run. Serverless tasks run on the same runtime and a local Spark session.
-- The stand-ins: PyPI's pyspark 4.0.1 and delta-spark 4.4.0 for the runtime's own Spark and Delta.
-- Only ``spark_python_task`` runs; Auto Loader (``cloudFiles``) does not exist off Databricks.
+  fails the run. Serverless tasks run on the same runtime (and its Spark Connect client).
+- The stand-ins: PyPI's pyspark 4.0.1 and delta-spark 4.4.0 for the runtime's own Spark and Delta;
+  the ``cloudFiles`` source and the named catalog for Auto Loader and Unity Catalog (what each
+  does not prove: docs/databricks.md).
+- Only ``spark_python_task`` runs.
 
 Why the standard library's ``ThreadingHTTPServer``: no published package emulates these endpoints
 (databricks/cli's Go test server is bound to its Go harness; the SDK's fixture server is a bare

@@ -101,6 +101,26 @@ def land(emulator: Emulator, records: list[dict]) -> None:
     write_landing_files(volume_folder(emulator, LAYOUT.landing_dir), records, FILES)
 
 
+def workspace_env(emulator: Emulator, token: str, **settings: str) -> dict[str, str]:
+    """This process's environment without its own Databricks, project or Dagster settings, plus
+    the emulated workspace's and `settings` (as environment variables)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DATABRICKS_", "CRYPTO_", "DAGSTER_"))
+    }
+    return {
+        **env,
+        "CRYPTO_DEPLOYMENT": "databricks",
+        "DATABRICKS_HOST": emulator.host,
+        "DATABRICKS_TOKEN": token,
+        "DATABRICKS_CLUSTER_ID": CLUSTER_ID,
+        "CATALOG": CATALOG,
+        "SCHEMA": SCHEMA,
+        **settings,
+    }
+
+
 def materialize(
     emulator: Emulator,
     tmp_path: Path,
@@ -113,26 +133,15 @@ def materialize(
     home.mkdir(exist_ok=True)
     cwd = tmp_path / "elsewhere"
     cwd.mkdir(exist_ok=True)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABRICKS_", "CRYPTO_", "DAGSTER_"))
-    }
-    env.update(
-        {
-            **rules_env(),
-            "CRYPTO_DEPLOYMENT": "databricks",
-            "DATABRICKS_COMPUTE": compute,
-            "DATABRICKS_LAUNCHER": launcher,
-            "DATABRICKS_HOST": emulator.host,
-            "DATABRICKS_TOKEN": token or emulator.token,
-            "DATABRICKS_CLUSTER_ID": CLUSTER_ID,
-            "CATALOG": CATALOG,
-            "SCHEMA": SCHEMA,
-            "ANALYTICS_WINDOW": "1 minute",
-            "WATERMARK_DELAY": "30 seconds",
-            "DAGSTER_HOME": str(home),
-        }
+    env = workspace_env(
+        emulator,
+        token or emulator.token,
+        **rules_env(),
+        DATABRICKS_COMPUTE=compute,
+        DATABRICKS_LAUNCHER=launcher,
+        ANALYTICS_WINDOW="1 minute",
+        WATERMARK_DELAY="30 seconds",
+        DAGSTER_HOME=str(home),
     )
     command = [
         str(Path(sys.executable).with_name("dagster")),

@@ -30,7 +30,7 @@ from crypto_assets_tests.databricks.emulator import (
     running_emulator,
 )
 
-pytestmark = needs_mount_namespace
+pytestmark = [needs_mount_namespace, pytest.mark.usefixtures("no_ambient_databricks_config")]
 
 TOKEN = "dapi-emulated-runtime-test"
 CATALOG = "takamol_demo"
@@ -61,15 +61,6 @@ report = {
 }
 print("REPORT " + json.dumps(report))
 """
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_databricks_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The SDK sees only what a test passes: no ambient DATABRICKS_* or ~/.databrickscfg."""
-    for key in list(os.environ):
-        if key.startswith(("DATABRICKS_", "ARM_", "AZURE_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
 
 
 @pytest.fixture
@@ -128,6 +119,29 @@ def finished(
             return run, w.jobs.get_run_output(run.tasks[0].run_id)  # type: ignore[index,arg-type]
         time.sleep(0.1)
     raise AssertionError(f"run {run_id} did not end in {timeout}s")
+
+
+def submit_serverless(
+    emulator: Emulator, python_file: str, dependencies: list[str] | None = None
+) -> tuple[jobs.Run, jobs.RunOutput]:
+    """Run `python_file` as a serverless task (environment version 4) and wait for it."""
+    w = WorkspaceClient(host=emulator.host, token=TOKEN)
+    submitted = w.jobs.submit(
+        tasks=[
+            jobs.SubmitTask(
+                task_key="serverless",
+                spark_python_task=jobs.SparkPythonTask(python_file=python_file),
+                environment_key="default",
+            )
+        ],
+        environments=[
+            jobs.JobEnvironment(
+                environment_key="default",
+                spec=compute.Environment(environment_version="4", dependencies=dependencies),
+            )
+        ],
+    )
+    return finished(w, submitted.response.run_id)  # type: ignore[arg-type]
 
 
 def report(output: jobs.RunOutput) -> dict:
@@ -274,26 +288,8 @@ def test_a_shipped_wheel_is_installed_per_run_with_its_requirements_from_a_layer
 def test_a_serverless_wheel_dependency_is_installed(emulator: Emulator) -> None:
     write_wheel(emulator.volumes_root / CATALOG / "crypto" / "landing" / "wheels", [ORJSON])
     (emulator.volumes_root / CATALOG / "crypto" / "landing" / "main.py").write_text(REPORT_SCRIPT)
-    w = WorkspaceClient(host=emulator.host, token=TOKEN)
-    submitted = w.jobs.submit(
-        tasks=[
-            jobs.SubmitTask(
-                task_key="pipes",
-                spark_python_task=jobs.SparkPythonTask(python_file=f"{VOLUME}/main.py"),
-                environment_key="default",
-            )
-        ],
-        environments=[
-            jobs.JobEnvironment(
-                environment_key="default",
-                spec=compute.Environment(
-                    environment_version="4",
-                    dependencies=[f"{VOLUME}/wheels/shipped_pkg-1.0-py3-none-any.whl"],
-                ),
-            )
-        ],
-    )
-    run, output = finished(w, submitted.response.run_id)  # type: ignore[arg-type]
+    wheel = f"{VOLUME}/wheels/shipped_pkg-1.0-py3-none-any.whl"
+    run, output = submit_serverless(emulator, f"{VOLUME}/main.py", [wheel])
     assert run.state.result_state == jobs.RunResultState.SUCCESS, output.error  # type: ignore[union-attr]
     seen = report(output)
     assert seen["shipped_pkg"] == "42"
@@ -301,24 +297,8 @@ def test_a_serverless_wheel_dependency_is_installed(emulator: Emulator) -> None:
 
 
 def test_a_missing_serverless_wheel_fails_the_environment(emulator: Emulator) -> None:
-    w = WorkspaceClient(host=emulator.host, token=TOKEN)
     missing = f"{VOLUME}/wheels/nothing-1.0-py3-none-any.whl"
-    submitted = w.jobs.submit(
-        tasks=[
-            jobs.SubmitTask(
-                task_key="pipes",
-                spark_python_task=jobs.SparkPythonTask(python_file=f"{VOLUME}/main.py"),
-                environment_key="default",
-            )
-        ],
-        environments=[
-            jobs.JobEnvironment(
-                environment_key="default",
-                spec=compute.Environment(environment_version="4", dependencies=[missing]),
-            )
-        ],
-    )
-    run, _ = finished(w, submitted.response.run_id)  # type: ignore[arg-type]
+    run, _ = submit_serverless(emulator, f"{VOLUME}/main.py", [missing])
     assert run.state.result_state == jobs.RunResultState.FAILED  # type: ignore[union-attr]
     assert run.state.state_message.startswith(  # type: ignore[union-attr]
         f"Failed to install the environment dependency {missing}:"
@@ -397,23 +377,7 @@ def test_a_serverless_task_runs_on_spark_connect_with_its_triggers_only(tmp_path
                 """
             )
         )
-        w = WorkspaceClient(host=emulator.host, token=TOKEN)
-        submitted = w.jobs.submit(
-            tasks=[
-                jobs.SubmitTask(
-                    task_key="serverless",
-                    spark_python_task=jobs.SparkPythonTask(python_file=f"{VOLUME}/stream.py"),
-                    environment_key="default",
-                )
-            ],
-            environments=[
-                jobs.JobEnvironment(
-                    environment_key="default",
-                    spec=compute.Environment(environment_version="4"),
-                )
-            ],
-        )
-        run, output = finished(w, submitted.response.run_id)  # type: ignore[arg-type]
+        run, output = submit_serverless(emulator, f"{VOLUME}/stream.py")
     assert run.state.result_state == jobs.RunResultState.SUCCESS, output.error  # type: ignore[union-attr]
     logs = output.logs or ""
     assert "session pyspark.sql.connect.session sc None" in logs

@@ -35,18 +35,11 @@ from crypto_assets_tests.databricks.emulator import (
     running_emulator,
 )
 
+pytestmark = pytest.mark.usefixtures("no_ambient_databricks_config")
+
 TOKEN = "dapi-emulator-test-token"
 CATALOG = "takamol_demo"
 VOLUME = f"/Volumes/{CATALOG}/crypto/landing"
-
-
-@pytest.fixture(autouse=True)
-def _no_ambient_databricks_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The SDK sees only what a test passes: no ambient DATABRICKS_* or ~/.databrickscfg."""
-    for key in list(os.environ):
-        if key.startswith(("DATABRICKS_", "ARM_", "AZURE_")):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +16,9 @@ from crypto_assets_tests.databricks.emulator import (
 )
 from crypto_assets_tests.databricks.test_databricks_deployment import (
     CATALOG,
-    CLUSTER_ID,
     SCHEMA,
     emulator_options,
+    workspace_env,
 )
 
 pytestmark = [pytest.mark.databricks]
@@ -29,22 +28,7 @@ def smoke(
     emulator: Emulator, tmp_path: Path, token: str, *extra: str
 ) -> subprocess.CompletedProcess:
     """The command, from a folder outside the checkout, with the workspace's settings only."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABRICKS_", "CRYPTO_", "DAGSTER_"))
-    }
-    env.update(
-        {
-            "CRYPTO_DEPLOYMENT": "databricks",
-            "DATABRICKS_COMPUTE": "serverless",
-            "DATABRICKS_HOST": emulator.host,
-            "DATABRICKS_TOKEN": token,
-            "DATABRICKS_CLUSTER_ID": CLUSTER_ID,
-            "CATALOG": CATALOG,
-            "SCHEMA": SCHEMA,
-        }
-    )
+    env = workspace_env(emulator, token, DATABRICKS_COMPUTE="serverless")
     cwd = tmp_path / "elsewhere"
     cwd.mkdir(exist_ok=True)
     command = [str(Path(sys.executable).with_name("crypto-assets")), "databricks-smoke", *extra]
