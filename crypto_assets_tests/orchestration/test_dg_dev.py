@@ -20,11 +20,14 @@ import pytest
 
 from crypto_assets_tests.dagster_services import REPO, free_port
 
-pytestmark = pytest.mark.e2e
+# In the slow group, which runs in one process: in make test's parallel run on 2 cores, with the
+# other workers running Spark, `make ui` did not stop within 45 s of a SIGTERM to make, twice on
+# fresh clones (why is not known yet); alone, or with make test's workers on this file only, it
+# stops in seconds.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STARTUP_SECONDS = 90.0
-# How long `dg dev` may take to stop its webserver, daemon and code servers: seconds on an idle
-# machine, but over 15 s on 2 cores while the other test workers run Spark (seen in make test).
+# How long `dg dev` may take to stop its webserver, daemon and code servers.
 STOP_SECONDS = 45.0
 # Processes `make ui` runs once it serves: `dg dev`, its webserver and daemon, code servers.
 SERVICES = ("dg dev", "dagster_webserver", "dagster._daemon", "code-server")
