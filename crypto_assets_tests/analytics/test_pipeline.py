@@ -70,7 +70,8 @@ def test_full_recording_matches_plain_python_reference(full_run, landing_records
     assert sum(lag.raw.count for lag in stored) == 34_419
 
 
-@pytest.mark.parametrize("runs", [3, 17])
+# 9 runs of about 70 s of trades each: many one-minute windows are written by two runs.
+@pytest.mark.parametrize("runs", [3, 9])
 def test_split_into_runs_gives_identical_tables(
     spark, tmp_path: Path, landing_records, full_run, runs: int
 ) -> None:

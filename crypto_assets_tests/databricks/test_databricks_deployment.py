@@ -313,6 +313,7 @@ def test_a_token_the_workspace_refuses_fails_the_run_in_one_line(
     assert workspace.runs == {}  # nothing was submitted
 
 
+@pytest.mark.slow  # a minute each: Spark starts on the emulated compute before the failure
 def test_a_failure_on_the_cluster_reaches_the_run_with_its_message(
     workspace: Emulator, tmp_path: Path
 ) -> None:
@@ -344,6 +345,7 @@ def test_a_run_that_fails_before_the_step_says_why_with_its_page(
     assert f"(run page: {emulator.host}/#job/0/run/{run.run_id})" in failure
 
 
+@pytest.mark.slow  # a minute each: Spark starts on the emulated compute before the failure
 def test_a_failure_of_the_serverless_task_says_why_with_its_page(
     workspace: Emulator, tmp_path: Path
 ) -> None:
