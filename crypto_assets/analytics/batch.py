@@ -576,16 +576,16 @@ class BatchProcessor:
         sink, tag, probe, record = batch.sink, batch.tag, batch.probe, batch.record
         if sink.applied(PRICE_ALERTS, tag):
             return False
-        # A window's volume baseline covers the `lookback` slots before it, so a touched window
-        # changes the alerts of the next `lookback` windows too. A late trade can also open a
-        # symbol's new first window, which moves where its history starts: the old first window
-        # was then at most a watermark and a window later, so the alerts up to that far past the
-        # reach are recomputed too.
+        # A window's volume baseline covers the `lookback` slots before it, and whether each of
+        # them counts depends on the slot before it (a slot after one without a row is an edge,
+        # outside every history). So a touched window at slot s changes the alerts of the
+        # windows up to s + 1 + lookback, and alerts are computed from the lookback + 1 slots
+        # before them: rows read farther back (the sink adds each symbol's first window) are
+        # outside every history and change nothing.
         reach = self.rules.volume_spike_lookback * self.window_ms
-        moved_start = -(-self.watermark_ms // self.window_ms) * self.window_ms + self.window_ms
-        pieces = list(chunks(widened(runs, after=reach + moved_start)))
+        pieces = list(chunks(widened(runs, after=reach + self.window_ms)))
         for index, affected in enumerate(pieces):
-            inputs = sink.read_analytics(widened(affected, before=reach))
+            inputs = sink.read_analytics(widened(affected, before=reach + self.window_ms))
             alerts = PRICE_ALERTS_SCHEMA.empty_table()
             if inputs.num_rows:
                 found = price_alerts(

@@ -78,32 +78,34 @@ def price_alerts(
 ) -> DataFrame:
     """PRICE_MOVE and VOLUME_SPIKE rows (price_alerts columns) for every window of `analytics`.
 
-    A window's history slots are those of its previous `volume_spike_lookback` slots that start
-    after the symbol's first window; the baseline is their mean trade_count (an empty slot counts
-    0), and a window with fewer than `volume_spike_min_history` of them (or none) never spikes.
-    The symbol's first window is its earliest row here, so the input must hold the first window
-    of the table and the lookback slots before every window whose alerts are wanted.
+    A window's history slots are those of its previous `volume_spike_lookback` slots in which
+    the symbol has a row and which are not an edge: a window whose previous slot has no row of
+    the symbol (its first window, and the first after any gap; both are usually partial minutes,
+    the producer having started mid-minute). A slot without a row is unknown, never 0 trades:
+    the pairs are liquid, so a minute without one trade means the producer was not receiving
+    (stopped, disconnected, back-filling), not a quiet market. The baseline is the mean
+    trade_count of the history slots, so it is never 0.0; a window with fewer than
+    `volume_spike_min_history` of them (or none) never spikes. A symbol's alerts depend only on
+    its own windows, so the table does not depend on how the data was split into batches or
+    runs (a rule across symbols would let a late window of one change another's alerts).
+
+    The input must hold the `volume_spike_lookback` + 1 slots before every window whose alerts
+    are wanted; a row whose previous slot lies outside the input is taken as an edge.
     """
     window_ms = round(window_seconds * 1000)
     by_time = Window.partitionBy("symbol").orderBy("_start_ms")
     lookback = by_time.rangeBetween(-volume_spike_lookback * window_ms, -1)
-    start_ms = F.unix_millis("window_start")
-    first_ms = F.min(start_ms).over(Window.partitionBy("symbol"))
-    # Slots strictly between the first window and this one, capped at the lookback.
-    slots_after_first = F.floor((start_ms - first_ms) / F.lit(window_ms)) - 1
+    start_ms = F.col("_start_ms")
+    # A row is an edge when the row before it (if any) is not in the slot right before it.
+    previous_ms = F.lag("_start_ms").over(by_time)
+    not_edge = F.coalesce(previous_ms == start_ms - F.lit(window_ms), F.lit(False))
     scored = (
-        analytics.withColumn("_start_ms", start_ms)
-        .withColumn("_first_ms", first_ms)
-        .withColumn(
-            "_history_slots",
-            F.least(F.lit(volume_spike_lookback), F.greatest(F.lit(0), slots_after_first)),
-        )
-        # The first window is outside every history: it adds nothing to the sums below.
-        .withColumn(
-            "_history_count",
-            F.when(F.col("_start_ms") > F.col("_first_ms"), F.col("trade_count")).otherwise(0),
-        )
-        .withColumn("_history_trades", F.coalesce(F.sum("_history_count").over(lookback), F.lit(0)))
+        analytics.withColumn("_start_ms", F.unix_millis("window_start"))
+        .withColumn("_not_edge", not_edge)
+        # Sums over the rows in the lookback slots before this one; an edge adds nothing.
+        .withColumn("_history_count", F.when(F.col("_not_edge"), F.col("trade_count")))
+        .withColumn("_history_slots", F.count("_history_count").over(lookback))
+        .withColumn("_history_trades", F.sum("_history_count").over(lookback))
         .withColumn(
             "_baseline",
             F.when(F.col("_history_slots") > 0, F.col("_history_trades") / F.col("_history_slots")),

@@ -72,10 +72,16 @@ def windows(records: Iterable[dict], window_ms: int) -> dict[WindowKey, dict]:
 def alerts(
     window_rows: dict[WindowKey, dict], rules: Rules, window_ms: int
 ) -> dict[tuple[str, str, int], dict]:
-    """price_alerts rows keyed by (alert_type, symbol, window_start_ms)."""
-    first_window: dict[str, int] = {}
-    for symbol, start in window_rows:
-        first_window[symbol] = min(start, first_window.get(symbol, start))
+    """price_alerts rows keyed by (alert_type, symbol, window_start_ms).
+
+    A slot where the symbol has no window is unknown (missing data), never 0 trades. A window
+    is an edge when the symbol has no window in the slot right before it. A window's history
+    slots are the previous `lookback` slots where the symbol has a window that is not an edge.
+    """
+
+    def has_window(symbol: str, slot: int) -> bool:
+        return (symbol, slot) in window_rows
+
     out = {}
     for (symbol, start), row in window_rows.items():
         if abs(row["price_change_pct"]) >= rules.price_change_threshold_pct:
@@ -83,15 +89,15 @@ def alerts(
                 "metric_value": row["price_change_pct"],
                 "threshold": rules.price_change_threshold_pct,
             }
-        # History slots: of the previous `lookback` slots, those starting after the first window.
-        slots = [start - k * window_ms for k in range(1, rules.volume_spike_lookback + 1)]
-        history = [slot for slot in slots if slot > first_window[symbol]]
-        if not history or len(history) < rules.volume_spike_min_history:
+        counts = []
+        for back in range(1, rules.volume_spike_lookback + 1):
+            slot = start - back * window_ms
+            is_edge = not has_window(symbol, slot - window_ms)
+            if has_window(symbol, slot) and not is_edge:
+                counts.append(window_rows[(symbol, slot)]["trade_count"])
+        if not counts or len(counts) < rules.volume_spike_min_history:
             continue
-        counts = [
-            window_rows.get((symbol, slot), {"trade_count": 0})["trade_count"] for slot in history
-        ]
-        baseline = sum(counts) / len(history)
+        baseline = sum(counts) / len(counts)
         threshold = max(float(rules.volume_spike_min_trades), rules.volume_spike_factor * baseline)
         if row["trade_count"] >= threshold:
             out[("VOLUME_SPIKE", symbol, start)] = {

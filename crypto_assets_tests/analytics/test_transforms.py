@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 
 from crypto_assets.analytics.schema import trade_inputs
 from crypto_assets.analytics.transforms import price_alerts, window_metrics
+from crypto_assets_tests.analytics import reference
 
 pytestmark = pytest.mark.spark
 
@@ -90,8 +92,8 @@ def spikes_of(df, **overrides) -> list[tuple[str, int, float, float]]:
 
 
 def test_fresh_symbol_never_spikes_even_with_a_huge_count(spark) -> None:
-    # Minute 3's previous 4 slots are -1..2; only 1 and 2 start after the first window (0):
-    # 2 history slots < 3, so 100,000 trades do not fire. Minutes 1 and 2 have 0 and 1.
+    # Minute 3's previous 4 slots are -1..2: -1 has no row, 0 is the first window (an edge), so
+    # its history is 1 and 2: 2 slots < 3, and 100,000 trades do not fire.
     fresh = analytics_rows(spark, {0: 5, 1: 5, 2: 5, 3: 100_000})
     assert alerts_of(fresh) == []
     # The same data with min_history 2: baseline (5 + 5) / 2 = 5, threshold max(10, 2 x 5) = 10.
@@ -101,7 +103,7 @@ def test_fresh_symbol_never_spikes_even_with_a_huge_count(spark) -> None:
 def test_a_symbol_history_starts_after_its_own_first_window(spark) -> None:
     # BTCUSDT from minute 0: minute 4 has history 1..3 (3 slots), baseline 30 / 3 = 10,
     # threshold max(10, 20) = 20 <= 40. ETHUSDT starts at minute 3: minute 4 has 0 history
-    # slots (minute 3 is its first window) and never spikes, though BTCUSDT traded before.
+    # slots (minute 3 is its first window, an edge) and never spikes, though BTCUSDT traded.
     btc = analytics_rows(spark, {0: 10, 1: 10, 2: 10, 3: 10, 4: 40}, symbol="BTCUSDT")
     eth = analytics_rows(spark, {3: 10, 4: 1_000})
     assert spikes_of(btc.unionByName(eth)) == [("BTCUSDT", 4, 40.0, 20.0)]
@@ -129,15 +131,129 @@ def test_the_first_partial_window_is_excluded_from_the_baseline(spark) -> None:
     assert "(alert at 20.0)" in alerts[0]["message"]
 
 
-def test_an_empty_slot_inside_the_history_counts_zero(spark) -> None:
-    # Minute 5: history 1..4 with minute 2 empty: (20 + 0 + 20 + 20) / 4 = 15, threshold 30 <= 30.
-    # Skipping the empty slot would give baseline 20 and threshold 40. Minute 4: history 1..3,
-    # 40 / 3 = 13.3, threshold 26.7 > 20: no spike; minute 3 has only 2 history slots.
-    rows = analytics_rows(spark, {0: 50, 1: 20, 3: 20, 4: 20, 5: 30})
+def test_an_empty_slot_inside_the_history_is_unknown_not_zero(spark) -> None:
+    # Minute 5: previous slots 1..4, minute 4 empty: history 1..3, (20 + 20 + 20) / 3 = 20,
+    # threshold 40 <= 40. Counting the empty slot as 0 would give baseline 60 / 4 = 15 and
+    # threshold 30. Minute 3 has only 2 history slots (1, 2).
+    rows = analytics_rows(spark, {0: 50, 1: 20, 2: 20, 3: 20, 5: 40})
     alerts = alerts_of(rows)
     assert [(a["alert_type"], a["window_start"].minute) for a in alerts] == [("VOLUME_SPIKE", 5)]
-    assert (alerts[0]["metric_value"], alerts[0]["threshold"]) == (30.0, 30.0)
-    assert "baseline 15.0 trades a window over 4 history slots" in alerts[0]["message"]
+    assert (alerts[0]["metric_value"], alerts[0]["threshold"]) == (40.0, 40.0)
+    assert "baseline 20.0 trades a window over 3 history slots" in alerts[0]["message"]
+    # 35 trades reach the threshold of 30 that a 0 for the empty slot would give, not 40.
+    assert spikes_of(analytics_rows(spark, {0: 50, 1: 20, 2: 20, 3: 20, 5: 35})) == []
+
+
+def test_the_edge_after_a_gap_is_excluded_from_the_baseline(spark) -> None:
+    # Lookback 5, minute 6: previous slots 1..5; 3 is empty, so 4 is an edge (likely a partial
+    # minute) and left out: history 1, 2, 5, (20 + 20 + 20) / 3 = 20, threshold 40 <= 40. With
+    # the edge's 99 trades the baseline would be 159 / 4 and nothing would fire. Minutes 4 and
+    # 5 have 2 history slots (1, 2): not enough.
+    rows = analytics_rows(spark, {0: 50, 1: 20, 2: 20, 4: 99, 5: 20, 6: 40})
+    alerts = alerts_of(rows, volume_spike_lookback=5)
+    assert [(a["alert_type"], a["window_start"].minute) for a in alerts] == [("VOLUME_SPIKE", 6)]
+    assert (alerts[0]["metric_value"], alerts[0]["threshold"]) == (40.0, 40.0)
+    assert "baseline 20.0 trades a window over 3 history slots" in alerts[0]["message"]
+
+
+def test_a_window_right_after_a_15_minute_gap_never_spikes(spark) -> None:
+    # The producer stopped after minute 5 and restarted in minute 21. Minute 21's previous 4
+    # slots (17..20) are empty, minute 22's only row (21) is an edge, minutes 23 and 24 have 1
+    # and 2 history slots: none can spike, whatever their counts. Counting the empty slots as
+    # 0 would give minute 21 baseline 0.0 and threshold max(10, 0) = 10 <= 500.
+    rows = analytics_rows(spark, {**dict.fromkeys(range(6), 10), 21: 500, 22: 1_000, 23: 1_000})
+    assert spikes_of(rows.unionByName(analytics_rows(spark, {24: 1_000}))) == []
+    # Minute 25 is the first with 3 history slots (22..24): baseline 1000, threshold 2000.
+    late = analytics_rows(spark, {24: 1_000, 25: 2_000})
+    assert spikes_of(rows.unionByName(late)) == [("ETHUSDT", 25, 2000.0, 2000.0)]
+
+
+def test_the_baseline_is_never_zero(spark) -> None:
+    # min_trades 0, factor 1, min_history 1: the threshold is the baseline itself, and a window
+    # spikes when it has at least its baseline. Every history slot has a row, so at least 1
+    # trade: no threshold is below 1.0, though most slots are empty. Edges: 0, 5, 9, 20, 40.
+    counts = {0: 1, 1: 1, 2: 1, 5: 3, 6: 1, 7: 2, 9: 2, 20: 1, 21: 1, 22: 5, 40: 7}
+    alerts = alerts_of(
+        analytics_rows(spark, counts),
+        volume_spike_min_trades=0,
+        volume_spike_factor=1.0,
+        volume_spike_min_history=1,
+        volume_spike_lookback=10,
+    )
+    spikes = [a for a in alerts if a["alert_type"] == "VOLUME_SPIKE"]
+    # Minute 9's history is 1, 2, 6, 7: 5 / 4. Minutes 20 and 40 have none (empty slots before
+    # them, not 0 trades) and 21's only row is an edge; counting empty slots as 0 would fire
+    # 20 and 40 at baseline 0.0.
+    assert [(a["window_start"].minute, a["threshold"]) for a in spikes] == [
+        (2, 1.0),
+        (5, 1.0),
+        (6, 1.0),
+        (7, 1.0),
+        (9, 1.25),
+        (22, 1.0),
+    ]
+    assert not any("baseline 0.0" in a["message"] for a in spikes)
+
+
+def test_price_alerts_equal_the_plain_python_reference_on_gappy_data(spark) -> None:
+    # Two symbols, random counts, a third of the minutes without a row: the transform and the
+    # reference (written independently from the rule) agree on every alert and threshold.
+    rng = random.Random(7)
+    rules = reference.Rules(
+        price_change_threshold_pct=0.5,
+        volume_spike_min_trades=3,
+        volume_spike_factor=1.5,
+        volume_spike_lookback=6,
+        volume_spike_min_history=2,
+    )
+    windows: dict[tuple[str, int], dict] = {}
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        for minute in range(120):
+            if rng.random() < 1 / 3:
+                continue
+            windows[(symbol, T0 + minute * 60_000)] = {
+                "trade_count": rng.choice([1, 2, 5, 10, 20, 50]),
+                "price_change_pct": rng.uniform(-1.0, 1.0),
+            }
+    frame = spark.createDataFrame(
+        [
+            (
+                symbol,
+                dt.datetime.fromtimestamp(start / 1000, UTC),
+                dt.datetime.fromtimestamp((start + 60_000) / 1000, UTC),
+                row["trade_count"],
+                row["price_change_pct"],
+            )
+            for (symbol, start), row in windows.items()
+        ],
+        "symbol string, window_start timestamp, window_end timestamp, trade_count long, "
+        "price_change_pct double",
+    )
+    got = {
+        (a["alert_type"], a["symbol"], round(a["window_start"].timestamp() * 1000)): (
+            a["metric_value"],
+            a["threshold"],
+        )
+        for a in price_alerts(
+            frame,
+            window_seconds=60,
+            price_change_threshold_pct=rules.price_change_threshold_pct,
+            volume_spike_min_trades=rules.volume_spike_min_trades,
+            volume_spike_factor=rules.volume_spike_factor,
+            volume_spike_lookback=rules.volume_spike_lookback,
+            volume_spike_min_history=rules.volume_spike_min_history,
+        )
+        .toArrow()
+        .to_pylist()
+    }
+    want = {
+        key: (value["metric_value"], value["threshold"])
+        for key, value in reference.alerts(windows, rules, 60_000).items()
+    }
+    assert sum(kind == "VOLUME_SPIKE" for kind, _, _ in want) >= 5
+    assert sorted(got) == sorted(want)
+    for key, (metric, threshold) in want.items():
+        assert got[key] == (pytest.approx(metric), pytest.approx(threshold)), key
 
 
 def test_exactly_min_history_slots_is_enough(spark) -> None:
