@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -148,6 +149,24 @@ def _url(*schemes: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _optional_webhook_url(value: object) -> object:
+    """None for unset or blank; else an http(s) URL with a host, never repeated in the error."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    url = str(value).strip()
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(
+            "expected an http(s) URL with a host, such as https://hooks.example.com/alerts"
+        )
+    return url
+
+
 def _window(value: str) -> str:
     _interval(value)
     return value
@@ -169,6 +188,10 @@ def _optional_directory(value: object) -> object:
     return None if isinstance(value, str) and not value.strip() else value
 
 
+# Fields whose value may hold a secret: an error names them, never shows them.
+_SECRET_LOCS = (("alert_webhook_url",), ("ALERT_WEBHOOK_URL",))
+
+
 def _error_line(error: ValidationError, names: Mapping[str, str] | None = None) -> str:
     """One line for all of a validation's problems: ``NAME='value': what it accepts``.
 
@@ -184,7 +207,8 @@ def _error_line(error: ValidationError, names: Mapping[str, str] | None = None) 
             reason = "not a setting"
         else:
             reason = problem["msg"]
-        problems.append(f"{name}={problem['input']!r}: {reason}" if name else reason)
+        shown = "<hidden>" if problem["loc"][-1:] in _SECRET_LOCS else repr(problem["input"])
+        problems.append(f"{name}={shown}: {reason}" if name else reason)
     return "; ".join(problems)
 
 
@@ -330,6 +354,23 @@ class Settings(BaseModel):
     )
     databricks_num_workers: int = Field(
         1, ge=0, description="DATABRICKS_NUM_WORKERS: a new cluster's workers (0 = single node)"
+    )
+    # Notifications, off by default. The Slack token is never a setting: it is read from
+    # SLACK_TOKEN where the channel is built (`notifications.channels.channels_for`). A webhook
+    # URL may hold a secret (Slack's incoming webhooks do): no message shows it whole.
+    alert_webhook_url: Annotated[str | None, BeforeValidator(_optional_webhook_url)] = Field(
+        None, description="ALERT_WEBHOOK_URL: one JSON POST per alert to this URL; unset = none"
+    )
+    slack_channel: str | None = Field(
+        None, description="SLACK_CHANNEL: the Slack channel for alerts (with SLACK_TOKEN)"
+    )
+    slack_api_url: Annotated[str, _url("http", "https")] = Field(
+        "https://slack.com/api",
+        description="SLACK_API_URL: Slack's Web API (another one for GovSlack or a gateway)",
+    )
+    dagster_webserver_url: Annotated[str, _url("http", "https")] = Field(
+        "http://127.0.0.1:3000",
+        description="DAGSTER_WEBSERVER_URL: where notifications link a run (make ui's address)",
     )
     # Dagster's own DAGSTER_HOME; headless runs are then recorded where `dagster dev` looks.
     dagster_home: Annotated[Path | None, BeforeValidator(_optional_directory)] = Field(

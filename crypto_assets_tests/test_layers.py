@@ -7,7 +7,7 @@ module (``settings.py``) is one unit; the layers, top first:
     entry points   cli/, definitions.py
     Dagster        orchestration/
     deployments    local/, databricks/
-    the work       producer/, analytics/, replay/
+    the work       producer/, analytics/, replay/, notifications/
     foundations    binance/, settings, errors, trade validation, ...
 
 A unit imports only units of its own layer or below, never the other deployment, and the units
@@ -29,7 +29,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"cli", "definitions"}),
     frozenset({"orchestration"}),
     frozenset({"local", "databricks"}),
-    frozenset({"producer", "analytics", "replay"}),
+    frozenset({"producer", "analytics", "replay", "notifications"}),
     frozenset(
         {
             "binance",

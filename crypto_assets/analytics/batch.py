@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crypto_assets.analytics.alert_outbox import AlertOutbox
 from crypto_assets.analytics.lag import LAGS, META_BATCH_LAG, BatchLag, RunLag, batch_lag_of
 from crypto_assets.analytics.maintenance import MaintenancePolicy
 from crypto_assets.analytics.ports import (
@@ -59,6 +60,7 @@ from crypto_assets.analytics.window_runs import (
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from crypto_assets.notifications.deliverer import DeliveryStats
     from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -156,7 +158,7 @@ class AnalyticsSummary:
     already there (a window updated by later trades, an alert recomputed with it: each rewrite
     once, so a window revised by three batches counts three); `rows_removed` the rows deleted
     (an alert that no longer holds). `lag` holds the run's end-to-end lags so far; `progress`
-    Spark's latest batch progress.
+    Spark's latest batch progress; `notifications` what the run's deliverer sent (None: off).
     """
 
     files_processed: int = 0
@@ -171,6 +173,7 @@ class AnalyticsSummary:
     seconds: float = 0.0
     lag: RunLag = field(default_factory=RunLag)
     progress: StreamProgress | None = None
+    notifications: DeliveryStats | None = None
 
     def count(self, table: str, merged: MergeCounts) -> None:
         """Add what one MERGE did to `table`."""
@@ -219,12 +222,13 @@ class AnalyticsSummary:
             f"trade->{name} " + ("-" if lags[name].p95_s is None else f"{lags[name].p95_s:.2f} s")
             for name in LAGS
         )
-        return (
+        line = (
             f"analytics: {self.files_processed} files in {self.batches} batches, "
             f"{self.seconds:.1f} s; "
             f"{tables}; duplicates skipped {self.duplicates_skipped}, late rows {self.late_rows}, "
             f"bad rows {self.bad_rows}; p95 lag {p95s}"
         )
+        return line if self.notifications is None else f"{line}; {self.notifications.line()}"
 
 
 def first_line(error: BaseException) -> str:
@@ -388,6 +392,7 @@ class BatchProcessor:
     It holds no Spark session (each batch binds `sink` to its DataFrame's), so it also runs pickled
     in another process (Spark Connect). What a batch did goes into its commits; `live`, when
     given, is filled too as batches complete, for reports of a continuous run in this process.
+    `alert_outbox`, when given (notifications on), receives the alerts each batch adds.
     """
 
     def __init__(
@@ -402,6 +407,7 @@ class BatchProcessor:
         maintenance: MaintenancePolicy | None = None,
         on_step: StepHook | None = None,
         live: AnalyticsSummary | None = None,
+        alert_outbox: AlertOutbox | None = None,
     ) -> None:
         self.reader = reader
         self.sink = sink
@@ -412,6 +418,7 @@ class BatchProcessor:
         self.maintenance = maintenance
         self.on_step = on_step
         self.live = live
+        self.alert_outbox = alert_outbox
         self.failure: tuple[int, Exception] | None = None
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
@@ -574,7 +581,10 @@ class BatchProcessor:
     def _alerts(self, batch: BatchContext, runs: list[Run]) -> bool:
         """Recompute the alerts `runs` affect; True when its final commit carried the record."""
         sink, tag, probe, record = batch.sink, batch.tag, batch.probe, batch.record
+        outbox = self.alert_outbox
         if sink.applied(PRICE_ALERTS, tag):
+            if outbox is not None:  # a crash may have come between the commit and the release
+                outbox.release(tag)
             return False
         # A window's volume baseline covers the `lookback` slots before it, and whether each of
         # them counts depends on the slot before it (a slot after one without a row is an edge,
@@ -598,10 +608,14 @@ class BatchProcessor:
                     volume_spike_min_history=self.rules.volume_spike_min_history,
                 )
                 alerts = within(found.toArrow(), affected)
-                if alerts.num_rows and probe.measured:
+                if alerts.num_rows and (probe.measured or outbox is not None):
                     before = sink.alert_keys(affected)
                     keys = ["symbol", "window_start", "alert_type"]
-                    probe.alerts_found(alerts.join(before, keys, join_type="left anti"))
+                    new = alerts.join(before, keys, join_type="left anti")
+                    if probe.measured:
+                        probe.alerts_found(new)
+                    if outbox is not None:  # before the commit that adds them
+                        outbox.stage(tag, new)
             final = index == len(pieces) - 1
             if final:
                 record.lag = probe.batch_lag(tag) if probe.measured else None
@@ -612,4 +626,6 @@ class BatchProcessor:
             if final:  # before the step's hook: a report it triggers sees the whole batch
                 self._add_live(record)
             self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)
+            if final and outbox is not None:  # after the hook, which a fault test may fail
+                outbox.release(tag)
         return True

@@ -26,6 +26,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from crypto_assets.analytics.alert_outbox import AlertOutbox
 from crypto_assets.analytics.batch import (
     AlertRules,
     AnalyticsSummary,
@@ -41,6 +42,9 @@ from crypto_assets.analytics.ports import AnalyticsTarget
 from crypto_assets.analytics.schema import ALL_TABLES, QUERY_NAME
 from crypto_assets.analytics.spark_session import is_spark_connect, on_databricks
 from crypto_assets.errors import CryptoAssetsError
+from crypto_assets.notifications.channels import channels_for
+from crypto_assets.notifications.deliverer import Deliverer
+from crypto_assets.notifications.outbox import Outbox
 from crypto_assets.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,6 +52,10 @@ logger = logging.getLogger(__name__)
 Mode = Literal["once", "continuous"]
 
 __all__ = ["AnalyticsError", "AnalyticsSummary", "Mode", "StepHook", "run_analytics"]
+
+# How long a run's end waits for the deliverer to send the last alerts; the rest wait for the
+# next run (a receiver that is down costs each run's end at most this).
+DELIVERY_STOP_SECONDS = 10.0
 
 # `batch.failure_line` in the text of a failed query: on Spark Connect, the batch's traceback.
 _BATCH_FAILURE = re.compile(r"analytics batch \d+ failed: .*\(the next run re-runs it\)")
@@ -121,6 +129,7 @@ def run_analytics(
     maintenance: MaintenancePolicy | None = None,
     on_step: StepHook | None = None,
     summary: AnalyticsSummary | None = None,
+    run_url: str | None = None,
 ) -> AnalyticsSummary:
     """Process landing files into the Delta tables: all new files (`once`) or until `stop_event`.
 
@@ -131,6 +140,10 @@ def run_analytics(
     `once` only, as Databricks serverless does). `summary`, when given, is filled as batches
     complete (rows, lags, Spark's progress), so another thread can report a continuous run while
     it runs; a continuous run returns it, a `once` run the summary read back from its commits.
+
+    With notifications on (ALERT_WEBHOOK_URL, SLACK_TOKEN and SLACK_CHANNEL) each alert the run
+    adds goes out once, linked to `run_url` when given, from a deliverer thread of this process;
+    what it could not send by the run's end is sent by the next run (`alert_outbox`).
     """
     landing, checkpoint, reader, sink = (
         target.landing_dir,
@@ -147,6 +160,7 @@ def run_analytics(
             "the batches run in the server's process and only once/availableNow triggers exist; "
             "run them once (mode once) or on a classic cluster"
         )
+    channels = channels_for(settings)  # before anything starts: a bad setting is one line
     lock = checkpoint_lock(checkpoint)
     # On Databricks the checkpoint is on a Volume, whose FUSE mount promises neither flock nor
     # the lock file's in-place writes, and runs on other clusters would not see the lock anyway:
@@ -175,7 +189,9 @@ def run_analytics(
         # On Spark Connect the function is pickled into the server's process: whatever it would
         # count there never comes back (and the live summary's lock does not pickle).
         live=None if connect else summary,
+        alert_outbox=AlertOutbox(target.alerts_outbox, run_url) if channels else None,
     )
+    deliverer = Deliverer(Outbox(target.alerts_outbox), channels).start() if channels else None
     writer = (
         reader.stream(spark)
         .writeStream.queryName(QUERY_NAME)
@@ -209,8 +225,10 @@ def run_analytics(
     finally:
         stop_gracefully(query)
         lock.release()
+        delivered = None if deliverer is None else deliverer.stop(DELIVERY_STOP_SECONDS)
     if mode == "once":
         summary = AnalyticsSummary.of_commits(sink.run_commits(app_id_of(query.id), before))
+    summary.notifications = delivered
     record_progress(query, summary)
     summary.seconds = time.monotonic() - started
     summary.rows_total = {name: sink.row_count(name) for name in ALL_TABLES}

@@ -192,11 +192,13 @@ class ManagedSink(TableSink, Protocol):
 class AnalyticsTarget:
     """What one run of the analytics reads, writes and checkpoints to: a deployment's answer.
 
-    `missing_landing` says what to do when `landing_dir` does not exist yet.
+    `alerts_outbox` is where the alerts go on their way to people when notifications are on
+    (`alert_outbox`); `missing_landing` says what to do when `landing_dir` does not exist yet.
     """
 
     landing_dir: Path
     checkpoint: Path
     reader: StreamingReader
     sink: ManagedSink
+    alerts_outbox: Path
     missing_landing: str = "run the producer first or fix --data-dir"

@@ -14,6 +14,7 @@ from crypto_assets.analytics.spark_session import get_spark_session
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.local.lakehouse import LocalLakehouse
 from crypto_assets.local.layout import LocalLayout
+from crypto_assets.notifications.channels import channels_for
 from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.settings import Settings, setting_default
 
@@ -55,6 +56,7 @@ def analytics_command(args: argparse.Namespace) -> int:
             {"analytics_trigger_seconds": args.trigger_seconds},
             {"analytics_trigger_seconds": "--trigger-seconds"},
         )
+    channels_for(settings)  # a malformed notification setting is one line, before Spark starts
     # py4j logs every callback at INFO; the summary line is what the user wants to see.
     logging.getLogger("py4j").setLevel(logging.WARNING)
     stop = threading.Event()

@@ -115,6 +115,7 @@ class DatabricksDeployment:
             checkpoint,
             reader,
             SparkDeltaSink(spark, identifier),
+            Path(layout.alerts_outbox_dir(QUERY_NAME)),
             missing_landing="run crypto-assets databricks-setup, then the producer",
         )
 

@@ -7,6 +7,7 @@ upload, `databricks-setup`, the analytics on the cluster and the Dagster definit
         trades/                     landing NDJSON files (the producer uploads them here)
         _producer/state.json        the producer's state file
         _checkpoints/<query>/       the streaming query's checkpoint
+        _checkpoints/<query>.alerts/ its alerts on their way to people (notifications on)
         _schemas/<query>/           Auto Loader's schema location
         _tables/<table>/            the tables, when Spark runs off Databricks (no Unity Catalog)
         _dagster/                   what Dagster ships to the cluster (Pipes, the package)
@@ -77,6 +78,10 @@ class VolumeLayout:
     def checkpoint_dir(self, query: str) -> str:
         """The checkpoint of the streaming query `query`."""
         return f"{self.folder('_checkpoints')}/{query}"
+
+    def alerts_outbox_dir(self, query: str) -> str:
+        """The outbox of the alerts the query `query` finds (`analytics.alert_outbox`)."""
+        return f"{self.folder('_checkpoints')}/{query}.alerts"
 
     def schema_location(self, query: str) -> str:
         """Auto Loader's schema location for the query `query`."""

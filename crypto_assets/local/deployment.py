@@ -73,7 +73,8 @@ class LocalDeployment:
             retention=retention,
         )
         sink = DeltaSink(layout.delta_dir, spark)
-        return AnalyticsTarget(layout.landing_dir, checkpoint, reader, sink)
+        outbox = layout.alerts_outbox_dir(QUERY_NAME)
+        return AnalyticsTarget(layout.landing_dir, checkpoint, reader, sink, outbox)
 
     @property
     def lakehouse(self) -> LocalLakehouse:

@@ -10,6 +10,7 @@ deployment's spool, `<data_dir>/spool/trades/`, is `databricks.volume_upload`'s)
         landing/_state/             the producer's state file and lock (`ProducerFiles`)
         landing/_quarantine/        lines the producer could not parse
         checkpoints/<query>/        the streaming query's checkpoint
+        checkpoints/<query>.alerts/ its alerts on their way to people (notifications on)
         delta/<table>/              the Delta tables
 """
 
@@ -53,3 +54,7 @@ class LocalLayout:
     def checkpoint_dir(self, query: str) -> Path:
         """The checkpoint of the streaming query `query`."""
         return self.data_dir / "checkpoints" / query
+
+    def alerts_outbox_dir(self, query: str) -> Path:
+        """The outbox of the alerts the query `query` finds (`analytics.alert_outbox`)."""
+        return self.data_dir / "checkpoints" / f"{query}.alerts"

@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from crypto_assets.analytics.lakehouse import TABLES
+from crypto_assets.notifications.channels import channels_for
 from crypto_assets.orchestration.analytics_assets import (
     build_streaming_analytics,
     streaming_analytics_job,
@@ -111,6 +112,7 @@ def build_definitions(
     settings: Settings, freshness: FreshnessWindows = DEFAULT_FRESHNESS
 ) -> dg.Definitions:
     """All assets (with their locations and freshness policies), checks, jobs, sensors, schedule."""
+    channels_for(settings)  # a malformed notification setting is one line, before any run
     deployment = build_deployment(settings)
     resources = resources_for(deployment)
     producer_job = build_producer_job(resources[SETTINGS_KEY])  # type: ignore[arg-type]

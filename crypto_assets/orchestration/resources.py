@@ -33,8 +33,14 @@ PRODUCER_SETTINGS = frozenset(
     {"trading_pairs", "batch_interval_seconds", "run_duration_minutes", "max_trades_per_batch"}
 )
 # ANALYTICS_TRIGGER_SECONDS is continuous_analytics_sensor's: the run's own is the op's config.
+# Where notifications go is the deployment's (and a webhook URL may hold a secret, which the
+# Launchpad would show).
+NOTIFICATION_SETTINGS = frozenset(
+    {"alert_webhook_url", "slack_channel", "slack_api_url", "dagster_webserver_url"}
+)
 _NOT_IN_RUN_CONFIG = (
     frozenset({"deployment", "dagster_home", "analytics_trigger_seconds"})
+    | NOTIFICATION_SETTINGS
     | frozenset(name for name in Settings.model_fields if name.startswith("databricks_"))
     | PRODUCER_SETTINGS
 )

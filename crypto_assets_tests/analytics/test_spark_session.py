@@ -150,11 +150,13 @@ def test_session_starts_without_spark_start_up_noise(tmp_path: Path) -> None:
 
 @pytest.mark.spark
 def test_on_databricks_the_session_is_the_runtimes(spark, monkeypatch) -> None:
-    # The runtime's session is active in the driver; nothing is built or configured. Which
-    # session is active is per thread in the JVM, and other tests of this worker may have changed
-    # it, so this test makes the fixture's session the active one, as the runtime does.
+    # The runtime's session is active in the driver; nothing is built or configured. (Which
+    # Python session object PySpark calls active changes as other tests of this worker run
+    # streaming batches, so this test asks PySpark rather than naming the fixture's object.)
+    from pyspark.sql import SparkSession  # noqa: PLC0415 - only the Spark tests load PySpark
+
     monkeypatch.setenv("DATABRICKS_RUNTIME_VERSION", "17.3")
-    spark._jvm.SparkSession.setActiveSession(spark._jsparkSession)
     session = get_spark_session(app_name="ignored", delta=True)
-    assert session._jsparkSession.equals(spark._jsparkSession)
-    assert session.sparkContext is spark.sparkContext
+    assert session is SparkSession.getActiveSession()
+    assert session.sparkContext is spark.sparkContext  # the running JVM: nothing was started
+    assert session.conf.get("spark.app.name") != "ignored"  # and nothing was configured

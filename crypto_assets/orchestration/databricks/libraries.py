@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import importlib.metadata
 
-# What a Databricks runtime already has (pyspark, Delta, pyarrow; the Spark Connect client on
-# serverless), what dagster-databricks' step launcher adds itself at the local versions (dagster,
-# dagster-databricks, dagster-pyspark, databricks-sdk) and what only the local UI and tools need
-# (dagster-webserver, the `dg` CLI). Neither pinned here nor required by the shipped wheel
-# (`wheel.py`): a compute that installed them from PyPI would replace its own.
+# What a Databricks runtime already has (pyspark, Delta, pyarrow, requests; the Spark Connect
+# client on serverless), what dagster-databricks' step launcher adds itself at the local versions
+# (dagster, dagster-databricks, dagster-pyspark, databricks-sdk) and what only the local UI and
+# tools need (dagster-webserver, the `dg` CLI, dagster-slack: on Databricks the analytics notify
+# no one, `remote_environment`). Neither pinned here nor required by the shipped wheel (`wheel.py`):
+# a compute that installed them from PyPI would replace its own.
 PROVIDED_OR_LOCAL_ONLY = frozenset(
     {
         "pyspark",
         "delta-spark",
         "pyarrow",
+        "requests",
         "dagster",
         "dagster-databricks",
         "dagster-pyspark",
         "databricks-sdk",
         "dagster-webserver",
         "dagster-dg-cli",
+        "dagster-slack",
     }
 )
 # What a Pipes task imports on top of the package's own needs (no step launcher adds it there).

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from crypto_assets.settings import ENV_NAMES, Settings
 
-# Where the local process keeps its own state: meaningless on Databricks.
-_LOCAL_ONLY = frozenset({"data_dir", "dagster_home"})
+# Where the local process keeps its own state: meaningless on Databricks. And the notifications:
+# a webhook URL may hold a secret, which no uploaded file may carry; so the analytics on
+# Databricks notify no one (Dagster's own sensors still report failed runs and checks).
+_LOCAL_ONLY = frozenset({"data_dir", "dagster_home", "alert_webhook_url", "slack_channel"})
 
 
 def env_name(field: str) -> str:
