@@ -4,16 +4,19 @@ Starts `dagster-webserver` and `dagster-daemon` on loopback with a temporary DAG
 dagster.yaml `make ui` writes) and CRYPTO_DATA_DIR, a replay server at real-time speed, and launches
 `binance_producer_job` through GraphQL. Two modes, each on a fresh instance:
 
-- `sensor`: the demo's default. `landing_files_sensor` (every 30 s) launches one
-  `streaming_analytics_job` run per burst of files; each run is a new process and a new JVM.
+- `follow`: the demo's default, nothing launched but the producer. `landing_files_sensor` (every
+  5 s) sees the producer run and starts one continuous `streaming_analytics_job` run that follows
+  it (`follow_producer`, the trigger ANALYTICS_TRIGGER_SECONDS, 5 s); that run ends by itself once
+  the producer run has ended and the landing folder is drained, which the benchmark waits for.
 - `continuous`: the sensor is off and one `streaming_analytics_job` run is launched with
   `mode: continuous, trigger_seconds: 5` before the producer starts; it is terminated at the end.
 
 A file's landing time is its mtime (the producer writes, fsyncs, then renames it into place). Its
 trades are visible when the trades_raw commit that first holds rows with its `source_file` is
-written (the commit's timestamp in the Delta log). Prints p50, p95 and max per mode.
+written (the commit's timestamp in the Delta log). Prints p50, p95 and max per mode, and the
+analytics runs: how many, the files each processed, how each ended.
 
-Usage: .venv/bin/python benchmarks/landing_latency.py [--mode sensor|continuous|both]
+Usage: .venv/bin/python benchmarks/landing_latency.py [--mode follow|continuous|both]
        [--produce-seconds S] [--keep DIR]
 """
 
@@ -126,6 +129,25 @@ def summarize(label: str, values: list[float]) -> str:
     )
 
 
+def analytics_runs_lines(mode: str, dagster: DagsterServices) -> list[str]:
+    """One line per analytics run: how it was started, how it ended, the files it processed."""
+    reports = dagster.asset_reports("trades_raw")
+    lines = []
+    for run in reversed(dagster.runs("streaming_analytics_job")):
+        files = max(
+            (r.get("files_processed", 0) for r in reports if r["run_id"] == run["runId"]),
+            default=0,
+        )
+        tags = dagster.run_tags(run["runId"])
+        started_by = tags.get("crypto_assets/trigger", "a launch")
+        seconds = (run["endTime"] or time.time()) - (run["startTime"] or time.time())
+        lines.append(
+            f"{mode}: analytics run {run['runId'][:8]} ({started_by}): {run['status']}, "
+            f"{seconds:.0f} s, {files} files processed"
+        )
+    return lines
+
+
 def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
     """Measure one mode on a fresh instance; the report lines."""
     dagster = DagsterServices(root, startup_seconds=STARTUP_SECONDS)
@@ -162,6 +184,16 @@ def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
         deadline = time.monotonic() + DRAIN_SECONDS
         while watcher.pending() and time.monotonic() < deadline:
             time.sleep(1)
+        if mode == "follow":
+            # The run that followed the producer ends by itself: wait for it.
+            for run in dagster.runs("streaming_analytics_job"):
+                ended = dagster.wait_for(run["runId"], FINISHED, DRAIN_SECONDS)
+                logger.info("analytics run %s: %s", run["runId"], ended)
+            (producer,) = dagster.runs("binance_producer_job")
+            ends = [r["endTime"] for r in dagster.runs("streaming_analytics_job") if r["endTime"]]
+            if ends and producer["endTime"]:
+                after = max(ends) - producer["endTime"]
+                lines.append(f"{mode}: the analytics ended {after:.1f} s after the producer run")
         watcher.stop()
         all_files = watcher.latencies()
         lines.append(summarize(f"{mode}: all files", all_files))
@@ -169,15 +201,7 @@ def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
         # The first minute includes the first JVM start; the rest is what a user sees after.
         lines.append(summarize(f"{mode}: files landed after the first minute",
                                watcher.latencies(landed_after=launched + 60)))  # fmt: skip
-        analytics_runs = dagster.runs("streaming_analytics_job")
-        durations = sorted(
-            r["endTime"] - r["startTime"] for r in analytics_runs if r["endTime"] and r["startTime"]
-        )
-        if mode == "sensor" and durations:
-            lines.append(
-                f"{mode}: {len(analytics_runs)} analytics runs, duration p50 "
-                f"{statistics.median(durations):.1f} s, max {durations[-1]:.1f} s"
-            )
+        lines += analytics_runs_lines(mode, dagster)
     finally:
         if analytics_run is not None:
             dagster.terminate(analytics_run)
@@ -190,12 +214,12 @@ def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
 def main() -> None:
     """Run the chosen modes and print one summary line per measure."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=("sensor", "continuous", "both"), default="both")
+    parser.add_argument("--mode", choices=("follow", "continuous", "both"), default="follow")
     parser.add_argument("--produce-seconds", type=float, default=150.0)
     parser.add_argument("--keep", type=Path, help="keep instances, data and logs under DIR")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    modes = ("sensor", "continuous") if args.mode == "both" else (args.mode,)
+    modes = ("follow", "continuous") if args.mode == "both" else (args.mode,)
     base = args.keep or Path(tempfile.mkdtemp(prefix="landing_latency_"))
     report = [f"machine: {os.cpu_count()} cores; producer {args.produce_seconds:.0f} s at 1x"]
     try:

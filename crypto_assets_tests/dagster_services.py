@@ -251,6 +251,32 @@ class DagsterServices:
         )
         return data["runsOrError"]["results"]
 
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        """The run's tags."""
+        data = self.graphql(
+            "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }",
+            {"id": run_id},
+        )
+        return {tag["key"]: tag["value"] for tag in data["runOrError"]["tags"]}
+
+    def asset_reports(self, asset: str, limit: int = 500) -> list[dict]:
+        """The newest `limit` materializations of `asset`, oldest first: run, time, int metadata."""
+        data = self.graphql(
+            "query($key: AssetKeyInput!, $limit: Int!) { assetOrError(assetKey: $key) { "
+            "... on Asset { assetMaterializations(limit: $limit) { runId timestamp "
+            "metadataEntries { label ... on IntMetadataEntry { intValue } } } } } }",
+            {"key": {"path": [asset]}, "limit": limit},
+        )
+        found = [
+            {
+                "run_id": event["runId"],
+                "time": int(event["timestamp"]) / 1000,
+                **{e["label"]: e["intValue"] for e in event["metadataEntries"] if "intValue" in e},
+            }
+            for event in data["assetOrError"]["assetMaterializations"]
+        ]
+        return sorted(found, key=lambda report: report["time"])
+
     def status(self, run_id: str) -> str:
         """A run's status name (QUEUED, STARTED, SUCCESS …)."""
         data = self.graphql(

@@ -102,6 +102,13 @@ class Lakehouse(Protocol):
         """Complete landing files, oldest name first (names start with their UTC timestamp)."""
         ...
 
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
+        """Those of `files` (landing files) the analytics have not processed yet, in order.
+
+        Where the deployment cannot tell without reading a table, all of them.
+        """
+        ...
+
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
         """The table's current content (selected columns), or None when it does not exist yet."""
         ...

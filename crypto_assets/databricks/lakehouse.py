@@ -70,6 +70,13 @@ class DatabricksLakehouse:
             if entry.name and not entry.is_directory and is_landing_file(entry.name)
         )
 
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
+        """All of `files`: what Auto Loader processed is in its checkpoint's own store, unread here.
+
+        The landing sensor's cursor tells the files it handed to a run from newer ones.
+        """
+        return list(files)
+
     def _spark(self) -> SparkSession:
         from pyspark.sql import SparkSession  # noqa: PLC0415 - only where Spark runs
 

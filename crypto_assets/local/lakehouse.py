@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from crypto_assets.analytics.lag import BatchLag, read_recent_batch_lags
@@ -25,6 +26,7 @@ from crypto_assets.analytics.lakehouse import (
 from crypto_assets.analytics.landing_retention import archive_dir_for
 from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
 from crypto_assets.landing_files import is_landing_file
+from crypto_assets.local.file_source_log import newest_committed_file_ms
 from crypto_assets.local.layout import LocalLayout
 
 
@@ -111,15 +113,36 @@ class LocalLakehouse:
         """Complete landing files, oldest name first."""
         return landing_files_in(self.landing_dir)
 
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
+        """Those of `files` modified after the newest file of the query's latest committed batch.
+
+        Spark's file source takes files oldest first (`file_source_log`), so every file up to
+        that one is processed. A file put in the folder with an older modification time (moved
+        in by hand, its time kept) counts as processed here, though the query still takes it.
+        """
+        newest_ms = newest_committed_file_ms(self.layout.checkpoint_dir(QUERY_NAME))
+        if newest_ms is None:
+            return list(files)
+        return [f for f in files if int(f.modified * 1000) > newest_ms]
+
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
         """The table's current content, or None when it does not exist yet."""
         delta = self._table(table)
         return None if delta is None else delta.to_pyarrow_table(columns=columns)
 
     def count_rows(self, table: str) -> int:
-        """Number of rows in the table; 0 when it does not exist yet."""
+        """Number of rows in the table; 0 when it does not exist yet.
+
+        From the Delta log's file statistics: no data file is opened (their Parquet footers are,
+        if a file has no statistics).
+        """
         delta = self._table(table)
-        return 0 if delta is None else delta.to_pyarrow_dataset().count_rows()
+        if delta is None:
+            return 0
+        counts = pa.table(delta.get_add_actions(flatten=True))["num_records"]
+        if counts.null_count:
+            return delta.to_pyarrow_dataset().count_rows()
+        return int(pc.sum(counts).as_py() or 0)
 
     def table_size(self, table: str) -> FolderSize | None:
         """What the table's folder holds on disk: live and not yet vacuumed files, its log."""

@@ -14,10 +14,8 @@ its cut last line going to trades_quarantine like any malformed line.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
@@ -34,6 +32,7 @@ from crypto_assets.analytics.landing_decoder import DecodedBatch, decode_landing
 from crypto_assets.analytics.landing_retention import Expired, LandingRetention
 from crypto_assets.analytics.ports import DEFAULT_MAX_BYTES_PER_TRIGGER
 from crypto_assets.landing_files import LANDING_FILE_GLOB
+from crypto_assets.local.file_source_log import files_of_running_batch
 
 logger = logging.getLogger(__name__)
 
@@ -125,54 +124,3 @@ def report_damaged_files(names: list[str], contents: list[bytes]) -> None:
                 "trades_quarantine, the trades cut off are not in trades_raw",
                 name,
             )
-
-
-def _log_lines(path: Path) -> list[str]:
-    """The JSON lines of a Spark metadata log file (after its ``v1`` version line)."""
-    return path.read_text(encoding="utf-8").splitlines()[1:]
-
-
-def _numbered(directory: Path, suffix: str = "") -> dict[int, Path]:
-    found = {}
-    for path in directory.iterdir() if directory.is_dir() else ():
-        stem = path.name.removesuffix(suffix) if suffix else path.name
-        if stem.isdigit() and path.name == stem + suffix:
-            found[int(stem)] = path
-    return found
-
-
-def _log_offset(offsets_file: Path) -> int:
-    # Line 1 is the batch's metadata, then one offset per source: the file source's own batch.
-    return int(json.loads(_log_lines(offsets_file)[1])["logOffset"])
-
-
-def files_of_running_batch(checkpoint_dir: Path) -> list[str] | None:
-    """The file names Spark's file source assigned to the batch being run; None when unknown.
-
-    The batch being run is the checkpoint's latest in ``offsets/``; its source offset is the
-    file source's log batch, whose files ``sources/0/<n>`` (or a ``.compact`` file) lists.
-    """
-    try:
-        offsets = _numbered(checkpoint_dir / "offsets")
-        if not offsets:
-            return None
-        batch = max(offsets)
-        last = _log_offset(offsets[batch])
-        first = _log_offset(offsets[batch - 1]) + 1 if batch - 1 in offsets else last
-        sources = checkpoint_dir / "sources" / "0"
-        plain, compact = _numbered(sources), _numbered(sources, ".compact")
-        names = []
-        for log_batch in range(first, last + 1):
-            if log_batch in plain:
-                lines = _log_lines(plain[log_batch])
-            else:
-                covering = [n for n in compact if n >= log_batch]
-                lines = _log_lines(compact[min(covering)]) if covering else []
-            for line in lines:
-                entry = json.loads(line)
-                if entry.get("batchId", log_batch) == log_batch:
-                    names.append(Path(unquote(urlsplit(entry["path"]).path)).name)
-        return names
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        logger.debug("cannot read the batch's files from %s: %s", checkpoint_dir, exc)
-        return None

@@ -51,6 +51,17 @@ class DeliveryStats:
     failing: dict[str, str] = field(default_factory=dict)
     lags_s: list[float] = field(default_factory=list)
 
+    def followed_by(self, later: DeliveryStats) -> DeliveryStats:
+        """The stats of two deliverers that ran one after the other (the state is `later`'s)."""
+        return DeliveryStats(
+            delivered=self.delivered + later.delivered,
+            repeats=self.repeats + later.repeats,
+            failures=self.failures + later.failures,
+            waiting=later.waiting,
+            failing=dict(later.failing),
+            lags_s=[*self.lags_s, *later.lags_s],
+        )
+
     def line(self) -> str:
         """``notifications: 4 sent (0 repeated), 0 waiting, alert -> sent p95 0.41 s``."""
         text = (

@@ -8,13 +8,20 @@ on a cluster with DATABRICKS_LAUNCHER=pipes; locally neither exists.
 
 `once` (the default) processes every new landing file (Spark's availableNow trigger) and stops;
 `continuous` keeps the query running with a processing-time trigger until the run is terminated,
-for the lowest latency, and reports materializations as batches complete.
+for the lowest latency. With `follow_producer` (the runs `landing_files_sensor` starts while a
+producer run is active) it also ends by itself once no producer run is queued or running: the
+query stops between batches, one availableNow pass takes what landed last, and the run succeeds.
 
-A run materializes only the tables it changed (the specs are skippable), each with its own
-numbers; a run that found no new files records an observation of trades_raw instead, so the latest
-materializations keep describing the latest data. The checks are evaluated on every run.
+A continuous run reports materializations as batches complete, at most every
+`report_interval_seconds` (5): the run's numbers so far and row counts from the Delta logs, so
+a report costs the same however large the tables are (`live_views`). At its end a run
+materializes the tables it changed (the specs are skippable), each with its own numbers, read
+from the tables; a run that found no new files records an observation of trades_raw instead, so
+the latest materializations keep describing the latest data. The checks are evaluated at the end
+of every run.
 """
 
+import dataclasses
 import datetime as dt
 import queue
 import threading
@@ -24,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, model_validator
 
 import crypto_assets
+from crypto_assets.analytics.lag import LAGS, RunLag
 from crypto_assets.analytics.lakehouse import (
     PRICE_ALERTS,
     TABLES,
@@ -60,6 +68,7 @@ from crypto_assets.orchestration.metadata import (
     table_metadata,
     trades_raw_metadata,
 )
+from crypto_assets.orchestration.producer_watch import ProducerWatch
 from crypto_assets.orchestration.resources import (
     LAKEHOUSE_KEY,
     PIPES_KEY,
@@ -129,14 +138,29 @@ class StreamingAnalyticsConfig(CheckedConfig):
     """
 
     mode: Literal["once", "continuous"] = Field(
-        "once", description="once: all new files then stop; continuous: until terminated"
+        "once",
+        description=(
+            "once: all new files then stop; continuous: until terminated (or, with "
+            "follow_producer, until no producer run is active)"
+        ),
     )
     trigger_seconds: float = setting_field(
         "analytics_trigger_seconds",
         description="Continuous mode's trigger interval (ANALYTICS_TRIGGER_SECONDS)",
     )
+    follow_producer: bool = Field(
+        False,
+        description=(
+            "Continuous mode, local compute: end once no binance_producer_job run is queued or "
+            "running, after one availableNow pass over what landed last (landing_files_sensor's "
+            "runs)"
+        ),
+    )
     report_interval_seconds: float = Field(
-        60.0, gt=0, le=3600, description="Continuous mode: how often materializations are reported"
+        5.0,
+        gt=0,
+        le=3600,
+        description="Continuous mode: how often materializations are reported, at most",
     )
     max_lag_seconds: float = Field(
         300.0, gt=0, le=86400, description="check_landing_to_table_lag: how long a file may wait"
@@ -156,6 +180,12 @@ class StreamingAnalyticsConfig(CheckedConfig):
         description="check_checkpoint_bounded: most bytes the checkpoint may hold",
     )
 
+    @model_validator(mode="after")
+    def _follow_is_continuous(self) -> "StreamingAnalyticsConfig":
+        if self.follow_producer and self.mode != "continuous":
+            raise ValueError("follow_producer=True: a run follows the producer in mode continuous")
+        return self
+
     def limits(self) -> CheckLimits:
         """The bounds the checks judge by."""
         return CheckLimits.of(self.model_dump())
@@ -166,49 +196,68 @@ class StreamingAnalyticsConfig(CheckedConfig):
         return cls.with_defaults(trigger_seconds=settings.analytics_trigger_seconds)
 
 
+def live_views(lakehouse: Lakehouse, summary: "AnalyticsSummary") -> dict[str, dict[str, Any]]:
+    """Each table's metadata in a continuous run's reports: the run's numbers so far.
+
+    Bounded, however large the tables grow: each table's row count comes from its Delta log
+    (`Lakehouse.count_rows`), trades_raw's checkpoint size from the checkpoint Spark keeps
+    bounded, the rest from `summary` (files, rows written and revised, lags, Spark's progress).
+    No table's rows are read and no table folder is walked.
+    """
+
+    def counts(table: str) -> dict[str, Any]:
+        written, revised = summary.rows_written.get(table, 0), summary.rows_revised.get(table, 0)
+        return table_metadata(lakehouse.count_rows(table), written, revised)
+
+    return {
+        TRADES_RAW: {
+            **table_metadata(lakehouse.count_rows(TRADES_RAW)),
+            **size_metadata(None, lakehouse.checkpoint_size()),
+            **trades_raw_metadata(summary),
+            **progress_metadata(summary.progress),
+            **lag_metadata(summary.lag, "raw"),
+        },
+        TRADES_ANALYTICS: {
+            **counts(TRADES_ANALYTICS),
+            # Late trades are in trades_raw but in no window: a trades_analytics number.
+            "late_rows": summary.late_rows,
+            **lag_metadata(summary.lag, "window"),
+        },
+        PRICE_ALERTS: {**counts(PRICE_ALERTS), **lag_metadata(summary.lag, "alert")},
+    }
+
+
 def table_views(
     lakehouse: Lakehouse,
     summary: "AnalyticsSummary | None",
     written_since: dt.datetime | None,
 ) -> dict[str, dict[str, Any]]:
-    """Each table's own metadata, read from the tables (and `summary`'s counts when known).
+    """Each table's own metadata at a run's end, read from the tables.
 
-    Every table gets its size and the lag of the trades reaching it (trade -> trades_raw, -> its
-    window, -> alert); trades_raw also the checkpoint's size and Spark's progress.
+    `live_views` when `summary` is known (else each table's row count and the checkpoint's
+    size), plus each table's size on disk and, read from their content, trades_analytics' newest
+    windows, last hour's chart and the windows written since `written_since`, and the newest
+    alerts.
     """
-
-    def counts(table: str, total: int) -> dict[str, Any]:
-        if summary is None:
-            return table_metadata(total)
-        written, revised = summary.rows_written.get(table, 0), summary.rows_revised.get(table, 0)
-        return table_metadata(total, written, revised)
-
-    def lag(name: str) -> dict[str, Any]:
-        return {} if summary is None else lag_metadata(summary.lag, name)
-
-    raw = table_metadata(lakehouse.count_rows(TRADES_RAW))
-    analytics = counts(TRADES_ANALYTICS, lakehouse.count_rows(TRADES_ANALYTICS))
-    raw.update(size_metadata(lakehouse.table_size(TRADES_RAW), lakehouse.checkpoint_size()))
-    if summary is not None:
-        raw.update(trades_raw_metadata(summary))
-        raw.update(progress_metadata(summary.progress))
-        # Late trades are in trades_raw but in no window: a trades_analytics number.
-        analytics["late_rows"] = summary.late_rows
-    return {
-        TRADES_RAW: {**raw, **lag("raw")},
-        TRADES_ANALYTICS: {
-            **analytics,
+    if summary is None:
+        views = {table: table_metadata(lakehouse.count_rows(table)) for table in TABLES}
+        views[TRADES_RAW].update(size_metadata(None, lakehouse.checkpoint_size()))
+    else:
+        views = live_views(lakehouse, summary)
+    views[TRADES_RAW].update(size_metadata(lakehouse.table_size(TRADES_RAW)))
+    views[TRADES_ANALYTICS].update(
+        {
             **size_metadata(lakehouse.table_size(TRADES_ANALYTICS)),
             **analytics_metadata(lakehouse.read_table(TRADES_ANALYTICS), written_since),
-            **lag("window"),
-        },
-        PRICE_ALERTS: {
-            **counts(PRICE_ALERTS, lakehouse.count_rows(PRICE_ALERTS)),
+        }
+    )
+    views[PRICE_ALERTS].update(
+        {
             **size_metadata(lakehouse.table_size(PRICE_ALERTS)),
             **alerts_metadata(lakehouse.read_table(PRICE_ALERTS)),
-            **lag("alert"),
-        },
-    }
+        }
+    )
+    return views
 
 
 def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
@@ -289,23 +338,69 @@ def no_change_observation(seconds: float) -> dg.AssetObservation:
     )
 
 
+def _added(first: dict[str, int], then: dict[str, int]) -> dict[str, int]:
+    return {table: first.get(table, 0) + then.get(table, 0) for table in first.keys() | then}
+
+
+def combined_summary(first: "AnalyticsSummary", then: "AnalyticsSummary") -> "AnalyticsSummary":
+    """One run's summary of two parts that ran one after the other on one checkpoint.
+
+    Counts and seconds are added and the lags merged; what describes the state at the end (the
+    rows in each table, Spark's latest progress, anything else the summary holds) is `then`'s.
+    """
+    lag = RunLag()
+    for part in (first, then):
+        for name in LAGS:
+            lag.histograms[name].merge(part.lag.histograms[name])
+    lag.latest = then.lag.latest or first.lag.latest
+    return dataclasses.replace(
+        then,
+        files_processed=first.files_processed + then.files_processed,
+        batches=first.batches + then.batches,
+        rows_written=_added(first.rows_written, then.rows_written),
+        rows_revised=_added(first.rows_revised, then.rows_revised),
+        rows_removed=_added(first.rows_removed, then.rows_removed),
+        duplicates_skipped=first.duplicates_skipped + then.duplicates_skipped,
+        late_rows=first.late_rows + then.late_rows,
+        bad_rows=first.bad_rows + then.bad_rows,
+        seconds=first.seconds + then.seconds,
+        lag=lag,
+        progress=then.progress or first.progress,
+        notifications=(
+            then.notifications
+            if first.notifications is None or then.notifications is None
+            else first.notifications.followed_by(then.notifications)
+        ),
+    )
+
+
 def run_continuous(
     spark: "SparkSession",
     settings: Settings,
     config: StreamingAnalyticsConfig,
     report: Callable[[int], None],
     summary: "AnalyticsSummary | None" = None,
+    *,
+    watch: ProducerWatch | None = None,
+    link: str | None = None,
 ) -> "AnalyticsSummary":
     """Run the continuous query in a worker thread; `report(batch_id)` at most once per interval.
 
-    `summary` is filled as batches complete, for `report` to read the run's lags so far.
+    `summary` is filled as batches complete, for `report` to read the run's lags so far; `link`
+    is the run's page, for the notifications of the alerts it finds.
 
-    Dagster's termination (`DagsterExecutionInterruptedError` in this thread) is the way a
-    continuous run ends: the query stops between batches and its summary is returned. Anything
-    else that interrupts this thread stops the query the same way, then propagates.
+    Dagster's termination (`DagsterExecutionInterruptedError` in this thread) ends a continuous
+    run: the query stops between batches and its summary is returned. Anything else that
+    interrupts this thread stops the query the same way, then propagates. With a `watch` (a run
+    that follows the producer, `config.follow_producer`) the run also ends once no producer run
+    is active: the watch stops the query the same way, then one availableNow pass on the same
+    session and checkpoint takes what landed since its last batch, and the summary returned is
+    that of both parts (`combined_summary`). A termination during that pass waits for its end.
     """
     from crypto_assets.analytics.pipeline import run_analytics  # noqa: PLC0415 - needs pyspark
 
+    if config.follow_producer and watch is None:
+        raise ValueError("a run that follows the producer needs a ProducerWatch")
     stop = threading.Event()
     batches: queue.Queue[int] = queue.Queue()
 
@@ -316,7 +411,7 @@ def run_continuous(
     target = build_deployment(settings).analytics_target(spark)
 
     def work() -> "AnalyticsSummary":
-        return run_analytics(
+        continuous = run_analytics(
             spark,
             settings,
             target,
@@ -325,17 +420,33 @@ def run_continuous(
             stop_event=stop,
             on_step=on_step,
             summary=summary,
+            run_url=link,
         )
+        if watch is None or not watch.producer_ended:
+            return continuous
+        drained = run_analytics(spark, settings, target, mode="once", run_url=link)
+        return combined_summary(continuous, drained)
 
-    return run_in_worker(
-        work,
-        stop.set,
-        batches,
-        report,
-        name="streaming-analytics",
-        min_interval_seconds=config.report_interval_seconds,
-        stop_on=(dg.DagsterExecutionInterruptedError,),
-    )
+    if watch is not None:
+        watch.start(stop)
+    try:
+        return run_in_worker(
+            work,
+            stop.set,
+            batches,
+            report,
+            name="streaming-analytics",
+            min_interval_seconds=config.report_interval_seconds,
+            stop_on=(dg.DagsterExecutionInterruptedError,),
+        )
+    finally:
+        if watch is not None:
+            watch.join()  # run_in_worker set the stop event, which ends the watch
+
+
+def run_url(settings: Settings, run_id: str) -> str:
+    """The run's page in the Dagster UI, for the notifications of the alerts it finds."""
+    return f"{settings.dagster_webserver_url}/runs/{run_id}"
 
 
 def _streaming_analytics(
@@ -357,13 +468,12 @@ def _streaming_analytics(
     # Where the code came from: on a Databricks cluster, the wheel the step launcher installed.
     context.log.debug("crypto_assets imported from %s", Path(crypto_assets.__file__).parent)
 
-    last_report = dt.datetime.now(dt.UTC)
+    started = dt.datetime.now(dt.UTC)
     live = AnalyticsSummary()  # filled by the continuous query as its batches complete
+    watch = ProducerWatch(context.instance) if config.follow_producer else None
 
     def report(batch_id: int) -> None:
-        nonlocal last_report
-        now = dt.datetime.now(dt.UTC)
-        for table, metadata in table_views(lakehouse, live, last_report).items():
+        for table, metadata in live_views(lakehouse, live).items():
             context.log_event(
                 dg.AssetMaterialization(
                     asset_key=table,
@@ -373,23 +483,35 @@ def _streaming_analytics(
                     metadata={"batch_id": batch_id, **metadata},
                 )
             )
-        last_report = now
 
     context.log.info("analytics (%s) over %s", config.mode, lakehouse.landing_location())
     try:
         if config.mode == "once":
             target = build_deployment(settings).analytics_target(spark)
-            summary = run_analytics(spark, settings, target, mode="once")
+            summary = run_analytics(
+                spark, settings, target, mode="once", run_url=run_url(settings, context.run.run_id)
+            )
         else:
-            summary = run_continuous(spark, settings, config, report, live)
+            summary = run_continuous(
+                spark,
+                settings,
+                config,
+                report,
+                live,
+                watch=watch,
+                link=run_url(settings, context.run.run_id),
+            )
     except CryptoAssetsError as exc:
         # One actionable line in the UI instead of a traceback.
         raise dg.Failure(description=str(exc)) from exc
-    if config.mode == "continuous":
+    if watch is not None and watch.producer_ended:
+        context.log.info("no producer run active: stopped, drained: %s", summary.summary_line())
+    elif config.mode == "continuous":
         context.log.info("stopped on request (run terminated): %s", summary.summary_line())
     else:
         context.log.info("%s", summary.summary_line())
-    results = run_results(lakehouse, summary, config.limits(), last_report)
+    # The end's report lists the windows the whole run wrote (its live reports list none).
+    results = run_results(lakehouse, summary, config.limits(), started)
     if not changed_tables(summary):
         context.log.info("no new landing files: no table changed, nothing materialized")
         context.log_event(no_change_observation(summary.seconds))

@@ -14,6 +14,7 @@ import dagster as dg
 
 from crypto_assets.analytics.lakehouse import TABLES
 from crypto_assets.notifications.channels import channels_for
+from crypto_assets.orchestration.alert_sensors import build_notification_sensors
 from crypto_assets.orchestration.analytics_assets import (
     build_streaming_analytics,
     streaming_analytics_job,
@@ -39,8 +40,8 @@ from crypto_assets.orchestration.resources import (
 from crypto_assets.orchestration.schedules import streaming_analytics_schedule
 from crypto_assets.orchestration.sensors import (
     build_continuous_analytics_sensor,
+    build_landing_files_sensor,
     build_producer_sensor,
-    landing_files_sensor,
 )
 from crypto_assets.settings import Settings
 
@@ -124,7 +125,9 @@ def build_definitions(
         sensors=[
             build_producer_sensor(producer_job),
             build_continuous_analytics_sensor(settings.analytics_trigger_seconds),
-            landing_files_sensor,
+            # A run that follows the producer watches the instance from its query's process.
+            build_landing_files_sensor(follow_producer=deployment.compute == "local"),
+            *build_notification_sensors(settings, producer_job),
         ],
         schedules=[streaming_analytics_schedule],
         resources=resources,

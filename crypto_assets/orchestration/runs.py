@@ -1,5 +1,5 @@
-"""What the sensors and the schedule ask the Dagster instance: active runs, recent failures, and
-whether a sensor is turned on."""
+"""What the sensors, the schedule and a run that follows the producer ask the Dagster instance:
+active runs, a run by its tag, recent failures, and whether a sensor is turned on."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def active_run(instance: dg.DagsterInstance, job_name: str) -> dg.RunRecord | No
     """A queued or running run of `job_name`, or None."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(job_name=job_name, statuses=list(ACTIVE_STATUSES)), limit=1
+    )
+    return records[0] if records else None
+
+
+def tagged_run(
+    instance: dg.DagsterInstance, job_name: str, key: str, value: str
+) -> dg.RunRecord | None:
+    """The newest run of `job_name` whose tag `key` is `value`, in any status, or None."""
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, tags={key: value}), limit=1
     )
     return records[0] if records else None
 

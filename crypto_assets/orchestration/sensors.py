@@ -1,5 +1,5 @@
-"""Sensors: keep one producer run and (when asked) one continuous analytics run alive, and turn
-new landing files into analytics runs.
+"""Sensors: keep one producer run and (when asked) one continuous analytics run alive, follow
+each producer run with one continuous analytics run, and turn new landing files into runs.
 
 `binance_producer_sensor` is off by default (it streams from the internet until stopped): turn
 it on in the UI (Automation → binance_producer_sensor) or with
@@ -7,7 +7,14 @@ it on in the UI (Automation → binance_producer_sensor) or with
 then terminate the producer run; a terminated run lands its current batch.
 
 The analytics have three triggers, one in charge at a time:
-- `landing_files_sensor` (on by default): new landing files → one availableNow run;
+- `landing_files_sensor` (on by default, every 5 s): while a `binance_producer_job` run is queued
+  or running and no analytics run is, it starts one continuous run that follows it
+  (`follow_producer`): one JVM for the whole producer run, seconds from landing to table. That
+  run ends by itself, SUCCESS, once no producer run is active and it has drained the landing
+  folder. Each producer run is followed once: if its follow run fails or is terminated, the
+  files take the other way, which is also the way without a producer run, and the only one on
+  Databricks compute (its query cannot watch the instance): landing files the analytics have not
+  processed → one availableNow run (never one for files all processed);
 - `streaming_analytics_schedule` (off by default): one availableNow run every minute;
 - `continuous_analytics_sensor` (off by default): keeps one continuous run alive. While it is on,
   the other two start nothing (they skip, naming it), so switching to continuous mode is turning
@@ -33,6 +40,7 @@ from crypto_assets.orchestration.runs import (
     finished_at,
     finished_runs,
     sensor_is_on,
+    tagged_run,
 )
 
 PRODUCER_SENSOR = "binance_producer_sensor"
@@ -49,6 +57,16 @@ ANALYTICS_BACKOFF = RestartBackoff(base_seconds=30.0, max_seconds=900.0)
 # Failures older than this many runs no longer lengthen the backoff.
 _FAILURE_HISTORY = 10
 CONTINUOUS_PRODUCER_CONFIG = {"ops": {PRODUCER_OP: {"config": {"continuous": True}}}}
+# landing_files_sensor: a run that follows a producer run starts within this of it. A tick is a
+# few run-storage queries, and a listing of the landing folder when it looks for files.
+LANDING_INTERVAL_SECONDS = 5
+# The producer run that a continuous analytics run follows, and how many unprocessed landing
+# files a once-run was started for.
+FOLLOWS_TAG = "crypto_assets/follows"
+NEW_FILES_TAG = "crypto_assets/new_landing_files"
+FOLLOW_PRODUCER_CONFIG = {
+    "ops": {ANALYTICS_OP: {"config": {"mode": "continuous", "follow_producer": True}}}
+}
 
 
 def continuous_analytics_config(trigger_seconds: float) -> dict[str, Any]:
@@ -192,51 +210,115 @@ def build_continuous_analytics_sensor(trigger_seconds: float) -> dg.SensorDefini
     return continuous_analytics_sensor
 
 
-def landing_decision(
-    instance: dg.DagsterInstance, cursor: str | None, lakehouse: dg.ResourceParam[Lakehouse]
-) -> dg.SensorResult | dg.SkipReason:
-    """One analytics run for all landing files newer than the cursor (the newest file seen).
+def follow_decision(
+    instance: dg.DagsterInstance, producer: dg.RunRecord, analytics: dg.RunRecord | None
+) -> dg.SensorResult | dg.SkipReason | None:
+    """One continuous run that follows the active `producer` run, unless an analytics run is.
 
-    Nothing while continuous analytics are on; the cursor stays put, so files that landed since
-    are handed to a once-run when continuous mode is turned off (the checkpoint skips what the
-    continuous run processed).
+    Each producer run is followed once (its run id is the run key): None when its follow run has
+    already ended (failed, or terminated by hand), so that the landing files go the once-run way.
     """
-    quiet = continuous_mode_skip(instance)
-    if quiet is not None:
-        return quiet
+    producer_id = producer.dagster_run.run_id
+    if analytics is not None:
+        run = analytics.dagster_run
+        return dg.SkipReason(
+            f"producer run {producer_id} is {producer.dagster_run.status.value}; analytics run "
+            f"{run.run_id} is {run.status.value}"
+        )
+    if tagged_run(instance, ANALYTICS_JOB, FOLLOWS_TAG, producer_id) is not None:
+        return None
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=f"follow-{producer_id}",
+                run_config=FOLLOW_PRODUCER_CONFIG,
+                tags={TRIGGER_TAG: LANDING_FILES_SENSOR, FOLLOWS_TAG: producer_id},
+            )
+        ]
+    )
+
+
+def files_decision(
+    cursor: str | None, lakehouse: Lakehouse, analytics: dg.RunRecord | None
+) -> dg.SensorResult | dg.SkipReason:
+    """One availableNow run for the unprocessed landing files newer than the cursor.
+
+    The cursor is the newest file name handed to a run or found processed already (by a run
+    that followed the producer, or by runs before this cursor existed), so no run is ever
+    started for files that are all processed; `NEW_FILES_TAG` counts the unprocessed ones.
+    """
     new = [f for f in lakehouse.landing_files() if cursor is None or f.name > cursor]
     if not new:
         return dg.SkipReason("no new landing files")
-    running = active_run(instance, ANALYTICS_JOB)
-    if running is not None:
-        # The cursor stays put: these files trigger a run once the current one has finished.
+    if analytics is not None:
+        # The cursor stays put: these files are looked at again once the current run has ended.
         return dg.SkipReason(
-            f"{len(new)} new landing file(s) wait for analytics run {running.dagster_run.run_id}"
+            f"{len(new)} new landing file(s) wait for analytics run {analytics.dagster_run.run_id}"
         )
     newest = new[-1].name
+    unprocessed = lakehouse.unprocessed(new)
+    if not unprocessed:
+        return dg.SensorResult(
+            skip_reason=f"{len(new)} new landing file(s), all processed already", cursor=newest
+        )
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 run_key=newest,
-                tags={
-                    TRIGGER_TAG: LANDING_FILES_SENSOR,
-                    "crypto_assets/new_landing_files": str(len(new)),
-                },
+                tags={TRIGGER_TAG: LANDING_FILES_SENSOR, NEW_FILES_TAG: str(len(unprocessed))},
             )
         ],
         cursor=newest,
     )
 
 
-@dg.sensor(
-    name=LANDING_FILES_SENSOR,
-    target=streaming_analytics_job,
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="New landing files → one streaming_analytics_job run (availableNow).",
-)
-def landing_files_sensor(
-    context: dg.SensorEvaluationContext, lakehouse: dg.ResourceParam[Lakehouse]
+def landing_decision(
+    instance: dg.DagsterInstance,
+    cursor: str | None,
+    lakehouse: Lakehouse,
+    follow_producer: bool = True,
 ) -> dg.SensorResult | dg.SkipReason:
-    """Request one analytics run per batch of new landing files (cursor: newest file name)."""
-    return landing_decision(context.instance, context.cursor, lakehouse)
+    """While a producer run is active, one continuous run that follows it (`follow_decision`);
+    otherwise one availableNow run for unprocessed landing files (`files_decision`).
+
+    Without `follow_producer` (Databricks compute, whose query cannot watch the instance) only
+    the latter. Nothing while continuous analytics are on; the cursor stays put, so files that
+    landed since are looked at when continuous mode is turned off. A tick costs a few run-storage
+    queries and, when files newer than the cursor have landed, a look at the checkpoint's log.
+    """
+    quiet = continuous_mode_skip(instance)
+    if quiet is not None:
+        return quiet
+    analytics = active_run(instance, ANALYTICS_JOB)
+    producer = active_run(instance, PRODUCER_JOB) if follow_producer else None
+    if producer is not None:
+        followed = follow_decision(instance, producer, analytics)
+        if followed is not None:
+            return followed
+    return files_decision(cursor, lakehouse, analytics)
+
+
+def build_landing_files_sensor(follow_producer: bool) -> dg.SensorDefinition:
+    """`landing_files_sensor`; with `follow_producer` (local compute, where the run's query sees
+    the Dagster instance) it follows producer runs, else it serves landing files only."""
+
+    @dg.sensor(
+        name=LANDING_FILES_SENSOR,
+        target=streaming_analytics_job,
+        minimum_interval_seconds=LANDING_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "A producer run active → one continuous streaming_analytics_job run that follows it "
+            "and ends by itself after it; otherwise unprocessed landing files → one run "
+            "(availableNow)."
+            if follow_producer
+            else "Unprocessed landing files → one streaming_analytics_job run (availableNow)."
+        ),
+    )
+    def landing_files_sensor(
+        context: dg.SensorEvaluationContext, lakehouse: dg.ResourceParam[Lakehouse]
+    ) -> dg.SensorResult | dg.SkipReason:
+        """Follow each producer run with one continuous run; else a run per burst of new files."""
+        return landing_decision(context.instance, context.cursor, lakehouse, follow_producer)
+
+    return landing_files_sensor

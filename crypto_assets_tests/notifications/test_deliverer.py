@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from crypto_assets.notifications.channels import SlackChannel, WebhookChannel
-from crypto_assets.notifications.deliverer import Deliverer
+from crypto_assets.notifications.deliverer import Deliverer, DeliveryStats
 from crypto_assets.notifications.message import Notification
 from crypto_assets.notifications.outbox import Ledger, Outbox
 from crypto_assets_tests.notifications.receiver import Receiver
@@ -226,3 +226,17 @@ def test_ledger_compaction_keeps_it_de_duplicating(outbox: Outbox, receiver: Rec
     release(outbox, "app_1", market(*symbols[-3:]))  # the newest, released again
     assert Deliverer(outbox, [webhook], ledger_keep=3).drain().delivered == 0
     assert receiver.accepted_keys() == [n.key for n in market(*symbols)]
+
+
+def test_the_stats_of_two_deliverers_in_turn_add_up_and_keep_the_later_state() -> None:
+    first = DeliveryStats(delivered=3, repeats=1, failures=2, waiting=4, lags_s=[0.5])
+    later = DeliveryStats(
+        delivered=2, failures=1, waiting=0, failing={"webhook": "x"}, lags_s=[1.5]
+    )
+    both = first.followed_by(later)
+    assert (both.delivered, both.repeats, both.failures, both.waiting) == (5, 1, 3, 0)
+    assert both.failing == {"webhook": "x"}
+    assert both.lags_s == [0.5, 1.5]
+    assert both.line() == (
+        "notifications: 5 sent (1 repeated), 0 waiting, alert -> sent p95 1.50 s; failing: x"
+    )

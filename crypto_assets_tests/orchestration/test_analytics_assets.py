@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -17,9 +19,14 @@ from crypto_assets.local.layout import LocalLayout
 from crypto_assets.orchestration.analytics_assets import (
     ANALYTICS_JOB,
     StreamingAnalyticsConfig,
+    live_views,
     run_continuous,
     table_views,
 )
+from crypto_assets.orchestration.ingestion import PRODUCER_JOB
+from crypto_assets.orchestration.sensors import landing_decision
+from crypto_assets_tests.analytics.runs import run_local
+from crypto_assets_tests.analytics.tables import snapshot
 from crypto_assets_tests.landing_folder import landing_of
 from crypto_assets_tests.orchestration.landing_for_tests import landing_records, write_landing_file
 
@@ -236,7 +243,21 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
     lakehouse = LocalLakehouse(LocalLayout.from_settings(settings))
     assert lakehouse.count_rows("trades_raw") == len(records)
 
-    # What a continuous report shows: each table's state, no run totals (none exist yet).
+    # What a continuous report shows: the run's numbers so far and row counts, nothing read from
+    # the tables' rows or folders.
+    live_report = live_views(lakehouse, live)
+    assert live_report["trades_raw"]["dagster/row_count"] == len(records)
+    assert live_report["trades_raw"]["files_processed"] == FILES
+    assert live_report["trades_raw"]["lag_trade_to_raw_max_s"] > 0
+    assert live_report["trades_raw"]["checkpoint_files"] > 0
+    windows = len(_windows(records))
+    assert live_report["trades_analytics"]["dagster/row_count"] == windows
+    assert live_report["trades_analytics"]["rows_written"] == windows
+    read_from_tables = {"table_bytes", "windows_written", "latest_windows", "newest_alerts"}
+    for table in live_report.values():
+        assert not read_from_tables & set(table)
+
+    # What a run's end shows without a summary: each table's state, read from the tables.
     views = table_views(lakehouse, None, started)
     assert views["trades_raw"]["dagster/row_count"] == len(records)
     assert set(views["trades_raw"]) == {
@@ -250,3 +271,77 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
     # A report after this moment lists no window: none was written since.
     later = table_views(lakehouse, None, dt.datetime.now(dt.UTC))
     assert "(no windows written)" in later["trades_analytics"]["windows_written"].value
+
+
+def _follow_config(trigger_seconds: float) -> dict:
+    config = {
+        "mode": "continuous",
+        "follow_producer": True,
+        "trigger_seconds": trigger_seconds,
+        "report_interval_seconds": 0.5,
+    }
+    return {"ops": {"streaming_analytics": {"config": config}}}
+
+
+def test_a_run_that_follows_the_producer_ends_by_itself_after_draining(
+    defs, settings, instance, recording, spark, tmp_path
+):
+    records = landing_records(recording, TRADES)
+    half = len(records) // FILES * 2
+    lakehouse = LocalLakehouse(LocalLayout.from_settings(settings))
+    producer = instance.create_run_for_job(
+        defs.resolve_job_def(PRODUCER_JOB), status=dg.DagsterRunStatus.STARTED
+    )
+    _land(settings, records, range(2))
+
+    def producer_lands_and_stops() -> None:
+        # The query's first batch (at its start) takes the first files; the next trigger is an
+        # hour away, so the files landed last are the drain's.
+        while lakehouse.count_rows("trades_raw") < half:
+            time.sleep(0.2)
+        _land(settings, records, range(2, FILES))
+        instance.report_run_canceled(producer, "the producer run ended")
+
+    producing = threading.Thread(target=producer_lands_and_stops, daemon=True)
+    producing.start()
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    result = job.execute_in_process(instance=instance, run_config=_follow_config(3600.0))
+    producing.join(timeout=5)
+    assert result.success
+
+    logs = instance.all_logs(result.run_id)
+    lines = [record.user_message for record in logs]
+    assert any(line.startswith("no producer run active: stopped, drained: ") for line in lines)
+    raw_reports = [
+        {k: v.value for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node("streaming_analytics")
+        if m.asset_key.to_user_string() == "trades_raw"
+    ]
+    # The continuous part's reports, then the run's: both parts, every file, every trade.
+    assert raw_reports[0]["files_processed"] == 2
+    assert raw_reports[-1]["files_processed"] == FILES
+    assert raw_reports[-1]["rows_written"] == raw_reports[-1]["dagster/row_count"] == len(records)
+    assert raw_reports[-1]["lag_trade_to_raw_max_s"] > 0
+    assert _checks(result) == ALL_CHECKS
+
+    # The same tables as one availableNow run over the same files.
+    once_settings = settings.replace(data_dir=tmp_path / "once")
+    _land(once_settings, records, range(FILES))
+    run_local(spark, once_settings, mode="once")
+    assert snapshot(Path(settings.data_dir)) == snapshot(Path(once_settings.data_dir))
+
+    # Nothing is left for a once-run: the sensor starts none after the follow run.
+    after = landing_decision(instance, None, lakehouse)
+    assert isinstance(after, dg.SensorResult)
+    assert after.run_requests == []
+    assert "all processed already" in after.skip_reason.skip_message
+
+
+def test_only_a_continuous_run_follows_the_producer():
+    with pytest.raises(dg.Failure) as failed:
+        StreamingAnalyticsConfig(mode="once", follow_producer=True)
+    assert failed.value.description == (
+        "StreamingAnalyticsConfig: follow_producer=True: a run follows the producer in mode "
+        "continuous"
+    )
+    assert StreamingAnalyticsConfig().report_interval_seconds == 5.0

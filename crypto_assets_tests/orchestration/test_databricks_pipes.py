@@ -23,6 +23,7 @@ from crypto_assets.orchestration.databricks.libraries import pipes_pins
 from crypto_assets.orchestration.databricks.pipes import (
     CONTINUOUS_REFUSED,
     ENVIRONMENT_VERSION,
+    FOLLOW_REFUSED,
     PipesAnalytics,
     ReadableClassicClient,
     ReadableServerlessClient,
@@ -60,6 +61,15 @@ def test_a_continuous_run_is_refused_on_serverless_in_one_line_before_any_upload
     assert refused.value.description == CONTINUOUS_REFUSED
     assert "\n" not in CONTINUOUS_REFUSED
     assert "DATABRICKS_COMPUTE=cluster" in CONTINUOUS_REFUSED
+
+
+def test_a_run_that_would_follow_the_producer_is_refused_in_one_line() -> None:
+    # A Databricks task cannot watch the Dagster instance: refused before the workspace is reached.
+    extras = {"mode": "continuous", "follow_producer": True}
+    with pytest.raises(dg.Failure) as refused:
+        PipesAnalytics().run(dg.build_asset_context(), classic(), extras)
+    assert refused.value.description == FOLLOW_REFUSED
+    assert "\n" not in FOLLOW_REFUSED
 
 
 def test_a_continuous_run_goes_on_to_a_classic_cluster() -> None:

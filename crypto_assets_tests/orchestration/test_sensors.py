@@ -16,7 +16,9 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.backoff import RestartBackoff
+from crypto_assets.local.layout import LocalLayout
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.dagster_internals import InstigatorStatus
 from crypto_assets.orchestration.definitions import build_definitions
@@ -24,11 +26,13 @@ from crypto_assets.orchestration.ingestion import PRODUCER_JOB, PRODUCER_OP
 from crypto_assets.orchestration.runs import sensor_is_on
 from crypto_assets.orchestration.sensors import (
     PRODUCER_BACKOFF,
+    build_landing_files_sensor,
     continuous_analytics_decision,
     producer_decision,
 )
 from crypto_assets.settings import Settings, SettingsError
 from crypto_assets_tests.landing_folder import landing_of
+from crypto_assets_tests.local.file_source_checkpoint import set_mtime, write_checkpoint
 from crypto_assets_tests.orchestration.instigator_states import turn_sensor
 from crypto_assets_tests.orchestration.landing_for_tests import write_landing_file
 
@@ -354,3 +358,120 @@ def test_other_sensors_turned_on_do_not_silence_the_landing_sensor(defs, instanc
     assert isinstance(
         _landing_sensor(defs)(_landing_context(defs, instance, None)), dg.SensorResult
     )
+
+
+def _follow_config() -> dict:
+    return {
+        "ops": {"streaming_analytics": {"config": {"mode": "continuous", "follow_producer": True}}}
+    }
+
+
+def _producer_run(defs, instance, status=dg.DagsterRunStatus.QUEUED) -> dg.DagsterRun:
+    job = defs.resolve_job_def(PRODUCER_JOB)
+    return _submit(instance, job, dg.RunRequest(run_config={}), status)
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED])
+def test_a_producer_run_is_followed_by_one_continuous_run(defs, instance, status):
+    sensor = _landing_sensor(defs)
+    assert sensor.minimum_interval_seconds == 5
+    producer = _producer_run(defs, instance, status)
+    first = sensor(_landing_context(defs, instance, None))
+    assert isinstance(first, dg.SensorResult)
+    (request,) = first.run_requests
+    assert request.run_config == _follow_config()
+    assert request.run_key == f"follow-{producer.run_id}"
+    assert request.tags == {
+        "crypto_assets/trigger": "landing_files_sensor",
+        "crypto_assets/follows": producer.run_id,
+    }
+    assert first.cursor is None  # the files' cursor is not the follow run's business
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    config = dg.validate_run_config(job, request.run_config)["ops"]["streaming_analytics"]
+    assert config["config"]["follow_producer"] is True
+    assert config["config"]["trigger_seconds"] == 5.0  # ANALYTICS_TRIGGER_SECONDS
+    follow = _submit(instance, job, request)
+    # One follow run: while it is active the sensor starts nothing, and says why.
+    again = sensor(_landing_context(defs, instance, None))
+    assert isinstance(again, dg.SkipReason)
+    assert producer.run_id in again.skip_message
+    assert follow.run_id in again.skip_message
+
+
+def test_an_active_analytics_run_goes_first_then_the_follow_run_starts(defs, instance, settings):
+    sensor = _landing_sensor(defs)
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    once = _submit(instance, job, dg.RunRequest(), dg.DagsterRunStatus.STARTED)
+    producer = _producer_run(defs, instance, dg.DagsterRunStatus.STARTED)
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
+    waiting = sensor(_landing_context(defs, instance, None))
+    assert isinstance(waiting, dg.SkipReason)
+    assert once.run_id in waiting.skip_message
+    instance.report_run_failed(once)
+    started = sensor(_landing_context(defs, instance, None))
+    assert started.run_requests[0].run_key == f"follow-{producer.run_id}"
+
+
+@pytest.mark.parametrize("ended", ["failed", "terminated"])
+def test_a_producer_run_is_followed_once_then_files_take_the_once_way(
+    defs, instance, settings, ended
+):
+    sensor = _landing_sensor(defs)
+    job = defs.resolve_job_def(ANALYTICS_JOB)
+    producer = _producer_run(defs, instance, dg.DagsterRunStatus.STARTED)
+    request = sensor(_landing_context(defs, instance, None)).run_requests[0]
+    # A terminated continuous run stops between batches and succeeds.
+    status = dg.DagsterRunStatus.STARTED if ended == "failed" else dg.DagsterRunStatus.SUCCESS
+    follow = _submit(instance, job, request, status)
+    if ended == "failed":
+        instance.report_run_failed(follow)
+    # No second follow run for the same producer run: nothing landed, nothing to do.
+    quiet = sensor(_landing_context(defs, instance, None))
+    assert isinstance(quiet, dg.SkipReason)
+    assert quiet.skip_message == "no new landing files"
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
+    once = sensor(_landing_context(defs, instance, None))
+    (request,) = once.run_requests
+    assert request.run_config == {}
+    assert request.tags["crypto_assets/new_landing_files"] == "1"
+    assert producer.run_id not in request.tags.values()
+
+
+def test_without_a_producer_run_only_unprocessed_files_start_a_run(defs, instance, settings):
+    sensor = _landing_sensor(defs)
+    landing = landing_of(settings)
+    start = time.time() - 100
+    paths = []
+    for index in range(4):
+        path = write_landing_file(landing, f"trades_20240809_00000{index}_{index:06x}.json")
+        set_mtime(path, start + index)
+        paths.append(path)
+    checkpoint = LocalLayout.from_settings(settings).checkpoint_dir(QUERY_NAME)
+    # The query took the first three files (the last of its batches still in the folder: Spark
+    # archives a batch's files when it plans the next) and committed the first two batches.
+    write_checkpoint(checkpoint, [paths[:1], paths[1:2], paths[2:3]], committed=2)
+    first = sensor(_landing_context(defs, instance, None))
+    (request,) = first.run_requests
+    assert request.tags["crypto_assets/new_landing_files"] == "2"  # the planned batch's too
+    assert request.run_key == first.cursor == paths[-1].name
+
+    # All processed (a fresh instance over an earlier run's files): no run, the cursor moves.
+    write_checkpoint(checkpoint, [paths[:1], paths[1:2], paths[2:4]], committed=3)
+    processed = sensor(_landing_context(defs, instance, None))
+    assert isinstance(processed, dg.SensorResult)
+    assert processed.run_requests == []
+    assert processed.skip_reason.skip_message == "4 new landing file(s), all processed already"
+    assert processed.cursor == paths[-1].name
+    again = sensor(_landing_context(defs, instance, processed.cursor))
+    assert again.skip_message == "no new landing files"
+
+
+def test_off_local_compute_files_take_the_once_way_with_a_producer_run(defs, instance, settings):
+    # On Databricks a query cannot watch the instance: the sensor never asks for a follow run.
+    sensor = build_landing_files_sensor(follow_producer=False)
+    _producer_run(defs, instance, dg.DagsterRunStatus.STARTED)
+    write_landing_file(landing_of(settings), "trades_20240809_000000_000001.json")
+    result = sensor(_landing_context(defs, instance, None))
+    (request,) = result.run_requests
+    assert request.run_config == {}
+    assert request.tags["crypto_assets/new_landing_files"] == "1"

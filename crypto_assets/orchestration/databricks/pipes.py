@@ -69,6 +69,13 @@ CONTINUOUS_REFUSED = (
     "streaming_analytics_schedule one a minute), or set DATABRICKS_COMPUTE=cluster"
 )
 
+# A run that follows the producer asks the Dagster instance about producer runs from the process
+# that runs its query, which a Databricks task is not.
+FOLLOW_REFUSED = (
+    "follow_producer runs on local compute only (a Databricks task cannot see the Dagster "
+    "instance's producer runs): run mode continuous and Terminate it, or mode once"
+)
+
 
 def upload_entry(client: WorkspaceClient, layout: VolumeLayout) -> str:
     """Upload the task's entry script (`pipes_main.py`); its path on the Volume."""
@@ -162,11 +169,14 @@ class PipesAnalytics(dg.ConfigurableResource):
         """Run the analytics on the compute of `settings` with `extras` (the run's config).
 
         Anything that stops the run before it is submitted (continuous mode on serverless, a
-        refused token, an unusable cluster, a Volume that refuses the upload) is one line,
-        `CONTINUOUS_REFUSED` before anything is uploaded.
+        run that would follow the producer, a refused token, an unusable cluster, a Volume that
+        refuses the upload) is one line, `CONTINUOUS_REFUSED` and `FOLLOW_REFUSED` before
+        anything is uploaded.
         """
         if extras.get("mode") == "continuous" and settings.databricks_compute == "serverless":
             raise dg.Failure(description=CONTINUOUS_REFUSED)
+        if extras.get("follow_producer"):
+            raise dg.Failure(description=FOLLOW_REFUSED)
         layout = VolumeLayout.from_settings(settings)
         try:
             client = workspace_client(settings)
