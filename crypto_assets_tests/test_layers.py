@@ -34,6 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = (
         {
             "binance",
             "backoff",
+            "durable_files",
             "errors",
             "folder_lock",
             "landing_files",

@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from crypto_assets.durable_files import fsync_directory, write_atomically
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.notifications.message import Notification
 
@@ -62,7 +63,7 @@ class Outbox:
             ],
         }
         text = json.dumps(document, allow_nan=False, separators=(",", ":"))
-        return _write_atomically(self.pending_dir, f"{batch}.json", text + "\n")
+        return write_atomically(self.pending_dir, f"{batch}.json", text + "\n")
 
     def stage_more(self, batch: str, notifications: Sequence[Notification]) -> Path:
         """`stage` `batch` with what is staged for it already plus `notifications` (by key).
@@ -96,8 +97,8 @@ class Outbox:
             os.rename(source, target)
         except FileNotFoundError:
             return False  # released or discarded by another process meanwhile
-        _fsync_directory(self.ready_dir)
-        _fsync_directory(self.pending_dir)
+        fsync_directory(self.ready_dir)
+        fsync_directory(self.pending_dir)
         return True
 
     def discard(self, batch: str) -> None:
@@ -247,7 +248,7 @@ class Ledger:
             json.dumps({"channel": c, "key": k, "event": e}, separators=(",", ":")) + "\n"
             for c, k, e in records
         ]
-        _write_atomically(self.path.parent, self.path.name, "".join(lines))
+        write_atomically(self.path.parent, self.path.name, "".join(lines))
         self._state = {}
         for channel, key, event in records:
             self._apply(channel, key, event)
@@ -272,28 +273,3 @@ def _checked_batch(batch: str) -> str:
     if not _BATCH.fullmatch(batch):
         raise ValueError(f"batch id {batch!r} is not a file name of letters, digits, '.', '_', '-'")
     return batch
-
-
-def _write_atomically(directory: Path, name: str, text: str) -> Path:
-    """Write `text` to ``directory/name`` so that it appears whole or not at all."""
-    final = directory / name
-    temporary = directory / f".{name}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-    return final
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)  # makes a rename in it durable
-    finally:
-        os.close(descriptor)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from crypto_assets import durable_files
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.landing_files import landing_file_name
 from crypto_assets.landing_record import trade_ids_by_symbol
@@ -53,28 +53,9 @@ class LandingWriteError(CryptoAssetsError):
 
 
 def write_atomically(directory: Path, name: str, lines: list[str]) -> Path:
-    """Write `lines` as NDJSON to ``directory/name`` so that it appears complete or not at all.
-
-    On failure the hidden temporary file is removed: a full disk gets its space back.
-    """
-    final = directory / name
-    temporary = directory / f".{name}.tmp"
-    try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write("\n".join(lines))
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, final)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)  # makes the rename itself durable
-    finally:
-        os.close(descriptor)
-    return final
+    """Write `lines` as NDJSON to ``directory/name`` so that it appears complete or not at all
+    (`durable_files.write_atomically`: a failed write leaves no temporary behind)."""
+    return durable_files.write_atomically(directory, name, "\n".join(lines) + "\n")
 
 
 def trade_id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
