@@ -6,9 +6,17 @@ from crypto_assets.orchestration.code_versions import ANALYTICS_MODULES, PRODUCE
 from crypto_assets_tests.test_layers import PACKAGE, package_imports
 
 # What the query imports that does not decide the tables' content: how Spark is started, where
-# the jars come from, the checkpoint's lock, the archive of processed files, compaction, errors,
-# where the tables and folders are.
+# the jars come from, the checkpoint's lock and logs, the archive of processed files, compaction,
+# errors, where the tables and folders are, how files are written, how alerts reach people.
 ANALYTICS_MECHANICS = {
+    "analytics/alert_outbox.py",
+    "backoff.py",
+    "durable_files.py",
+    "local/file_source_log.py",
+    "notifications/channels.py",
+    "notifications/deliverer.py",
+    "notifications/message.py",
+    "notifications/outbox.py",
     "databricks/layout.py",
     "producer/producer_files.py",
     "analytics/checkpoint_lock.py",
@@ -23,6 +31,7 @@ ANALYTICS_MECHANICS = {
 }
 # What the producer imports that does not decide a landing line: transport, files, state, locks.
 PRODUCER_MECHANICS = {
+    "durable_files.py",
     "binance/rest_client.py",
     "binance/stream_client.py",
     "errors.py",
