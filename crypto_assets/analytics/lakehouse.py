@@ -4,11 +4,27 @@
 `databricks.lakehouse.DatabricksLakehouse` the Unity Catalog tables and the landing Volume. Both
 tell the sizes of the query's checkpoint and of the tables, and the lags of the latest batches
 (`analytics.lag`), for monitoring; this module holds the shapes they answer in.
+
+What a run's checks and metadata read is what the run wrote (`read_written`), never a whole
+table. Every row a batch writes carries its write time (`schema.WRITE_TIME_COLUMNS`, the clock of
+the process that runs the batches, which also takes the run's start), so the rows a run wrote
+are those at or after its start. Both Delta readers answer that predicate by skipping files on
+the min/max statistics each commit records: delta-rs (DataFusion) and Delta-Spark open only the
+files whose newest write time is not older than the run, the files the run's commits added. A
+MERGE that revises a row rewrites the file holding it, unchanged rows included: that file is the
+run's too, and the predicate keeps only its new rows. The other way, reading the files the run's
+commits added (the log after the versions the run started from), would mean leaving out those a
+later batch of the run replaced, reading Parquet files by path around the log locally, and on
+Databricks a Change Data Feed the tables do not have; the time predicate is one line of SQL for
+both readers, through their public APIs. A lookup into older rows (`trades_in`: was a new trade
+there before?) is bounded the same way, by the trade ids and trade times of the new trades.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -16,6 +32,7 @@ import pyarrow as pa
 
 from crypto_assets.analytics.lag import BatchLag
 from crypto_assets.analytics.schema import PRICE_ALERTS, TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.analytics.window_runs import TradeSpan
 from crypto_assets.landing_files import is_landing_file
 
 TABLES = (TRADES_RAW, TRADES_ANALYTICS, PRICE_ALERTS)
@@ -102,15 +119,35 @@ class Lakehouse(Protocol):
         """Complete landing files, oldest name first (names start with their UTC timestamp)."""
         ...
 
-    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile] | None:
         """Those of `files` (landing files) the analytics have not processed yet, in order.
 
-        Where the deployment cannot tell without reading a table, all of them.
+        None where the deployment cannot tell without reading a table.
         """
         ...
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
-        """The table's current content (selected columns), or None when it does not exist yet."""
+        """The table's whole current content (selected columns), or None when it does not exist.
+
+        For a person's look at the tables (`crypto-assets show`), never for a run's checks or
+        metadata: those read `read_written`.
+        """
+        ...
+
+    def read_written(
+        self, table: str, since: dt.datetime, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        """The rows of `table` written at or after `since` (selected columns); None: no table.
+
+        Only the files whose write-time statistics reach `since` are opened.
+        """
+        ...
+
+    def trades_in(self, spans: Sequence[TradeSpan]) -> pa.Table:
+        """(symbol, trade_id) of every trades_raw row inside `spans`, duplicates included.
+
+        Only the files whose partition and statistics can hold a span are opened.
+        """
         ...
 
     def count_rows(self, table: str) -> int:

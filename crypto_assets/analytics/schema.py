@@ -105,6 +105,15 @@ TABLE_SCHEMAS: dict[str, pa.Schema] = {
     TRADES_QUARANTINE: TRADES_QUARANTINE_SCHEMA,
 }
 TABLE_PARTITIONS: dict[str, list[str]] = {TRADES_RAW: ["trade_date"]}
+# The column every row gets its write time in, from the clock of the batch that writes it (a
+# revised window, a recomputed alert: the time of its latest write). The rows a run wrote are
+# those at or after the run's start.
+WRITE_TIME_COLUMNS: dict[str, str] = {
+    TRADES_RAW: "processed_time",
+    TRADES_ANALYTICS: "updated_time",
+    PRICE_ALERTS: "detected_time",
+    TRADES_QUARANTINE: "processed_time",
+}
 
 # What each column means (the same name means the same in every table), shown in the UI.
 COLUMN_DESCRIPTIONS: dict[str, str] = {

@@ -1,7 +1,8 @@
-"""The SQL predicates both sinks select runs of trades and windows with (delta-rs and Spark SQL).
+"""The SQL predicates both sinks select runs of trades and windows with (delta-rs and Spark SQL),
+and both lakehouses the rows a run wrote and the trades of its trade spans.
 
-The two dialects differ only in how a timestamp literal is written, so `window_clause` takes the
-sink's own literal function; everything else is the same text for both.
+The two dialects differ only in how a timestamp literal is written, so `window_clause` and
+`written_clause` take the sink's own literal function; everything else is the same text for both.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
-from crypto_assets.analytics.window_runs import Run
+from crypto_assets.analytics.window_runs import Run, TradeSpan
 
 _DAY_MS = 86_400_000
 _EPOCH = dt.date(1970, 1, 1)
+_EPOCH_UTC = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_ONE_MS = dt.timedelta(milliseconds=1)
 
 
 def sql_string(value: str) -> str:
@@ -48,3 +51,23 @@ def window_clause(run: Run, timestamp: Callable[[int], str], prefix: str = "") -
         f"AND {prefix}window_start >= {timestamp(run.first)} "
         f"AND {prefix}window_start <= {timestamp(run.last)}"
     )
+
+
+def trade_span_clause(span: TradeSpan) -> str:
+    """Trades of `span`: partition range, trade ids and trade times (file statistics)."""
+    return (
+        f"symbol = {sql_string(span.symbol)} "
+        f"AND trade_date >= {sql_string(utc_date(span.first_time))} "
+        f"AND trade_date <= {sql_string(utc_date(span.last_time))} "
+        f"AND trade_id BETWEEN {span.first_id} AND {span.last_id} "
+        f"AND trade_time BETWEEN {span.first_time} AND {span.last_time}"
+    )
+
+
+def written_clause(column: str, since: dt.datetime, timestamp: Callable[[int], str]) -> str:
+    """Rows whose write time `column` is at or after `since` (aware), at millisecond precision.
+
+    Delta records a timestamp's statistics in milliseconds, the maximum truncated: a bound
+    truncated too never skips a file that holds a row at or after `since`.
+    """
+    return f"{column} >= {timestamp((since - _EPOCH_UTC) // _ONE_MS)}"

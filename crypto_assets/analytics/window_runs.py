@@ -4,18 +4,20 @@ A run is `(symbol, first window start, last window start)` in epoch ms, both inc
 windows closer than `join_slots` window slots are one run; farther ones stay apart, so a batch
 whose trades span years with nothing in between costs two runs, not a range over the years.
 Work over many runs goes in chunks of at most `MAX_RUNS_PER_QUERY`, so no predicate grows
-without bound (delta-rs overflows its stack on very long OR chains).
+without bound (delta-rs overflows its stack on very long OR chains). A `TradeSpan` is the same
+for trades: a run of trade ids with the span of their trade times, for lookups by both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 MAX_RUNS_PER_QUERY = 64
+_Keys = TypeVar("_Keys")  # a Run or a TradeSpan
 
 
 class Run(NamedTuple):
@@ -52,7 +54,55 @@ def id_runs(symbols: pa.Array, trade_ids: pa.Array, join_gap: int) -> list[Run]:
     return runs_of(symbols, trade_ids, 1, join_gap)
 
 
-def chunks(runs: Sequence[Run], size: int = MAX_RUNS_PER_QUERY) -> Iterator[list[Run]]:
+class TradeSpan(NamedTuple):
+    """Trades of `symbol` with ids `first_id`..`last_id` and trade times (epoch ms)
+    `first_time`..`last_time`, all inclusive."""
+
+    symbol: str
+    first_id: int
+    last_id: int
+    first_time: int
+    last_time: int
+
+
+def trade_spans(trades: pa.Table, join_gap: int) -> list[TradeSpan]:
+    """The disjoint runs of trade ids per symbol in `trades` (symbol, trade_id, trade_time),
+    joined across gaps of at most `join_gap` ids, each with the span of its trade times."""
+    if trades.num_rows == 0:
+        return []
+    ordered = trades.select(["symbol", "trade_id", "trade_time"]).sort_by(
+        [("symbol", "ascending"), ("trade_id", "ascending")]
+    )
+    symbols, ids = ordered["symbol"], ordered["trade_id"]
+    # A span starts at the first row, where the symbol changes, or after a gap over join_gap.
+    changed = pc.not_equal(symbols[1:], symbols[:-1])
+    gapped = pc.greater(pc.subtract(ids[1:], ids[:-1]), join_gap)
+    starts = pa.concat_arrays([pa.array([True]), pc.or_(changed, gapped).combine_chunks()])
+    numbered = ordered.append_column("span", pc.cumulative_sum(pc.cast(starts, pa.int64())))
+    spans = numbered.group_by("span").aggregate(
+        [
+            ("symbol", "min"),
+            ("trade_id", "min"),
+            ("trade_id", "max"),
+            ("trade_time", "min"),
+            ("trade_time", "max"),
+        ]
+    )
+    spans = spans.sort_by("span")
+    return [
+        TradeSpan(*row)
+        for row in zip(
+            spans["symbol_min"].to_pylist(),
+            spans["trade_id_min"].to_pylist(),
+            spans["trade_id_max"].to_pylist(),
+            spans["trade_time_min"].to_pylist(),
+            spans["trade_time_max"].to_pylist(),
+            strict=True,
+        )
+    ]
+
+
+def chunks(runs: Sequence[_Keys], size: int = MAX_RUNS_PER_QUERY) -> Iterator[list[_Keys]]:
     """`runs` in consecutive pieces of at most `size`."""
     for start in range(0, len(runs), size):
         yield list(runs[start : start + size])

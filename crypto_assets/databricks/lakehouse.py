@@ -3,10 +3,15 @@
 Where Spark runs (the cluster, the serverless task), the Volume is a local path (`/Volumes/...`)
 and the tables are read through the active Spark session. In Dagster's own process (the landing
 sensor) there is no Spark and no `/Volumes`: the landing folder is listed with the Files API.
+A run's reads are SQL predicates that Delta-Spark answers from its log: row counts from the
+files' statistics (``count(*)``), the rows a run wrote and the trades of its spans by data
+skipping on min/max statistics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +25,15 @@ from crypto_assets.analytics.lakehouse import (
     checkpoint_size,
     landing_files_in,
 )
-from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
+from crypto_assets.analytics.schema import (
+    PRICE_ALERTS,
+    QUERY_NAME,
+    TABLE_SCHEMAS,
+    TRADES_RAW,
+    WRITE_TIME_COLUMNS,
+)
+from crypto_assets.analytics.sink_sql import any_of, trade_span_clause, written_clause
+from crypto_assets.analytics.window_runs import TradeSpan, chunks
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.workspace import workspace_client
 from crypto_assets.landing_files import is_landing_file
@@ -31,6 +44,12 @@ if TYPE_CHECKING:
 
 # Commits of price_alerts read for the latest batches' lags (about one per batch).
 _HISTORY_DEPTH = 200
+_TRADE_KEYS = pa.schema([TABLE_SCHEMAS[TRADES_RAW].field(c) for c in ("symbol", "trade_id")])
+
+
+def _typed(rows: pa.Table, table: str) -> pa.Table:
+    """`rows` (columns of `table`) cast to the table's Arrow types."""
+    return rows.cast(pa.schema([TABLE_SCHEMAS[table].field(c) for c in rows.schema.names]))
 
 
 class DatabricksLakehouse:
@@ -70,12 +89,13 @@ class DatabricksLakehouse:
             if entry.name and not entry.is_directory and is_landing_file(entry.name)
         )
 
-    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
-        """All of `files`: what Auto Loader processed is in its checkpoint's own store, unread here.
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile] | None:
+        """None: what Auto Loader processed is in its checkpoint's own store, unread here, and the
+        Volume keeps every processed file, so only trades_raw's source files would tell.
 
         The landing sensor's cursor tells the files it handed to a run from newer ones.
         """
-        return list(files)
+        return None
 
     def _spark(self) -> SparkSession:
         from pyspark.sql import SparkSession  # noqa: PLC0415 - only where Spark runs
@@ -94,17 +114,45 @@ class DatabricksLakehouse:
         return True
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
-        """The table's current content (selected columns), or None when it does not exist yet."""
+        """The table's whole current content (selected columns), or None when it does not exist."""
         if not self._exists(table):
             return None
         frame = self._spark().table(self._identifier(table))
         return (frame.select(*columns) if columns else frame).toArrow()
 
+    def read_written(
+        self, table: str, since: dt.datetime, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        """The rows written at or after `since`; Delta-Spark skips the older files by statistics."""
+        from crypto_assets.databricks.spark_delta_sink import spark_timestamp  # noqa: PLC0415
+
+        if not self._exists(table):
+            return None
+        wanted = written_clause(WRITE_TIME_COLUMNS[table], since, spark_timestamp)
+        selected = ", ".join(columns) if columns else "*"
+        rows = self._spark().sql(f"SELECT {selected} FROM {self._identifier(table)} WHERE {wanted}")
+        return _typed(rows.toArrow(), table)
+
+    def trades_in(self, spans: Sequence[TradeSpan]) -> pa.Table:
+        """(symbol, trade_id) of trades_raw's rows in `spans`, by data skipping, in `chunks`."""
+        found = [_TRADE_KEYS.empty_table()]
+        if not spans or not self._exists(TRADES_RAW):
+            return found[0]
+        for piece in chunks(spans):
+            wanted = any_of([trade_span_clause(span) for span in piece])
+            sql = f"SELECT symbol, trade_id FROM {self._identifier(TRADES_RAW)} WHERE {wanted}"
+            found.append(self._spark().sql(sql).toArrow().cast(_TRADE_KEYS))
+        return pa.concat_tables(found)
+
     def count_rows(self, table: str) -> int:
-        """Number of rows in the table; 0 when it does not exist yet."""
+        """Number of rows in the table; 0 when it does not exist yet.
+
+        ``count(*)`` without a filter: Delta-Spark answers it from the log's per-file record
+        counts (its metadata-only query optimization) without reading a data file.
+        """
         if not self._exists(table):
             return 0
-        return self._spark().table(self._identifier(table)).count()
+        return int(self._spark().sql(f"SELECT count(*) FROM {self._identifier(table)}").first()[0])
 
     def table_size(self, table: str) -> FolderSize | None:
         """``DESCRIBE DETAIL``'s sizeInBytes and numFiles (the current version's files)."""

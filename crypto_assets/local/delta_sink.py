@@ -79,6 +79,20 @@ def sql_timestamp(epoch_ms: int) -> str:
     return f"'{moment.strftime('%Y-%m-%dT%H:%M:%S.%f')}Z'::timestamp"
 
 
+def query_table(table: DeltaTable, name: str, sql: str) -> pa.Table:
+    """Run DataFusion `sql` against `table`, registered as `name`.
+
+    DataFusion skips every file whose partition values or min/max statistics (from the Delta
+    log) cannot satisfy the predicate, without opening it.
+    """
+    result = pa.table(QueryBuilder().register(name, table).execute(sql))
+    # delta-rs hands strings back as string_view, which Spark and older readers reject.
+    schema = pa.schema(
+        f.with_type(pa.string()) if f.type == pa.string_view() else f for f in result.schema
+    )
+    return result.cast(schema)
+
+
 class DeltaSink:
     """The four Delta tables under one directory, with idempotent batch writes.
 
@@ -227,12 +241,7 @@ class DeltaSink:
 
     def query(self, name: str, sql: str) -> pa.Table:
         """Run DataFusion `sql` against table `name` (files pruned by partition and statistics)."""
-        result = pa.table(QueryBuilder().register(name, self.table(name)).execute(sql))
-        # delta-rs hands strings back as string_view, which Spark and older readers reject.
-        schema = pa.schema(
-            f.with_type(pa.string()) if f.type == pa.string_view() else f for f in result.schema
-        )
-        return result.cast(schema)
+        return query_table(self.table(name), name, sql)
 
     def existing_trades(self, id_runs: Sequence[Run]) -> pa.Table:
         """(symbol, trade_id) of trades_raw inside runs of trade ids (`first`/`last` are ids)."""

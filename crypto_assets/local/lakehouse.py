@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,10 +26,21 @@ from crypto_assets.analytics.lakehouse import (
     landing_files_in,
 )
 from crypto_assets.analytics.landing_retention import archive_dir_for
-from crypto_assets.analytics.schema import PRICE_ALERTS, QUERY_NAME
+from crypto_assets.analytics.schema import (
+    PRICE_ALERTS,
+    QUERY_NAME,
+    TABLE_SCHEMAS,
+    TRADES_RAW,
+    WRITE_TIME_COLUMNS,
+)
+from crypto_assets.analytics.sink_sql import any_of, trade_span_clause, written_clause
+from crypto_assets.analytics.window_runs import TradeSpan, chunks
 from crypto_assets.landing_files import is_landing_file
+from crypto_assets.local.delta_sink import query_table, sql_timestamp
 from crypto_assets.local.file_source_log import newest_committed_file_ms
 from crypto_assets.local.layout import LocalLayout
+
+_TRADE_KEYS = pa.schema([TABLE_SCHEMAS[TRADES_RAW].field(c) for c in ("symbol", "trade_id")])
 
 
 def _landing_paths(folder: Path, recursive: bool) -> dict[str, Path]:
@@ -113,7 +126,7 @@ class LocalLakehouse:
         """Complete landing files, oldest name first."""
         return landing_files_in(self.landing_dir)
 
-    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile]:
+    def unprocessed(self, files: list[LandingFile]) -> list[LandingFile] | None:
         """Those of `files` modified after the newest file of the query's latest committed batch.
 
         Spark's file source takes files oldest first (`file_source_log`), so every file up to
@@ -126,9 +139,36 @@ class LocalLakehouse:
         return [f for f in files if int(f.modified * 1000) > newest_ms]
 
     def read_table(self, table: str, columns: list[str] | None = None) -> pa.Table | None:
-        """The table's current content, or None when it does not exist yet."""
+        """The table's whole current content, or None when it does not exist yet."""
         delta = self._table(table)
         return None if delta is None else delta.to_pyarrow_table(columns=columns)
+
+    def read_written(
+        self, table: str, since: dt.datetime, columns: list[str] | None = None
+    ) -> pa.Table | None:
+        """The rows written at or after `since`, by DataFusion over the table's Delta log.
+
+        A file whose write-time maximum in the log is older than `since` is never opened.
+        """
+        delta = self._table(table)
+        if delta is None:
+            return None
+        wanted = written_clause(WRITE_TIME_COLUMNS[table], since, sql_timestamp)
+        selected = ", ".join(columns) if columns else "*"
+        rows = query_table(delta, table, f"SELECT {selected} FROM {table} WHERE {wanted}")
+        return rows.cast(pa.schema([TABLE_SCHEMAS[table].field(c) for c in rows.schema.names]))
+
+    def trades_in(self, spans: Sequence[TradeSpan]) -> pa.Table:
+        """(symbol, trade_id) of trades_raw's rows in `spans`, by DataFusion, `chunks` at a time."""
+        delta = self._table(TRADES_RAW)
+        found = [_TRADE_KEYS.empty_table()]
+        if delta is None:
+            return found[0]
+        for piece in chunks(spans):
+            wanted = any_of([trade_span_clause(span) for span in piece])
+            sql = f"SELECT symbol, trade_id FROM {TRADES_RAW} WHERE {wanted}"
+            found.append(query_table(delta, TRADES_RAW, sql).cast(_TRADE_KEYS))
+        return pa.concat_tables(found)
 
     def count_rows(self, table: str) -> int:
         """Number of rows in the table; 0 when it does not exist yet.

@@ -15,10 +15,12 @@ query stops between batches, one availableNow pass takes what landed last, and t
 A continuous run reports materializations as batches complete, at most every
 `report_interval_seconds` (5): the run's numbers so far and row counts from the Delta logs, so
 a report costs the same however large the tables are (`live_views`). At its end a run
-materializes the tables it changed (the specs are skippable), each with its own numbers, read
-from the tables; a run that found no new files records an observation of trades_raw instead, so
-the latest materializations keep describing the latest data. The checks are evaluated at the end
-of every run.
+materializes the tables it changed (the specs are skippable), each with its own numbers and the
+windows and alerts it wrote; a run that found no new files records an observation of trades_raw
+instead, so the latest materializations keep describing the latest data. The checks are
+evaluated at the end of every run, on what it wrote. Both read the rows the run wrote, by their
+write time (`Lakehouse.read_written`), and row counts from the Delta logs: what a run's end
+costs follows what the run wrote, never the tables' size.
 """
 
 import dataclasses
@@ -43,6 +45,7 @@ from crypto_assets.analytics.lakehouse import (
     Lakehouse,
 )
 from crypto_assets.analytics.schema import TABLE_SCHEMAS
+from crypto_assets.analytics.window_runs import trade_spans
 from crypto_assets.errors import CryptoAssetsError
 from crypto_assets.orchestration.checks import (
     ANALYTICS_CHECK_SPECS,
@@ -86,6 +89,8 @@ if TYPE_CHECKING:
     from crypto_assets.analytics.pipeline import AnalyticsSummary
 
 ANALYTICS_JOB = "streaming_analytics_job"
+# check_unique_trade_ids looks new trades up in spans of ids joined across gaps up to this.
+UNIQUE_LOOKUP_JOIN_GAP = 1_000
 # Where Spark runs, when not in the step's own process: a Databricks cluster through the step
 # launcher, or Databricks (serverless or a cluster) through Pipes. A deployment registers the one
 # it uses, if any.
@@ -228,16 +233,14 @@ def live_views(lakehouse: Lakehouse, summary: "AnalyticsSummary") -> dict[str, d
 
 
 def table_views(
-    lakehouse: Lakehouse,
-    summary: "AnalyticsSummary | None",
-    written_since: dt.datetime | None,
+    lakehouse: Lakehouse, summary: "AnalyticsSummary | None", written_since: dt.datetime
 ) -> dict[str, dict[str, Any]]:
-    """Each table's own metadata at a run's end, read from the tables.
+    """Each table's own metadata at the end of a run that started at `written_since`.
 
     `live_views` when `summary` is known (else each table's row count and the checkpoint's
-    size), plus each table's size on disk and, read from their content, trades_analytics' newest
-    windows, last hour's chart and the windows written since `written_since`, and the newest
-    alerts.
+    size), plus each table's size on disk and, from the rows written since `written_since`
+    (`Lakehouse.read_written`), trades_analytics' windows (the newest per symbol, the last hour's
+    chart, the list) and the newest alerts with their count by type.
     """
     if summary is None:
         views = {table: table_metadata(lakehouse.count_rows(table)) for table in TABLES}
@@ -248,13 +251,13 @@ def table_views(
     views[TRADES_ANALYTICS].update(
         {
             **size_metadata(lakehouse.table_size(TRADES_ANALYTICS)),
-            **analytics_metadata(lakehouse.read_table(TRADES_ANALYTICS), written_since),
+            **analytics_metadata(lakehouse.read_written(TRADES_ANALYTICS, written_since)),
         }
     )
     views[PRICE_ALERTS].update(
         {
             **size_metadata(lakehouse.table_size(PRICE_ALERTS)),
-            **alerts_metadata(lakehouse.read_table(PRICE_ALERTS)),
+            **alerts_metadata(lakehouse.read_written(PRICE_ALERTS, written_since)),
         }
     )
     return views
@@ -277,16 +280,29 @@ def changed_tables(summary: "AnalyticsSummary") -> tuple[str, ...]:
     return tuple(changed)
 
 
-def check_results(lakehouse: Lakehouse, limits: CheckLimits) -> dict[str, list]:
-    """The data, lag and checkpoint checks, grouped by the table they judge."""
-    raw = lakehouse.read_table(TRADES_RAW, columns=["symbol", "trade_id", "source_file"])
-    analytics = lakehouse.read_table(TRADES_ANALYTICS)
-    processed = [] if raw is None else raw["source_file"].unique().to_pylist()
+def check_results(
+    lakehouse: Lakehouse, limits: CheckLimits, written_since: dt.datetime
+) -> dict[str, list]:
+    """The data, lag and checkpoint checks of a run that started at `written_since`, grouped by
+    the table they judge.
+
+    The data checks read what the run wrote: the trades it inserted, looked up in trades_raw by
+    their spans of ids and trade times (so a duplicate of an older trade is found too), and the
+    windows it wrote. The lag check reads no table: the unprocessed landing files come from the
+    query's checkpoint, where the deployment can tell them.
+    """
+    new_trades = lakehouse.read_written(
+        TRADES_RAW, written_since, ["symbol", "trade_id", "trade_time"]
+    )
+    spans = [] if new_trades is None else trade_spans(new_trades, UNIQUE_LOOKUP_JOIN_GAP)
+    trades = lakehouse.trades_in(spans) if spans else None
+    windows = lakehouse.read_written(TRADES_ANALYTICS, written_since)
+    landing = lakehouse.landing_files()
     return {
         TRADES_RAW: [
-            check_unique_trade_ids(raw),
+            check_unique_trade_ids(trades, 0 if new_trades is None else new_trades.num_rows),
             check_landing_to_table_lag(
-                lakehouse.landing_files(), processed, time.time(), limits.max_lag_seconds
+                landing, lakehouse.unprocessed(landing), time.time(), limits.max_lag_seconds
             ),
             check_trade_lag_p95(
                 lakehouse.recent_batch_lags(LAG_BATCHES_JUDGED), limits.max_p95_lag_seconds
@@ -298,8 +314,8 @@ def check_results(lakehouse: Lakehouse, limits: CheckLimits) -> dict[str, list]:
             ),
         ],
         TRADES_ANALYTICS: [
-            check_vwap_within_low_high(analytics),
-            check_key_columns_not_null(analytics),
+            check_vwap_within_low_high(windows),
+            check_key_columns_not_null(windows),
         ],
         PRICE_ALERTS: [],
     }
@@ -309,12 +325,13 @@ def run_results(
     lakehouse: Lakehouse,
     summary: "AnalyticsSummary",
     limits: CheckLimits,
-    written_since: dt.datetime | None,
+    written_since: dt.datetime,
 ) -> list[dg.MaterializeResult | dg.AssetCheckResult]:
-    """What a run reports: a materialization of each table it changed, every check's result."""
+    """What a run that started at `written_since` reports: a materialization of each table it
+    changed, every check's result."""
     changed = changed_tables(summary)
     views = table_views(lakehouse, summary, written_since) if changed else {}
-    checks = check_results(lakehouse, limits)
+    checks = check_results(lakehouse, limits, written_since)
     results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
     for table in TABLES:
         if table in changed:
@@ -324,7 +341,7 @@ def run_results(
                 )
             )
         else:
-            # The checks still judge the table as it is; only its materialization is skipped.
+            # The checks are still evaluated; only the table's materialization is skipped.
             results.extend(checks[table])
     return results
 
@@ -510,7 +527,7 @@ def _streaming_analytics(
         context.log.info("stopped on request (run terminated): %s", summary.summary_line())
     else:
         context.log.info("%s", summary.summary_line())
-    # The end's report lists the windows the whole run wrote (its live reports list none).
+    # The end's report and checks read what the whole run wrote (its live reports read none).
     results = run_results(lakehouse, summary, config.limits(), started)
     if not changed_tables(summary):
         context.log.info("no new landing files: no table changed, nothing materialized")

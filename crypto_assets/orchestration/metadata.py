@@ -4,6 +4,8 @@ Each asset gets its own numbers. Numbers stay numeric so Dagster plots them over
 (`trades_per_second` for the producer's throughput, `dagster/row_count` per table); prices are
 rounded to the symbol's precision. VWAP and volume over time are a chart drawn from the windows
 themselves (`price_chart.py`), since a plot of per-run values misses the windows between runs.
+The windows and alerts shown are those a run wrote, never a table read whole, so a report costs
+what the run wrote however large the tables grow.
 """
 
 from __future__ import annotations
@@ -166,13 +168,16 @@ def window_clock(starts: Sequence[dt.datetime]) -> tuple[str, str]:
 def latest_windows_markdown(latest: pa.Table | None, decimals: Mapping[str, int]) -> str:
     """A Markdown table: per symbol, its newest window's VWAP, change % and buy/sell ratio.
 
+    `latest` are the newest of the windows a run wrote, one per symbol it wrote windows of.
+
     Narrow enough for the UI's metadata panel: the start is said once above the table when every
     symbol's newest window starts at the same time (the usual case), else it is a column.
     """
     rows = [] if latest is None else latest.to_pylist()
     if not rows:
         return (
-            "| symbol | VWAP | chg % | buy/sell |\n|---|---:|---:|---:|\n| (no windows yet) | | | |"
+            "| symbol | VWAP | chg % | buy/sell |\n|---|---:|---:|---:|\n"
+            "| (no windows written) | | | |"
         )
     starts = sorted({row["window_start"] for row in rows})
     clock, caption = window_clock(starts)
@@ -206,7 +211,8 @@ def vwap_by_symbol(latest: pa.Table | None, decimals: Mapping[str, int]) -> dict
 
 
 def last_hour(analytics: pa.Table) -> pa.Table:
-    """Each symbol's windows that start within `CHART_SPAN` of its newest, oldest first."""
+    """Each symbol's windows of `analytics` that start within `CHART_SPAN` of its newest one
+    there, oldest first."""
     newest = analytics.group_by("symbol").aggregate([("window_start", "max")])
     joined = analytics.join(newest, "symbol")
     cutoff = pc.subtract(joined["window_start_max"], pa.scalar(CHART_SPAN - _ONE_US))
@@ -219,7 +225,7 @@ def last_hour(analytics: pa.Table) -> pa.Table:
 def vwap_volume_chart_markdown(recent: pa.Table, decimals: Mapping[str, int]) -> str:
     """One SVG chart per symbol of VWAP and volume over its last hour of windows."""
     if recent.num_rows == 0:
-        return "(no windows yet)"
+        return "(no windows written)"
     parts = []
     for symbol in sorted(set(recent["symbol"].to_pylist())):
         rows = recent.filter(pc.equal(recent["symbol"], symbol)).to_pylist()
@@ -258,7 +264,7 @@ def written_windows_markdown(
 
 
 def newest_alerts_markdown(alerts: pa.Table | None, limit: int = ALERTS_SHOWN) -> str:
-    """A Markdown table of the `limit` newest alerts (by window, then detection time)."""
+    """A Markdown table of the `limit` newest of `alerts` (by window, then detection time)."""
     lines = ["| window start (UTC) | symbol | alert | message |", "|---|---|---|---|"]
     if alerts is not None and alerts.num_rows:
         order = [("window_start", "descending"), ("detected_time", "descending")]
@@ -269,7 +275,7 @@ def newest_alerts_markdown(alerts: pa.Table | None, limit: int = ALERTS_SHOWN) -
                 f"| {row['alert_type']} | {message} |"
             )
     else:
-        lines.append("| (no alerts yet) | | | |")
+        lines.append("| (no alerts written) | | | |")
     return "\n".join(lines)
 
 
@@ -347,46 +353,30 @@ def table_metadata(
     return metadata
 
 
-def analytics_metadata(
-    analytics: pa.Table | None, written_since: dt.datetime | None = None
-) -> dict[str, Any]:
-    """trades_analytics for the UI: newest windows, the last hour as a chart, windows written.
-
-    `written_since` picks the windows written (`updated_time`) at or after that moment: those of
-    this report, including every window that closed since the previous one.
-    """
-    if analytics is None or analytics.num_rows == 0:
+def analytics_metadata(written: pa.Table | None) -> dict[str, Any]:
+    """trades_analytics for the UI, from the windows a run wrote (new or revised, every window
+    that closed since the previous run included): the newest per symbol, the last hour of
+    them as a chart, and the list."""
+    if written is None or written.num_rows == 0:
         return {
             "latest_windows": dg.MetadataValue.md(latest_windows_markdown(None, {})),
-            "vwap_volume_last_hour": dg.MetadataValue.md("(no windows yet)"),
+            "vwap_volume_last_hour": dg.MetadataValue.md("(no windows written)"),
+            "windows_written": dg.MetadataValue.md("(no windows written)"),
         }
-    recent = last_hour(analytics)
-    written = analytics.slice(0, 0)
-    if written_since is not None:
-        written = analytics.filter(pc.greater_equal(analytics["updated_time"], written_since))
-    decimals = price_decimals(
-        pa.concat_tables(
-            [
-                recent.select(["symbol", *_PRICE_COLUMNS]),
-                written.select(["symbol", *_PRICE_COLUMNS]),
-            ]
-        )
-    )
-    latest = latest_windows(analytics)
-    metadata: dict[str, Any] = {
+    decimals = price_decimals(written)
+    latest = latest_windows(written)
+    recent = last_hour(written)
+    return {
         "latest_windows": dg.MetadataValue.md(latest_windows_markdown(latest, decimals)),
         "vwap_volume_last_hour": dg.MetadataValue.md(vwap_volume_chart_markdown(recent, decimals)),
         **vwap_by_symbol(latest, decimals),
+        "windows_written": dg.MetadataValue.md(written_windows_markdown(written, decimals)),
     }
-    if written_since is not None:
-        metadata["windows_written"] = dg.MetadataValue.md(
-            written_windows_markdown(written, decimals)
-        )
-    return metadata
 
 
 def alerts_metadata(alerts: pa.Table | None) -> dict[str, Any]:
-    """price_alerts for the UI: the newest alerts as Markdown, and the count of each type."""
+    """price_alerts for the UI, from the alerts a run wrote (new or recomputed): the newest as
+    Markdown, and the count of each type among them."""
     counts = {PRICE_MOVE: 0, VOLUME_SPIKE: 0}
     if alerts is not None and alerts.num_rows:
         for entry in pc.value_counts(alerts["alert_type"]).to_pylist():

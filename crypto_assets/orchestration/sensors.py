@@ -257,6 +257,8 @@ def files_decision(
         )
     newest = new[-1].name
     unprocessed = lakehouse.unprocessed(new)
+    if unprocessed is None:  # the deployment cannot tell: every new file may be
+        unprocessed = new
     if not unprocessed:
         return dg.SensorResult(
             skip_reason=f"{len(new)} new landing file(s), all processed already", cursor=newest

@@ -6,9 +6,11 @@ import pyarrow as pa
 
 from crypto_assets.analytics.window_runs import (
     Run,
+    TradeSpan,
     chunks,
     id_runs,
     runs_of,
+    trade_spans,
     widened,
     window_starts,
 )
@@ -56,3 +58,26 @@ def test_chunks_bound_every_piece() -> None:
 
 def test_widened() -> None:
     assert widened([Run("BTC", 100, 200)], before=10, after=5) == [Run("BTC", 90, 205)]
+
+
+def test_trade_spans_are_id_runs_with_the_span_of_their_trade_times():
+    trades = pa.table(
+        {
+            "symbol": ["ETHUSDT", "BTCUSDT", "BTCUSDT", "BTCUSDT", "ETHUSDT", "BTCUSDT"],
+            "trade_id": [500, 7, 8, 5_000, 501, 9],
+            "trade_time": [T0 + 5, T0 + 2, T0 + 1, T0 + YEAR, T0 + 4, T0 + 3],
+        }
+    )
+    # BTCUSDT #5000 is more than the gap away from #9: a span of its own, its own time.
+    assert trade_spans(trades, join_gap=1_000) == [
+        TradeSpan("BTCUSDT", 7, 9, T0 + 1, T0 + 3),
+        TradeSpan("BTCUSDT", 5_000, 5_000, T0 + YEAR, T0 + YEAR),
+        TradeSpan("ETHUSDT", 500, 501, T0 + 4, T0 + 5),
+    ]
+    assert trade_spans(trades, join_gap=10_000)[0] == TradeSpan(
+        "BTCUSDT", 7, 5_000, T0 + 1, T0 + YEAR
+    )
+    assert trade_spans(trades.slice(0, 1), join_gap=1) == [
+        TradeSpan("ETHUSDT", 500, 500, T0 + 5, T0 + 5)
+    ]
+    assert trade_spans(trades.slice(0, 0), join_gap=1) == []

@@ -264,7 +264,7 @@ def analytics_job() -> dg.JobDefinition:
                 check_unique_trade_ids(None),
                 check_landing_to_table_lag(
                     [LandingFile("trades_20240808_235500_abc123.json", 1_000.0)],
-                    [],
+                    [LandingFile("trades_20240808_235500_abc123.json", 1_000.0)],  # waiting
                     1_000.0 + config.landing_waiting_s,
                     300.0,
                 ),
@@ -381,7 +381,6 @@ def test_a_first_evaluation_that_fails_is_told_and_a_repeated_tick_tells_nothing
         "run_id": run_id,
         "severity": "WARN",
         "landing_files": "1",
-        "files_in_table": "0",
         "files_waiting": "1",
         "oldest_waiting_seconds": "600.0",
         "max_lag": "300 s",

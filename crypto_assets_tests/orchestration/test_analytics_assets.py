@@ -194,7 +194,7 @@ def test_each_run_materializes_what_it_changed_with_each_tables_own_numbers(
     assert third.asset_materializations_for_node("streaming_analytics") == []
     observed = third.asset_observations_for_node("streaming_analytics")
     assert [o.asset_key.to_user_string() for o in observed] == ["trades_raw"]
-    assert _checks(third) == ALL_CHECKS  # the checks still judge the tables
+    assert _checks(third) == ALL_CHECKS  # the checks are still evaluated (on nothing new)
     for table, values in meta.items():
         latest = instance.get_latest_materialization_event(dg.AssetKey(table))
         assert latest.run_id == second.run_id
@@ -257,7 +257,8 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
     for table in live_report.values():
         assert not read_from_tables & set(table)
 
-    # What a run's end shows without a summary: each table's state, read from the tables.
+    # What a run's end shows without a summary: each table's row count and size, and the
+    # windows and alerts written since the run started.
     views = table_views(lakehouse, None, started)
     assert views["trades_raw"]["dagster/row_count"] == len(records)
     assert set(views["trades_raw"]) == {
@@ -271,6 +272,9 @@ def test_continuous_mode_reports_batches_and_stops_cleanly_when_terminated(
     # A report after this moment lists no window: none was written since.
     later = table_views(lakehouse, None, dt.datetime.now(dt.UTC))
     assert "(no windows written)" in later["trades_analytics"]["windows_written"].value
+    assert "(no windows written)" in later["trades_analytics"]["latest_windows"].value
+    assert later["price_alerts"]["alerts_price_move"] == 0
+    assert later["trades_analytics"]["dagster/row_count"] == len(_windows(records))
 
 
 def _follow_config(trigger_seconds: float) -> dict:

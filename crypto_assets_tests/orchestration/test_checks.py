@@ -43,14 +43,19 @@ def _windows(**overrides: list) -> pa.Table:
 
 def test_unique_trade_ids_passes_and_fails():
     good = pa.table({"symbol": ["BTCUSDT", "BTCUSDT", "ETHUSDT"], "trade_id": [1, 2, 1]})
-    assert check_unique_trade_ids(good).passed
+    passed = check_unique_trade_ids(good, new_trades=2)
+    assert passed.passed
+    # The rows read (the run's new trades and those of their spans) and the new trades judged.
+    assert (passed.metadata["rows"].value, passed.metadata["new_trades"].value) == (3, 2)
     bad = pa.table({"symbol": ["BTCUSDT"] * 3 + ["ETHUSDT"], "trade_id": [7, 7, 7, 7]})
     result = check_unique_trade_ids(bad)
     assert not result.passed
     # BTCUSDT #7 three times: two rows too many; ETHUSDT #7 once is fine.
     assert result.metadata["duplicate_rows"].value == 2
     assert "BTCUSDT #7" in result.metadata["duplicated_ids_sample"].value
-    assert check_unique_trade_ids(None).passed
+    nothing = check_unique_trade_ids(None, new_trades=0)
+    assert nothing.passed
+    assert nothing.metadata["new_trades"].value == 0
 
 
 def test_vwap_within_low_high():
@@ -96,19 +101,29 @@ def test_landing_to_table_lag():
         LandingFile("trades_20240809_000500_bbbbbb.json", now - 400),
         LandingFile("trades_20240809_000900_cccccc.json", now - 20),
     ]
-    processed = ["trades_20240809_000000_aaaaaa.json"]
-    late = check_landing_to_table_lag(landing, processed, now, max_lag_seconds=300)
+    # The first file is processed (the lakehouse tells from the query's checkpoint).
+    late = check_landing_to_table_lag(landing, landing[1:], now, max_lag_seconds=300)
     assert not late.passed
+    assert late.metadata["landing_files"].value == 3
     assert late.metadata["files_waiting"].value == 2
     assert late.metadata["oldest_waiting_seconds"].value == 400
     # The allowed lag is a setting, not a measurement: text, so it draws no flat plot.
     assert late.metadata["max_lag"].value == "300 s"
     assert "max_lag" not in _numeric(late)
-    # Spark records full paths; the check matches on file names.
-    paths = [f"file:///data/landing/trades/{f.name}" for f in landing[:2]]
-    on_time = check_landing_to_table_lag(landing, paths, now, max_lag_seconds=300)
+    on_time = check_landing_to_table_lag(landing, landing[2:], now, max_lag_seconds=300)
     assert on_time.passed
     assert on_time.metadata["files_waiting"].value == 1
+    assert check_landing_to_table_lag(landing, [], now, 300).metadata["files_waiting"].value == 0
+
+
+def test_landing_to_table_lag_is_not_judged_where_the_waiting_files_are_unknown():
+    # Databricks: Auto Loader's record of the processed files is not readable from here.
+    landing = [LandingFile("trades_20240809_000000_aaaaaa.json", 0.0)]
+    result = check_landing_to_table_lag(landing, None, 1_000_000.0, max_lag_seconds=300)
+    assert result.passed
+    assert result.severity == dg.AssetCheckSeverity.WARN
+    assert "not judged" in result.metadata["waiting"].value
+    assert "files_waiting" not in result.metadata
 
 
 def _batch(batch_id: int, raw: list[float], alert: list[float] = ()) -> BatchLag:

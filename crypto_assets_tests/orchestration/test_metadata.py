@@ -8,6 +8,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crypto_assets.analytics.batch import StreamProgress
 from crypto_assets.analytics.lag import BatchLag, RunLag
@@ -212,10 +213,11 @@ def test_the_chart_shows_every_window_of_each_symbols_last_hour():
     assert heights[0] == min(heights)
 
 
-def test_windows_written_since_the_previous_report_are_listed():
-    windows = _hours_of_windows(0.5)  # updated two minutes after each window starts
-    since = T0 + 20 * MINUTE  # windows 18..29 were written since
-    meta = analytics_metadata(windows, since)
+def test_the_windows_a_run_wrote_are_listed():
+    half_hour = _hours_of_windows(0.5)
+    # The run wrote windows 18..29 of each symbol.
+    windows = half_hour.filter(pc.greater_equal(half_hour["window_start"], T0 + 18 * MINUTE))
+    meta = analytics_metadata(windows)
     markdown = meta["windows_written"].value
     # One narrow table per symbol, under its name; the date said once above them.
     assert markdown.startswith("Starts in UTC, 2024-08-09\n\n**BTCUSDT**\n")
@@ -225,8 +227,10 @@ def test_windows_written_since_the_previous_report_are_listed():
     # Volume 1 + 18 = 19.0 is printed without trailing zeros.
     assert rows[0] == "| 00:18 | 10 | 60,000.18 | 19 | 0.00 |"
     assert _fits(markdown)
-    assert "windows_written" not in analytics_metadata(windows)  # no report to compare with
-    many = analytics_metadata(_hours_of_windows(1.5), T0)["windows_written"].value
+    # The newest window per symbol and the chart are those of the windows the run wrote.
+    assert meta["latest_windows"].value.startswith("Window 00:29 UTC")
+    assert meta["vwap_volume_last_hour"].value.count("data:image/svg+xml;base64,") == 2
+    many = analytics_metadata(_hours_of_windows(1.5))["windows_written"].value
     assert many.endswith("\n\n… and 60 more")  # 180 written, 120 listed
     assert written_windows_markdown(windows.slice(0, 0), {}) == "(no windows written)"
 
@@ -262,11 +266,14 @@ def test_every_column_of_every_table_says_what_it_means():
             assert column.description, column.name
 
 
-def test_empty_tables_say_so():
-    assert "no windows yet" in analytics_metadata(None)["latest_windows"].value
-    assert "no windows yet" in analytics_metadata(None)["vwap_volume_last_hour"].value
+def test_a_run_that_wrote_nothing_says_so():
+    for nothing in (None, _analytics().slice(0, 0)):
+        meta = analytics_metadata(nothing)
+        assert "no windows written" in meta["latest_windows"].value
+        assert meta["vwap_volume_last_hour"].value == "(no windows written)"
+        assert meta["windows_written"].value == "(no windows written)"
     alerts = alerts_metadata(None)
-    assert "no alerts yet" in alerts["newest_alerts"].value
+    assert "no alerts written" in alerts["newest_alerts"].value
     assert (alerts["alerts_price_move"], alerts["alerts_volume_spike"]) == (0, 0)
 
 

@@ -16,8 +16,10 @@ from dagster._core.remote_origin import (
 )
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from crypto_assets.analytics.lakehouse import LandingFile
 from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.backoff import RestartBackoff
+from crypto_assets.local.lakehouse import LocalLakehouse
 from crypto_assets.local.layout import LocalLayout
 from crypto_assets.orchestration.analytics_assets import ANALYTICS_JOB
 from crypto_assets.orchestration.dagster_internals import InstigatorStatus
@@ -28,6 +30,7 @@ from crypto_assets.orchestration.sensors import (
     PRODUCER_BACKOFF,
     build_landing_files_sensor,
     continuous_analytics_decision,
+    files_decision,
     producer_decision,
 )
 from crypto_assets.settings import Settings, SettingsError
@@ -464,6 +467,23 @@ def test_without_a_producer_run_only_unprocessed_files_start_a_run(defs, instanc
     assert processed.cursor == paths[-1].name
     again = sensor(_landing_context(defs, instance, processed.cursor))
     assert again.skip_message == "no new landing files"
+
+
+class _CannotTell(LocalLakehouse):
+    """A lakehouse that cannot tell which landing files are processed (Databricks')."""
+
+    def unprocessed(self, files: list[LandingFile]) -> None:
+        return None
+
+
+def test_where_processed_files_are_unknown_every_new_file_counts(settings):
+    for index in range(2):
+        write_landing_file(landing_of(settings), f"trades_20240809_00000{index}_{index:06x}.json")
+    lakehouse = _CannotTell(LocalLayout.from_settings(settings))
+    result = files_decision(None, lakehouse, None)
+    (request,) = result.run_requests
+    assert request.tags["crypto_assets/new_landing_files"] == "2"
+    assert result.cursor == "trades_20240809_000001_000001.json"
 
 
 def test_off_local_compute_files_take_the_once_way_with_a_producer_run(defs, instance, settings):
