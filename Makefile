@@ -61,21 +61,26 @@ screenshots: install
 
 # `make test`: everything but the slow and fault groups, over TEST_WORKERS pytest-xdist workers,
 # a test module to a worker (--dist loadfile: a module's fixtures, such as the end-to-end
-# modules' Dagster webserver and daemon, start once; each worker has its own Spark session). `make test-slow`: the slow group alone (the
+# modules' Dagster webserver and daemon, start once; each worker has its own Spark session).
+# `make test-slow`: the slow group alone, over SLOW_WORKERS workers the same way (the
 # million-trade backlog, the Databricks deployment end to end on both compute kinds, Delta-Spark's
-# replays and maintenance). `make test-faults`: the fault suite's short version (the whole
-# pipeline under Dagster, every fault in one session); FAULTS_MARKERS=faults adds the long
-# version. CI runs all three; the times on 2 cores are in the README. Each prints its slowest 15
-# tests and its wall time. TEST_WORKERS=0 runs `make test` in one process.
+# replays and maintenance, the longer runs under a Dagster daemon). `make test-faults`: the fault
+# suite's short version (the whole pipeline under Dagster, every fault in one session);
+# FAULTS_MARKERS=faults adds the long version. CI runs all three; the times on 2 cores are in the
+# README. Each prints its slowest 15 tests and its wall time. TEST_WORKERS=0 runs `make test` in
+# one process.
 PYTEST_MARKERS ?= not slow and not faults
 FAULTS_MARKERS ?= faults and not long
 TEST_WORKERS ?= 3
+# The slow tests mostly wait on processes they start (Dagster daemons, emulated Databricks tasks,
+# Spark Connect servers): two at a time on 2 cores.
+SLOW_WORKERS ?= 2
 
 test: test-install lint
 	$(BIN)/python -m pytest -m "$(PYTEST_MARKERS)" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-slow: test-install
-	$(BIN)/python -m pytest -m "slow and not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "slow and not faults" -n $(SLOW_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-faults: test-install
 	$(BIN)/python -m pytest -m "$(FAULTS_MARKERS)" $(PYTEST_ARGS)

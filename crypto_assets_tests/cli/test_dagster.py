@@ -45,6 +45,7 @@ def test_run_against_an_unreachable_live_source_is_one_line_and_exit_code_2(
 
 
 @pytest.mark.spark
+@pytest.mark.slow  # a minute: `make run` itself, a replayed producer run then the analytics
 def test_run_replays_loudly_then_prints_the_tables(tmp_path: Path) -> None:
     result = run_cli(
         tmp_path, CRYPTO_SOURCE="replay", RUN_DURATION_MINUTES="0.1", BATCH_INTERVAL_SECONDS="1"

@@ -296,6 +296,7 @@ def test_a_second_producer_run_waits_queued_until_the_first_has_ended(
     _assert_second_waits_for_first(client, dagster, submit)
 
 
+@pytest.mark.slow  # a minute: a continuous analytics run held while a second one waits
 def test_a_manual_analytics_run_waits_queued_behind_the_running_one(dagster: Dagster):
     # Whether the running one came from the sensor, the schedule or a launch: one at a time.
     # The sensor is turned off so that the two runs are this test's own.

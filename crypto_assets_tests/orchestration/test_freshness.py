@@ -110,6 +110,7 @@ def _last_materialized(instance: dg.DagsterInstance) -> float:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a minute and a half: a producer run, a stop and a second run under a daemon
 def test_landing_goes_stale_when_the_producer_stops_and_recovers_when_it_lands_again(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
