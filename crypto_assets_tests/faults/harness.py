@@ -417,6 +417,23 @@ class PipelineHarness:
         """Wait until every landing file is in trades_raw or trades_quarantine."""
         self._wait(lambda: not self.unprocessed_files(), timeout, "every landing file processed")
 
+    def keep_producer_stopped(self) -> bool:
+        """Stop the producer sensor again and end any producer run it started; True while one
+        is still active (being stopped or not).
+
+        A sensor tick that was under way when the sensor was stopped can write the sensor's
+        state back as running and start a run (seen once in 13 faults: a producer ran on
+        through a settle); while the pipeline settles, that is undone as soon as it is seen.
+        """
+        active = self._active_runs(PRODUCER_JOB)
+        started = [run for run in active if run["status"] != "CANCELING"]
+        if started:
+            self.services.stop_sensor(PRODUCER_SENSOR)
+            for run in started:
+                self.services.terminate(run["runId"])
+            logger.warning("producer run(s) started while settling, stopped again: %s", started)
+        return bool(active)
+
     def wait_until_tables_settle(self, quiet_seconds: float, timeout: float = 300.0) -> None:
         """Wait until no analytics table has had a new commit for `quiet_seconds`.
 
@@ -428,6 +445,9 @@ class PipelineHarness:
 
         def settled() -> bool:
             nonlocal quiet_since
+            if self.keep_producer_stopped():
+                quiet_since = time.monotonic()
+                return False
             versions = self.table_versions()
             if versions != last:
                 last.clear()

@@ -263,7 +263,13 @@ def test_continuous_analytics_sigkilled_mid_batch_is_restarted_by_its_sensor(
     raw_log = delta / "trades_raw" / "_delta_log"
     commits = set(raw_log.glob("*.json"))
     # A batch writes trades_raw first, its windows and alerts after: kill right after the first.
-    _wait(lambda: set(raw_log.glob("*.json")) - commits, 120, "a trades_raw commit")
+    # Polled every 10 ms: a batch's windows and alerts follow its trades_raw commit within a
+    # second, so a slower look would often kill between batches instead.
+    deadline = time.monotonic() + 120
+    while not set(raw_log.glob("*.json")) - commits:
+        if time.monotonic() > deadline:
+            raise TimeoutError("waited 120 s for a trades_raw commit")
+        time.sleep(0.01)
     assert harness.kill_analytics()
     killed_in = _newest_batch(delta / "trades_raw")
     mid_batch = _newest_batch(delta / "price_alerts") < killed_in
