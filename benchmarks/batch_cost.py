@@ -114,7 +114,7 @@ def main() -> None:
         window_ms = round(settings.window_seconds * 1000)
         reference = duckdb_seconds(files, window_ms)[args.warm_up :]
 
-        spark = get_spark_session(delta=True)
+        spark = get_spark_session()
         target = LocalDeployment(settings).analytics_target(spark, max_files_per_trigger=1)
         run_analytics(spark, settings, target, mode="once")
         times = step_times(handler.lines[args.warm_up :])

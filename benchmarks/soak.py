@@ -9,19 +9,25 @@ analytics run workers, the analytics JVM, this process with the replay server), 
 of landing, each Delta table, the checkpoints and DAGSTER_HOME, and the lag: trade -> trades_raw
 measured here from the table itself (processed_time - trade_time of every new row, per batch) and
 the pipeline's own per-batch figures (trade -> raw, -> window, -> alert) read back from the
-price_alerts commits. At the end: the producer is stopped, the analytics drains, and every trade
-the market published is looked for exactly once in trades_raw, the windows and alerts against the
-plain-Python reference. Prints a short summary, writes a PNG (--plot) and a JSON (--json).
+price_alerts commits. With --notify (the default) the alerts go, through ALERT_WEBHOOK_URL, to a
+real HTTP receiver on loopback, which the `receiver_down` fault closes for a minute. At the end:
+the producer is stopped, the analytics drains, and every trade the market published is looked for
+exactly once in trades_raw, the windows and alerts against the plain-Python reference, and every
+alert of price_alerts among what the receiver accepted (how many times, and detected -> delivered).
+Prints a short summary, writes a PNG (--plot) and a JSON (--json).
 
 Only loopback traffic; every process it started is ended, also on Ctrl-C.
 
-Usage: .venv/bin/python benchmarks/soak.py [--minutes 60] [--fault-every-minutes 5] [--speed 10]
-       [--trigger-seconds 5] [--plot benchmarks/soak.png] [--json benchmarks/soak.json] [--keep DIR]
+Usage: .venv/bin/python benchmarks/soak.py [--minutes 120] [--fault-every-minutes 5] [--speed 10]
+       [--trigger-seconds 1] [--batch-interval-seconds 1] [--no-notify] [--plot benchmarks/soak.png]
+       [--json benchmarks/soak.json] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import datetime as dt
 import json
 import logging
 import os
@@ -45,6 +51,7 @@ from deltalake import DeltaTable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crypto_assets.analytics.lag import merge_batch_lags, read_recent_batch_lags
+from crypto_assets.notifications.message import Notification
 from crypto_assets_tests.faults.harness import (
     ANALYTICS_JOB,
     PRODUCER_JOB,
@@ -52,6 +59,7 @@ from crypto_assets_tests.faults.harness import (
     PipelineHarness,
     Verdict,
 )
+from crypto_assets_tests.notifications.receiver import Receiver
 
 logger = logging.getLogger("soak")
 
@@ -99,7 +107,7 @@ def _fault_truncate(h: PipelineHarness) -> str:
     return f"landing file truncated: {h.damage_next_landing_file('truncate').name}"
 
 
-FAULTS: tuple[tuple[str, Callable[[PipelineHarness], str]], ...] = (
+FAULTS: tuple[tuple[str, Callable[[PipelineHarness], str] | None], ...] = (
     ("drop", _fault_drop),
     ("kill_producer", _fault_kill_producer),
     ("malformed", _fault_malformed),
@@ -109,7 +117,22 @@ FAULTS: tuple[tuple[str, Callable[[PipelineHarness], str]], ...] = (
     ("shutdown", _fault_shutdown),
     ("unfillable_gap", _fault_unfillable_gap),
     ("truncate_landing", _fault_truncate),
+    # Not a harness fault: the soak's receiver closes for RECEIVER_DOWN_SECONDS (`Soak`).
+    ("receiver_down", None),
 )
+RECEIVER_DOWN_SECONDS = 60.0
+# Steady state leaves out the first minutes after the pipeline is up, and the recovery after each
+# fault (a killed analytics run restarts its JVM: about a minute).
+WARM_UP_S = 300.0
+STEADY_AFTER_FAULT_S = 120.0
+
+
+def lag_figures(lags: list) -> dict[str, dict]:
+    """Per kind: count, p50, p95 and max (s) over every batch's histogram (not a mean of p95s)."""
+    return {
+        kind: {"count": stats.count, "p50": stats.p50_s, "p95": stats.p95_s, "max": stats.max_s}
+        for kind, stats in merge_batch_lags(lags).items()
+    }
 
 
 @dataclass
@@ -128,16 +151,32 @@ class Soak:
     """The samples, faults and lag measurements of one soak."""
 
     harness: PipelineHarness
+    receiver: Receiver | None = None  # the webhook's, with --notify
     started: float = field(default_factory=time.time)
     samples: list[Sample] = field(default_factory=list)
     faults: list[tuple[float, str, str]] = field(default_factory=list)
     raw_lags_s: list[float] = field(default_factory=list)  # every trade's, measured here
     batch_lags: list[dict] = field(default_factory=list)  # per batch: the pipeline's own
     run_lags: dict[str, dict] = field(default_factory=dict)  # the whole run, from histograms
+    steady_lags: dict[str, dict] = field(default_factory=dict)  # the same, in steady state
     up_at: float | None = None  # seconds: the first trades are in trades_raw
     drain_started: float | None = None  # seconds: the producer stops, the analytics drains
     _seen_files: set[str] = field(default_factory=set)
     _last_processed_us: int = 0
+
+    def receiver_down(self) -> str:
+        """Close the webhook receiver (connections refused) for `RECEIVER_DOWN_SECONDS`."""
+        receiver = self.receiver
+        if receiver is None:
+            return "no receiver (--no-notify)"
+        receiver.stop()
+        threading.Timer(RECEIVER_DOWN_SECONDS, receiver.start).start()
+        return f"webhook receiver down for {RECEIVER_DOWN_SECONDS:.0f} s"
+
+    def inject(self, name: str) -> str:
+        """Inject the fault `name`; what was done."""
+        fault = dict(FAULTS)[name]
+        return self.receiver_down() if fault is None else fault(self.harness)
 
     def sample_until(self, stop: threading.Event, every_seconds: float) -> None:
         """Sample every `every_seconds` until `stop` is set (in a thread of its own)."""
@@ -240,10 +279,19 @@ class Soak:
         path = self.harness.data_dir / "delta" / "price_alerts"
         lags = read_recent_batch_lags(path, limit=100_000, depth=100_000)
         # The whole run's percentiles, from every batch's histogram (not a mean of batch p95s).
-        self.run_lags = {
-            kind: {"count": stats.count, "p50": stats.p50_s, "p95": stats.p95_s, "max": stats.max_s}
-            for kind, stats in merge_batch_lags(lags).items()
-        }
+        self.run_lags = lag_figures(lags)
+        # Steady state: the batches that finished after the warm-up and outside the recovery
+        # from every fault (the fault's time and the STEADY_AFTER_FAULT_S after it).
+        faults = [self.started + t for t, _, _ in self.faults]
+        steady_from = self.started + (self.up_at or 0.0) + WARM_UP_S
+        self.steady_lags = lag_figures(
+            [
+                lag
+                for lag in lags
+                if lag.finished_ms / 1000 >= steady_from
+                and not any(0 <= lag.finished_ms / 1000 - f <= STEADY_AFTER_FAULT_S for f in faults)
+            ]
+        )
         self.batch_lags = [
             {
                 "app_id": lag.app_id,
@@ -361,22 +409,25 @@ def plot(soak: Soak, path: Path) -> None:
 
 def run_soak(args: argparse.Namespace, root: Path) -> dict:
     """Run the soak under `root`; all figures as a JSON-ready dict."""
+    receiver = Receiver().start() if args.notify else None
     options = HarnessOptions(
         speed=args.speed,
         trigger_seconds=args.trigger_seconds,
+        batch_interval_seconds=args.batch_interval_seconds,
         max_connection_age=args.max_connection_age,
         price_change_threshold_pct=args.price_change_threshold_pct,
         landing_retention_hours=args.landing_retention_hours,
+        alert_webhook_url=receiver.url if receiver is not None else None,
     )
     harness = PipelineHarness(root, options)
-    soak = Soak(harness)
+    soak = Soak(harness, receiver)
     sampling = threading.Event()
     sampler = threading.Thread(
         target=soak.sample_until, args=(sampling, args.sample_seconds), name="soak-sampler"
     )
     chosen = args.faults.split(",") if args.faults else [name for name, _ in FAULTS]
-    faults = [(name, dict(FAULTS)[name]) for name in chosen]
     fault_index = 0
+    deliveries: dict | None = None
     try:
         harness.start()
         soak.started = time.time()
@@ -389,10 +440,10 @@ def run_soak(args: argparse.Namespace, root: Path) -> dict:
         logger.info("pipeline up after %.0f s", soak.up_at)
         while time.time() < deadline:
             if args.fault_every_minutes > 0 and time.time() >= next_fault:
-                name, inject = faults[fault_index % len(faults)]
+                name = chosen[fault_index % len(chosen)]
                 fault_index += 1
                 try:
-                    what = inject(harness)
+                    what = soak.inject(name)
                 except (RuntimeError, TimeoutError) as exc:  # e.g. the run is restarting
                     what = f"not injected: {exc}"
                 soak.faults.append((time.time() - soak.started, name, what))
@@ -403,6 +454,8 @@ def run_soak(args: argparse.Namespace, root: Path) -> dict:
         # A last restart may still be on its way: give the analytics a run to drain into.
         harness.wait_for_run_started(ANALYTICS_JOB, timeout=300)
         verdict = harness.finish(timeout=600)
+        if receiver is not None:
+            deliveries = delivery_verdict(harness, receiver, timeout=3 * RECEIVER_DOWN_SECONDS)
     finally:
         sampling.set()
         if sampler.is_alive():
@@ -412,10 +465,67 @@ def run_soak(args: argparse.Namespace, root: Path) -> dict:
             soak.read_batch_lags()
         finally:
             harness.stop()
-    return figures(soak, verdict, args)
+            if receiver is not None:
+                receiver.stop()
+    return figures(soak, verdict, deliveries, args)
 
 
-def figures(soak: Soak, verdict: Verdict, args: argparse.Namespace) -> dict:
+def delivery_verdict(harness: PipelineHarness, receiver: Receiver, timeout: float) -> dict:
+    """Every alert of price_alerts against the market alerts the receiver accepted.
+
+    Waits up to `timeout` for the last ones (a receiver that was down is retried with backoff).
+    `lost`: alerts in the table never accepted; `repeated`: accepted more than once (a send a
+    kill interrupted before its outcome was recorded); `retracted`: accepted, then no longer in
+    the table (an alert of an open window that later trades undid).
+    """
+    rows = DeltaTable(str(harness.data_dir / "delta" / "price_alerts")).to_pyarrow_table()
+    wanted = {n.key for n in Notification.market_alerts(rows)}
+    deadline = time.monotonic() + timeout
+    while True:
+        market = [
+            item
+            for item in receiver.accepted()
+            if isinstance(item.body, dict) and item.body.get("kind") == "market"
+        ]
+        counts = collections.Counter(str(item.body["key"]) for item in market)  # type: ignore
+        lost = wanted - set(counts)
+        if not lost or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    first_at: dict[str, float] = {}
+    lags = []
+    for item in market:
+        body = item.body
+        assert isinstance(body, dict)
+        key = str(body["key"])
+        if key in first_at:
+            continue
+        first_at[key] = item.at
+        detected = body.get("detected_time")
+        if detected:
+            moment = dt.datetime.fromisoformat(str(detected).replace("Z", "+00:00"))
+            lags.append(item.at - moment.timestamp())
+    return {
+        "ok": not lost,
+        "alerts": len(wanted),
+        "accepted_posts": len(market),
+        "lost": sorted(lost)[:50],
+        "lost_count": len(lost),
+        "repeated": sum(count - 1 for count in counts.values()),
+        "retracted": len(set(counts) - wanted),
+        "refused_posts": sum(1 for item in receiver.received if not item.accepted),
+        "operational_posts": sum(
+            1
+            for item in receiver.accepted()
+            if isinstance(item.body, dict) and item.body.get("kind") != "market"
+        ),
+        "detected_to_delivered_s": percentiles(lags) if lags else None,
+    }
+
+
+def figures(
+    soak: Soak, verdict: Verdict, deliveries: dict | None, args: argparse.Namespace
+) -> dict:
     """Everything the soak measured."""
     # The start is the first sample with the pipeline up (both runs started, trades landing).
     up = [s for s in soak.samples if soak.up_at is not None and s.t >= soak.up_at]
@@ -434,6 +544,7 @@ def figures(soak: Soak, verdict: Verdict, args: argparse.Namespace) -> dict:
             "faults": args.faults or "all",
             "max_connection_age": args.max_connection_age,
             "price_change_threshold_pct": args.price_change_threshold_pct,
+            "notify": args.notify,
         },
         "verdict": {
             "ok": verdict.ok,
@@ -452,11 +563,13 @@ def figures(soak: Soak, verdict: Verdict, args: argparse.Namespace) -> dict:
             "alert_mismatches": verdict.alert_mismatches[:50],
             "summary": verdict.summary(),
         },
+        "deliveries": deliveries,
         "lag_trade_to_raw_measured_here_s": percentiles(soak.raw_lags_s)
         if soak.raw_lags_s
         else None,
         "lag_pipeline_per_batch_s": pipeline_lag_summary(soak.batch_lags),
         "lag_pipeline_run_s": soak.run_lags,
+        "lag_pipeline_steady_s": soak.steady_lags,
         "rss_bytes": {"start": first.rss, "end": end_rss},
         "up_at_s": soak.up_at,
         "drain_started_s": soak.drain_started,
@@ -494,6 +607,16 @@ def summary_lines(result: dict) -> list[str]:
         f"{v['damaged_by_hand']}; windows {v['windows']} ({len(v['window_mismatches'])} differ), "
         f"alerts {v['alerts']} ({len(v['alert_mismatches'])} differ)",
     ]
+    d = result["deliveries"]
+    if d is not None:
+        lag = d["detected_to_delivered_s"] or {}
+        lines.append(
+            f"deliveries: {'OK' if d['ok'] else 'FAILED'}: {d['alerts']} alerts in price_alerts, "
+            f"lost {d['lost_count']}, repeated {d['repeated']}, retracted after delivery "
+            f"{d['retracted']}; {d['refused_posts']} POSTs refused while the receiver was down "
+            f"or failing; {d['operational_posts']} operational; detected -> delivered p50 "
+            f"{lag.get('p50', float('nan')):.2f} s, p95 {lag.get('p95', float('nan')):.2f} s"
+        )
     own = result["lag_trade_to_raw_measured_here_s"]
     if own:
         lines.append(
@@ -505,6 +628,13 @@ def summary_lines(result: dict) -> list[str]:
             lines.append(
                 f"lag trade->{kind} (pipeline, the whole run, {stats['count']} samples): p50 "
                 f"{stats['p50']:.1f} s, p95 {stats['p95']:.1f} s, max {stats['max']:.1f} s"
+            )
+    for kind, stats in result["lag_pipeline_steady_s"].items():
+        if stats["count"]:
+            lines.append(
+                f"lag trade->{kind} (pipeline, steady state: after {WARM_UP_S:.0f} s up, not "
+                f"within {STEADY_AFTER_FAULT_S:.0f} s of a fault; {stats['count']} samples): p50 "
+                f"{stats['p50']:.2f} s, p95 {stats['p95']:.2f} s, max {stats['max']:.1f} s"
             )
     for kind, stats in result["lag_pipeline_per_batch_s"].items():
         if stats["batches"]:
@@ -533,10 +663,17 @@ def main() -> int:
     """Run the soak, print the summary, write the plot and the JSON; exit 1 if the verdict fails."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     names = ",".join(name for name, _ in FAULTS)
-    parser.add_argument("--minutes", type=float, default=60.0)
+    parser.add_argument("--minutes", type=float, default=120.0)
     parser.add_argument("--fault-every-minutes", type=float, default=5.0, help="0: no faults")
     parser.add_argument("--speed", type=float, default=10.0)
-    parser.add_argument("--trigger-seconds", type=float, default=5.0)
+    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--batch-interval-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--notify",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="alerts to a webhook receiver on loopback (default on)",
+    )
     parser.add_argument("--sample-seconds", type=float, default=10.0)
     parser.add_argument(
         "--max-connection-age",
@@ -584,7 +721,8 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1, default=str))
     print("\n".join([*summary_lines(result), f"plot: {args.plot}", f"figures: {args.json}"]))
-    return 0 if result["verdict"]["ok"] else 1
+    delivered = result["deliveries"] is None or result["deliveries"]["ok"]
+    return 0 if result["verdict"]["ok"] and delivered else 1
 
 
 if __name__ == "__main__":

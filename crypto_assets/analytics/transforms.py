@@ -30,11 +30,13 @@ def sql_string(value: str) -> str:
 def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
     """One trades_analytics row per (symbol, tumbling window) from trades (price, quantity, ...)."""
     window_ms = round(window_seconds * 1000)
-    # Each window's rows are summed in one partition in (trade_time, trade_id) order, so the float
-    # sums come out bit-identical however the trades were split into batches or files.
+    # The rows are summed in one partition in (trade_time, trade_id) order, so the float sums come
+    # out bit-identical however the trades were split into batches or files. One partition also
+    # spares the plan its shuffle: the aggregation needs no exchange, and a batch's windows are
+    # one stage of one task (a shuffle's second stage cost more than the work at these sizes).
     ordered = (
         trades.selectExpr("*", f"trade_time - pmod(trade_time, {window_ms}) AS _start_ms")
-        .repartition("symbol", "_start_ms")
+        .coalesce(1)
         .sortWithinPartitions("symbol", "_start_ms", "trade_time", "trade_id")
     )
     sums = ordered.groupBy("symbol", "_start_ms").agg(
@@ -110,7 +112,9 @@ def price_alerts(
     )
     threshold_pct = sql_double(price_change_threshold_pct)
     scored = (
-        analytics.selectExpr("*", "unix_millis(window_start) AS _start_ms")
+        # One partition: the window functions need no exchange (see `window_metrics`).
+        analytics.coalesce(1)
+        .selectExpr("*", "unix_millis(window_start) AS _start_ms")
         # A row is an edge when the row before it (if any) is not in the slot right before it;
         # an edge adds nothing to the sums over the lookback slots before a window.
         .selectExpr(

@@ -73,6 +73,7 @@ class HarnessOptions:
     landing_retention_hours: float | None = 24.0
     shutdown_grace: float = 1.0
     startup_seconds: float = 180.0
+    alert_webhook_url: str | None = None  # ALERT_WEBHOOK_URL (None: notifications off)
 
     def rules(self) -> reference.Rules:
         """The alert rules the reference applies (the same the pipeline is given)."""
@@ -201,7 +202,7 @@ class PipelineHarness:
             "LANDING_RETENTION_HOURS": (
                 "none" if o.landing_retention_hours is None else str(o.landing_retention_hours)
             ),
-        }
+        } | ({"ALERT_WEBHOOK_URL": o.alert_webhook_url} if o.alert_webhook_url else {})
 
     # Lifecycle
 

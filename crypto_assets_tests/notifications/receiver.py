@@ -1,7 +1,7 @@
 """A real HTTP receiver on loopback for the notification tests: a webhook, or Slack's Web API.
 
 A `ThreadingHTTPServer` on 127.0.0.1 (a free port the first time, the same port after a
-restart) records every POST (path, headers, JSON or form body, the status it answered). Its
+restart) records every POST (path, headers, JSON or form body, the status it answered, when). Its
 switches: `status` (answer 503 instead of 200), `stop`/`start` (down means the socket is
 closed, so connections are refused), and in Slack mode `slack_error` (answer
 ``{"ok": false, "error": ...}`` to ``/chat.postMessage``, as Slack does, instead of
@@ -28,6 +28,7 @@ class Received:
     body: object
     status: int
     accepted: bool  # a 2xx answer, and in Slack mode ``"ok": true``
+    at: float  # when it arrived (epoch seconds)
 
 
 class Receiver:
@@ -130,7 +131,7 @@ class Receiver:
                 status, answer = receiver._answer(self.path)
                 accepted = 200 <= status < 300 and (answer is None or answer.get("ok") is True)
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                receiver._record(Received(self.path, headers, body, status, accepted))
+                receiver._record(Received(self.path, headers, body, status, accepted, time.time()))
                 payload = json.dumps(answer if answer is not None else {}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
