@@ -513,7 +513,7 @@ def delivery_verdict(harness: PipelineHarness, receiver: Receiver, timeout: floa
         "lost_count": len(lost),
         "repeated": sum(count - 1 for count in counts.values()),
         "retracted": len(set(counts) - wanted),
-        "refused_posts": sum(1 for item in receiver.received if not item.accepted),
+        "error_answers": sum(1 for item in receiver.received if not item.accepted),
         "operational_posts": sum(
             1
             for item in receiver.accepted()
@@ -613,8 +613,8 @@ def summary_lines(result: dict) -> list[str]:
         lines.append(
             f"deliveries: {'OK' if d['ok'] else 'FAILED'}: {d['alerts']} alerts in price_alerts, "
             f"lost {d['lost_count']}, repeated {d['repeated']}, retracted after delivery "
-            f"{d['retracted']}; {d['refused_posts']} POSTs refused while the receiver was down "
-            f"or failing; {d['operational_posts']} operational; detected -> delivered p50 "
+            f"{d['retracted']}; {d['error_answers']} POSTs answered with an error; "
+            f"{d['operational_posts']} operational; detected -> delivered p50 "
             f"{lag.get('p50', float('nan')):.2f} s, p95 {lag.get('p95', float('nan')):.2f} s"
         )
     own = result["lag_trade_to_raw_measured_here_s"]
