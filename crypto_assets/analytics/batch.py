@@ -316,8 +316,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _lags_s(trade_times: pa.Array, at_ms: int) -> list[float]:
-    return [(at_ms - t) / 1000 for t in trade_times.to_pylist()]
+def _lags_s(trade_times: pa.Array | pa.ChunkedArray, at_ms: int) -> pa.Array:
+    lags = pc.divide(pc.cast(pc.subtract(at_ms, trade_times), pa.float64()), 1000.0)
+    return lags.combine_chunks() if isinstance(lags, pa.ChunkedArray) else lags
 
 
 def _key_ms(moment: dt.datetime) -> int:
@@ -335,7 +336,8 @@ class LagProbe:
 
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
-        self.samples: dict[str, list[float]] = {name: [] for name in LAGS}
+        self.samples: dict[str, Sequence[float] | pa.Array] = {name: [] for name in LAGS}
+        self._alert_lags: list[float] = []
         self._open_times = pa.array([], pa.int64())
         self._first_in_window: dict[tuple[str, int], int] = {}
 
@@ -363,12 +365,13 @@ class LagProbe:
         for row in new_alerts.select(["symbol", "window_start", "detected_time"]).to_pylist():
             first = self._first_in_window.get((row["symbol"], _key_ms(row["window_start"])))
             if first is not None:  # a window this batch put no trade into: not its lag
-                self.samples["alert"].append((_key_ms(row["detected_time"]) - first) / 1000)
+                self._alert_lags.append((_key_ms(row["detected_time"]) - first) / 1000)
+        self.samples["alert"] = self._alert_lags
 
     @property
     def measured(self) -> bool:
         """True when the batch inserted a trade."""
-        return bool(self.samples["raw"])
+        return len(self.samples["raw"]) > 0
 
     def batch_lag(self, tag: BatchTag) -> BatchLag:
         """The batch's stats, as of now."""

@@ -104,13 +104,13 @@ class DeltaSink:
         self,
         delta_dir: Path,
         spark: SparkSession | None = None,
-        opened: dict[tuple[int, str], DeltaTable] | None = None,
+        opened: threading.local | None = None,
     ) -> None:
         self.delta_dir = delta_dir
         self.spark = spark
-        # The tables opened so far, per thread (a DeltaTable is not shared between threads):
-        # brought up to date with the commits made since (`table`), not read again from the log.
-        self._opened = {} if opened is None else opened
+        # The tables each thread opened so far (a DeltaTable is not shared between threads, and
+        # goes with its thread), brought up to date with the commits made since (`table`).
+        self._opened = threading.local() if opened is None else opened
 
     def on(self, spark: SparkSession) -> Self:
         """This sink, reading trades through `spark` (the session of the batch's DataFrame)."""
@@ -119,7 +119,10 @@ class DeltaSink:
     def __getstate__(self) -> dict[str, Any]:
         # Pickled with the batch function for Spark Connect: a session does not pickle, and the
         # batch binds the sink to its own (`on`); the opened tables are this process's.
-        return {**self.__dict__, "spark": None, "_opened": {}}
+        return {**self.__dict__, "spark": None, "_opened": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _opened=threading.local())
 
     def path(self, table: str) -> str:
         """Location of `table`."""
@@ -144,10 +147,10 @@ class DeltaSink:
         before only reads the commits made since (a fifth of a small batch's time went to
         opening the tables again for every step).
         """
-        key = (threading.get_ident(), name)
-        table = self._opened.get(key)
+        opened: dict[str, DeltaTable] = self._opened.__dict__
+        table = opened.get(name)
         if table is None:
-            table = self._opened[key] = DeltaTable(self.path(name))
+            table = opened[name] = DeltaTable(self.path(name))
         else:
             table.update_incremental()
         return table

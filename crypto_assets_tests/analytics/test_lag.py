@@ -72,6 +72,18 @@ def test_merged_histograms_equal_one_histogram_of_all_samples() -> None:
     assert a.stats() == both.stats()
 
 
+def test_adding_an_array_at_once_equals_adding_each_lag() -> None:
+    samples = [*lognormal_samples(5_000, seed=4), -1.5, 0.0, 0.0004, 0.001, 1e-9]
+    one_by_one, at_once = LagHistogram(), LagHistogram()
+    for value in samples:
+        one_by_one.add(value)
+    at_once.add_all(pa.array(samples, pa.float64()))
+    at_once.add_all([])
+    assert at_once.buckets == one_by_one.buckets
+    assert at_once.max_s == one_by_one.max_s
+    assert exact_stats(pa.array(samples, pa.float64())) == exact_stats(samples)
+
+
 def test_exact_stats_match_numpy_linear() -> None:
     samples = lognormal_samples(999, seed=3)
     stats = exact_stats(samples)
