@@ -593,8 +593,7 @@ class BatchProcessor:
         # them counts depends on the slot before it (a slot after one without a row is an edge,
         # outside every history). So a touched window at slot s changes the alerts of the
         # windows up to s + 1 + lookback, and alerts are computed from the lookback + 1 slots
-        # before them: rows read farther back (the sink adds each symbol's first window) are
-        # outside every history and change nothing.
+        # before them: rows farther back are outside every history and change nothing.
         reach = self.rules.volume_spike_lookback * self.window_ms
         pieces = list(chunks(widened(runs, after=reach + self.window_ms)))
         for index, affected in enumerate(pieces):

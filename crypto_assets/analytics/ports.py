@@ -124,7 +124,7 @@ class TableSink(Protocol):
         ...
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Window rows inside `runs`, plus each symbol's first window."""
+        """Window rows inside `runs`."""
         ...
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:

@@ -350,22 +350,9 @@ class SparkDeltaSink:
             return self._merged(sql, view)
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`), plus each symbol's first."""
+        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`)."""
         table = self.identifier(TRADES_ANALYTICS)
-        symbols = sorted({run.symbol for run in runs})
-        firsts = self.spark.sql(
-            f"SELECT symbol, min(window_start) AS first FROM {table} "
-            f"WHERE symbol IN ({', '.join(map(sql_string, symbols))}) GROUP BY symbol"
-        ).toArrow()
-        first_clauses = [
-            f"symbol = {sql_string(symbol)} AND window_start = {spark_timestamp(first // 1000)}"
-            for symbol, first in zip(
-                firsts["symbol"].to_pylist(),
-                pc.cast(firsts["first"], pa.int64()).to_pylist(),
-                strict=True,
-            )
-        ]
-        wanted = any_of([window_clause(r, spark_timestamp) for r in runs] + first_clauses)
+        wanted = any_of([window_clause(r, spark_timestamp) for r in runs])
         schema = TABLE_SCHEMAS[TRADES_ANALYTICS]
         result = self.spark.sql(f"SELECT {_ALERT_INPUTS} FROM {table} WHERE {wanted}").toArrow()
         return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))

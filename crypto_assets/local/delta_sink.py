@@ -329,18 +329,8 @@ class DeltaSink:
         return merge_counts(metrics)
 
     def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`), plus each symbol's first."""
-        symbols = sorted({run.symbol for run in runs})
-        firsts = self.query(
-            TRADES_ANALYTICS,
-            f"SELECT symbol, min(window_start) AS first FROM {TRADES_ANALYTICS} "
-            f"WHERE symbol IN ({', '.join(map(sql_string, symbols))}) GROUP BY symbol",
-        )
-        first_clauses = [
-            f"symbol = {sql_string(symbol)} AND window_start = {sql_timestamp(first.value // 1000)}"
-            for symbol, first in zip(firsts["symbol"].to_pylist(), firsts["first"], strict=True)
-        ]
-        wanted = any_of([window_clause(r, sql_timestamp) for r in runs] + first_clauses)
+        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`)."""
+        wanted = any_of([window_clause(r, sql_timestamp) for r in runs])
         return self.query(
             TRADES_ANALYTICS, f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE {wanted}"
         )
