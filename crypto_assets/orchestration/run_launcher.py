@@ -13,16 +13,20 @@ the run process that drives it is local).
 
 Terminate has the same blind spot: `DefaultRunLauncher` asks the code server that launched the
 run to interrupt it, and with that server gone the run stays CANCELING while its process keeps
-working (a producer still landing files beside the one its sensor starts next). Here the run's
-process is then interrupted directly (SIGINT, what the server would send), so it stops as cleanly
-as from the UI.
+working (a producer still landing files beside the one its sensor starts next). A server that is
+shutting down (its daemon restarted; it waits for its runs) is worse: it takes the request and
+never answers, and Terminate waited for gRPC's deadline, 120 s. Here the server gets
+`SERVER_ANSWER_SECONDS` to answer; when it is gone or silent, the run's process is interrupted
+directly (SIGINT, what the server would send), so it stops as cleanly as from the UI.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
+import threading
 
 import dagster as dg
 
@@ -35,6 +39,9 @@ from crypto_assets.orchestration.dagster_internals import (
 logger = logging.getLogger(__name__)
 
 _PID = "pid"
+# How long Terminate waits for the code server that launched a run before interrupting the run's
+# process itself (a live server answers in milliseconds).
+SERVER_ANSWER_SECONDS = 5.0
 
 
 def run_process_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
@@ -90,12 +97,31 @@ class MonitoredRunLauncher(dg.DefaultRunLauncher):
         )
 
     def terminate(self, run_id: str) -> bool:
-        """Interrupt the run through its code server; through its pid when that server is gone."""
+        """Interrupt the run through its code server; through its pid when that server is gone
+        or has not answered within `SERVER_ANSWER_SECONDS`."""
+        answers: queue.Queue[bool | BaseException] = queue.Queue()
+
+        def ask_server() -> None:
+            try:
+                answers.put(super(MonitoredRunLauncher, self).terminate(run_id))
+            except BaseException as exc:  # handed to the caller below
+                answers.put(exc)
+
+        # A thread, so a silent server costs SERVER_ANSWER_SECONDS, not the gRPC deadline; the
+        # thread ends at that deadline on its own.
+        threading.Thread(target=ask_server, name=f"terminate-{run_id[:8]}", daemon=True).start()
         try:
-            if super().terminate(run_id):
-                return True
-        except DagsterUserCodeUnreachableError:
+            answer = answers.get(timeout=SERVER_ANSWER_SECONDS)
+        except queue.Empty:
+            waited = SERVER_ANSWER_SECONDS
+            logger.warning("the code server of run %s has not answered in %.0f s", run_id, waited)
+            answer = False
+        if isinstance(answer, DagsterUserCodeUnreachableError):
             logger.warning("the code server of run %s is unreachable", run_id)
+        elif isinstance(answer, BaseException):
+            raise answer
+        elif answer:
+            return True
         return self._interrupt_run_process(run_id)
 
     def _interrupt_run_process(self, run_id: str) -> bool:

@@ -345,27 +345,29 @@ class PipelineHarness:
         """
         if how not in ("delete", "truncate"):
             raise ValueError(f"how must be delete or truncate, got {how!r}")
-        self.stop_continuous_analytics()
-        before = set(self._landing_names())
-        deadline = time.monotonic() + timeout
-        while not (new := sorted(set(self._landing_names()) - before)):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no landing file within {timeout} s; see {self.root}")
-            time.sleep(0.2)
-        path = self.landing_dir / new[0]
-        content = path.read_bytes()
-        self.last_fault_time = time.time()
-        if how == "delete":
-            path.unlink()
-            kept = b""
-        else:
-            kept = content[: len(content) // 2]
-            path.write_bytes(kept)
-        whole = kept[: kept.rfind(b"\n") + 1]
-        kept_keys = {_key(line) for line in whole.splitlines() if line.strip()}
-        lost = [_key(line) for line in content.splitlines() if line.strip()]
-        self._damaged += [key for key in lost if key not in kept_keys]
-        self.start_continuous_analytics()
+        try:  # whatever happens, the analytics is on again after (a soak goes on)
+            self.stop_continuous_analytics()
+            before = set(self._landing_names())
+            deadline = time.monotonic() + timeout
+            while not (new := sorted(set(self._landing_names()) - before)):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no landing file within {timeout} s; see {self.root}")
+                time.sleep(0.2)
+            path = self.landing_dir / new[0]
+            content = path.read_bytes()
+            self.last_fault_time = time.time()
+            if how == "delete":
+                path.unlink()
+                kept = b""
+            else:
+                kept = content[: len(content) // 2]
+                path.write_bytes(kept)
+            whole = kept[: kept.rfind(b"\n") + 1]
+            kept_keys = {_key(line) for line in whole.splitlines() if line.strip()}
+            lost = [_key(line) for line in content.splitlines() if line.strip()]
+            self._damaged += [key for key in lost if key not in kept_keys]
+        finally:
+            self.start_continuous_analytics()
         return path
 
     def _kill_run(self, job: str) -> list[int]:

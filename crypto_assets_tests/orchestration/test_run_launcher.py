@@ -8,11 +8,14 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import grpc
 import pytest
 
 # Test-only internals, none with a public equivalent: the engine event Dagster itself logs when a
@@ -140,6 +143,58 @@ def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
         messages = [e.message for e in demo_instance.all_logs(run.run_id)]
         assert any(f"interrupted run process {process.pid}" in m for m in messages)
     finally:
+        process.kill()
+        process.wait()
+
+
+def test_terminate_interrupts_the_run_process_when_its_code_server_never_answers(
+    demo_instance, defs, tmp_path
+):
+    # A code server shutting down (its daemon restarted) still accepts connections but answers
+    # nothing: Terminate then waited for gRPC's 120 s deadline before interrupting the run itself.
+    marker = tmp_path / "interrupted"
+    ready = tmp_path / "ready"
+    script = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        f"try:\n    open({str(ready)!r}, 'w').close()\n    time.sleep(300)\n"
+        f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('stopped')\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script])
+    answered = threading.Event()  # never set: the server holds every call
+    silent = grpc.server(ThreadPoolExecutor(max_workers=2))
+    silent.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "api.DagsterApi",
+                {
+                    "CancelExecution": grpc.unary_unary_rpc_method_handler(
+                        lambda request, context: answered.wait(300) and b""
+                    )
+                },
+            ),
+        )
+    )
+    port = silent.add_insecure_port("127.0.0.1:0")
+    silent.start()
+    try:
+        run = _started_run(demo_instance, defs, process.pid)
+        demo_instance.add_run_tags(
+            run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": port})}
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the stand-in run process never started"
+            time.sleep(0.05)
+        started = time.monotonic()
+        assert demo_instance.run_launcher.terminate(run.run_id)
+        waited = time.monotonic() - started
+        assert process.wait(timeout=30) == 0
+        assert marker.read_text() == "stopped"
+        # Not a timing figure: the run must not wait for the deadline of a server that is gone.
+        assert waited < 60, f"Terminate waited {waited:.0f} s for a code server that never answers"
+    finally:
+        silent.stop(grace=None)
         process.kill()
         process.wait()
 
