@@ -113,54 +113,57 @@ def test_a_run_without_a_pid_or_already_finished_is_not_failed(demo_instance, de
     assert launcher.check_run_worker_health(ended).status == WorkerStatus.SUCCESS
 
 
-def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
-    demo_instance, defs, tmp_path
-):
+@pytest.fixture
+def interruptible_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A stand-in run process, asleep, that writes `stopped` to its marker file on SIGINT."""
     marker = tmp_path / "interrupted"
     ready = tmp_path / "ready"
     script = (
         # SIGINT is KeyboardInterrupt even where the test runs in the background (SIG_IGN).
         "import signal, sys, time\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        f"try:\n    open({str(ready)!r}, 'w').close()\n    time.sleep(120)\n"
+        f"try:\n    open({str(ready)!r}, 'w').close()\n    time.sleep(300)\n"
         f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('stopped')\n"
     )
     process = subprocess.Popen([sys.executable, "-c", script])
     try:
-        run = _started_run(demo_instance, defs, process.pid)
-        # The code server that launched it: a port nothing listens on any more.
-        demo_instance.add_run_tags(
-            run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": free_port()})}
-        )
         # The interpreter has reached its sleep, inside the KeyboardInterrupt handler.
         deadline = time.monotonic() + 60
         while not ready.exists():
             assert time.monotonic() < deadline, "the stand-in run process never started"
             time.sleep(0.05)
-        assert demo_instance.run_launcher.terminate(run.run_id)
-        assert process.wait(timeout=120) == 0
-        assert marker.read_text() == "stopped"
-        messages = [e.message for e in demo_instance.all_logs(run.run_id)]
-        assert any(f"interrupted run process {process.pid}" in m for m in messages)
+        yield process, marker
     finally:
         process.kill()
         process.wait()
 
 
-def test_terminate_interrupts_the_run_process_when_its_code_server_never_answers(
-    demo_instance, defs, tmp_path
-):
-    # A code server shutting down (its daemon restarted) still accepts connections but answers
-    # nothing: Terminate then waited for gRPC's 120 s deadline before interrupting the run itself.
-    marker = tmp_path / "interrupted"
-    ready = tmp_path / "ready"
-    script = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
-        f"try:\n    open({str(ready)!r}, 'w').close()\n    time.sleep(300)\n"
-        f"except KeyboardInterrupt:\n    open({str(marker)!r}, 'w').write('stopped')\n"
+def _launched_by(instance: dg.DagsterInstance, run: dg.DagsterRun, port: int) -> None:
+    """Tag `run` as launched by the code server on `port`, as Dagster does."""
+    instance.add_run_tags(
+        run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": port})}
     )
-    process = subprocess.Popen([sys.executable, "-c", script])
+
+
+def test_terminate_interrupts_the_run_process_when_its_code_server_is_gone(
+    demo_instance, defs, interruptible_process
+):
+    process, marker = interruptible_process
+    run = _started_run(demo_instance, defs, process.pid)
+    _launched_by(demo_instance, run, free_port())  # a port nothing listens on any more
+    assert demo_instance.run_launcher.terminate(run.run_id)
+    assert process.wait(timeout=120) == 0
+    assert marker.read_text() == "stopped"
+    messages = [e.message for e in demo_instance.all_logs(run.run_id)]
+    assert any(f"interrupted run process {process.pid}" in m for m in messages)
+
+
+def test_terminate_interrupts_the_run_process_when_its_code_server_never_answers(
+    demo_instance, defs, interruptible_process
+):
+    # A code server shutting down (its daemon restarted) still takes the request but answers
+    # nothing: Terminate then waited for gRPC's 120 s deadline before interrupting the run itself.
+    process, marker = interruptible_process
     answered = threading.Event()  # never set: the server holds every call
     silent = grpc.server(ThreadPoolExecutor(max_workers=2))
     silent.add_generic_rpc_handlers(
@@ -179,13 +182,7 @@ def test_terminate_interrupts_the_run_process_when_its_code_server_never_answers
     silent.start()
     try:
         run = _started_run(demo_instance, defs, process.pid)
-        demo_instance.add_run_tags(
-            run.run_id, {GRPC_INFO_TAG: json.dumps({"host": "127.0.0.1", "port": port})}
-        )
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            assert time.monotonic() < deadline, "the stand-in run process never started"
-            time.sleep(0.05)
+        _launched_by(demo_instance, run, port)
         started = time.monotonic()
         assert demo_instance.run_launcher.terminate(run.run_id)
         waited = time.monotonic() - started
@@ -195,8 +192,6 @@ def test_terminate_interrupts_the_run_process_when_its_code_server_never_answers
         assert waited < 60, f"Terminate waited {waited:.0f} s for a code server that never answers"
     finally:
         silent.stop(grace=None)
-        process.kill()
-        process.wait()
 
 
 def test_terminate_of_a_finished_run_signals_nothing(demo_instance, defs, run_process):
