@@ -623,19 +623,17 @@ def summary_lines(result: dict) -> list[str]:
             f"lag trade->raw (measured here, every trade): p50 {own['p50']:.1f} s, "
             f"p95 {own['p95']:.1f} s, max {own['max']:.1f} s"
         )
-    for kind, stats in result["lag_pipeline_run_s"].items():
-        if stats["count"]:
-            lines.append(
-                f"lag trade->{kind} (pipeline, the whole run, {stats['count']} samples): p50 "
-                f"{stats['p50']:.1f} s, p95 {stats['p95']:.1f} s, max {stats['max']:.1f} s"
-            )
-    for kind, stats in result["lag_pipeline_steady_s"].items():
-        if stats["count"]:
-            lines.append(
-                f"lag trade->{kind} (pipeline, steady state: after {WARM_UP_S:.0f} s up, not "
-                f"within {STEADY_AFTER_FAULT_S:.0f} s of a fault; {stats['count']} samples): p50 "
-                f"{stats['p50']:.2f} s, p95 {stats['p95']:.2f} s, max {stats['max']:.1f} s"
-            )
+    steady = (
+        f"steady state: after {WARM_UP_S:.0f} s up, not within {STEADY_AFTER_FAULT_S:.0f} s of a "
+        "fault"
+    )
+    for part, key in (("the whole run", "lag_pipeline_run_s"), (steady, "lag_pipeline_steady_s")):
+        for kind, stats in result[key].items():
+            if stats["count"]:
+                lines.append(
+                    f"lag trade->{kind} (pipeline, {part}, {stats['count']} samples): p50 "
+                    f"{stats['p50']:.2f} s, p95 {stats['p95']:.2f} s, max {stats['max']:.1f} s"
+                )
     for kind, stats in result["lag_pipeline_per_batch_s"].items():
         if stats["batches"]:
             lines.append(
