@@ -337,7 +337,6 @@ class LagProbe:
     def __init__(self, window_ms: int) -> None:
         self.window_ms = window_ms
         self.samples: dict[str, Sequence[float] | pa.Array] = {name: [] for name in LAGS}
-        self._alert_lags: list[float] = []
         self._open_times = pa.array([], pa.int64())
         self._first_in_window: dict[tuple[str, int], int] = {}
 
@@ -362,11 +361,12 @@ class LagProbe:
 
     def alerts_found(self, new_alerts: pa.Table) -> None:
         """Alerts about to be written that did not exist before the batch."""
+        lags = list(self.samples["alert"])  # earlier pieces of the batch
         for row in new_alerts.select(["symbol", "window_start", "detected_time"]).to_pylist():
             first = self._first_in_window.get((row["symbol"], _key_ms(row["window_start"])))
             if first is not None:  # a window this batch put no trade into: not its lag
-                self._alert_lags.append((_key_ms(row["detected_time"]) - first) / 1000)
-        self.samples["alert"] = self._alert_lags
+                lags.append((_key_ms(row["detected_time"]) - first) / 1000)
+        self.samples["alert"] = lags
 
     @property
     def measured(self) -> bool:

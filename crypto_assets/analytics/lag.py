@@ -48,6 +48,11 @@ class LagStats(NamedTuple):
 NO_LAG = LagStats(0, None, None, None)
 
 
+def _seconds_array(seconds: Sequence[float] | pa.Array) -> pa.Array:
+    """Lags in seconds as a float64 Arrow array (as given when already one)."""
+    return seconds if isinstance(seconds, pa.Array) else pa.array(seconds, pa.float64())
+
+
 class LagHistogram:
     """Counts of lags in log-spaced buckets: quantiles within `RELATIVE_ERROR`, bounded memory."""
 
@@ -69,7 +74,7 @@ class LagHistogram:
 
     def add_all(self, seconds: Sequence[float] | pa.Array) -> None:
         """Record every lag of `seconds` (as `add` does one by one, in a few array operations)."""
-        values = pa.array(seconds, pa.float64()) if not isinstance(seconds, pa.Array) else seconds
+        values = _seconds_array(seconds)
         if len(values) == 0:
             return
         small = pc.less(values, MIN_LAG_SECONDS)
@@ -123,7 +128,7 @@ class LagHistogram:
 
 def exact_stats(seconds: Sequence[float] | pa.Array) -> LagStats:
     """p50/p95 (linear interpolation, like numpy's default) and max of a batch's samples."""
-    values = pa.array(seconds, pa.float64()) if not isinstance(seconds, pa.Array) else seconds
+    values = _seconds_array(seconds)
     if len(values) == 0:
         return NO_LAG
     clamped = pc.max_element_wise(values, 0.0)

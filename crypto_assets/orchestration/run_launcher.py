@@ -113,8 +113,7 @@ class MonitoredRunLauncher(dg.DefaultRunLauncher):
         try:
             answer = answers.get(timeout=SERVER_ANSWER_SECONDS)
         except queue.Empty:
-            waited = SERVER_ANSWER_SECONDS
-            logger.warning("the code server of run %s has not answered in %.0f s", run_id, waited)
+            logger.warning("the code server of run %s is silent; interrupting the run", run_id)
             answer = False
         if isinstance(answer, DagsterUserCodeUnreachableError):
             logger.warning("the code server of run %s is unreachable", run_id)
