@@ -16,6 +16,7 @@ batch works through its DataFrame's session, its last commit carries its `BatchR
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -41,12 +42,11 @@ from crypto_assets.analytics.ports import (
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
-    PRICE_ALERTS_SCHEMA,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
-from crypto_assets.analytics.transforms import price_alerts, window_metrics
+from crypto_assets.analytics.transforms import window_alerts, window_metrics
 from crypto_assets.analytics.window_runs import (
     MAX_RUNS_PER_QUERY,
     Run,
@@ -275,17 +275,17 @@ def by_date(trades: pa.Table) -> list[pa.Table]:
     ]
 
 
-def within(rows: pa.Table, runs: Sequence[Run]) -> pa.Table:
-    """Rows whose (symbol, window_start) lies inside one of `runs`."""
-    keep = pa.array([False] * rows.num_rows, pa.bool_())
+def in_runs(rows: pa.Table, runs: Sequence[Run]) -> pa.Array:
+    """Which rows have their (symbol, window_start) inside one of `runs`."""
+    inside = pa.array([False] * rows.num_rows, pa.bool_())
     start_ms = pc.divide(pc.cast(rows["window_start"], pa.int64()), 1000)
     for run in runs:
-        inside = pc.and_(
+        in_run = pc.and_(
             pc.equal(rows["symbol"], run.symbol),
             pc.and_(pc.greater_equal(start_ms, run.first), pc.less_equal(start_ms, run.last)),
         )
-        keep = pc.or_(keep, inside)
-    return rows.filter(keep)
+        inside = pc.or_(inside, in_run)
+    return inside
 
 
 class StepClock:
@@ -296,9 +296,9 @@ class StepClock:
         self._start = self._last = time.monotonic()
 
     def lap(self, step: str) -> None:
-        """Close the current step under `step`."""
+        """Close the current step, adding its time to `step`'s."""
         now = time.monotonic()
-        self.laps[step] = now - self._last
+        self.laps[step] = self.laps.get(step, 0.0) + now - self._last
         self._last = now
 
     @property
@@ -453,10 +453,7 @@ class BatchProcessor:
             runs = self._trades_raw(batch, first_per_trade(good), good.num_rows)
             clock.lap(TRADES_RAW)
             if runs:
-                self._analytics(batch, runs)
-                clock.lap(TRADES_ANALYTICS)
-                recorded = self._alerts(batch, runs)
-                clock.lap(PRICE_ALERTS)
+                recorded = self._windows_and_alerts(batch, runs, clock)
         if not recorded:  # no price_alerts commit of this attempt carries the record: one more
             record.lag = batch.probe.batch_lag(tag) if batch.probe.measured else None
             batch.sink.record_batch(tag, record.metadata())
@@ -564,70 +561,88 @@ class BatchProcessor:
             good["symbol"].filter(open_rows), starts.filter(open_rows), self.window_ms, lookback
         )
 
-    def _analytics(self, batch: BatchContext, runs: list[Run]) -> None:
-        sink, tag = batch.sink, batch.tag
-        if sink.applied(TRADES_ANALYTICS, tag):
-            return
-        pieces = list(chunks(runs))
-        for index, piece in enumerate(pieces):
-            trades = sink.read_trades(piece, self.window_ms)
-            metrics = window_metrics(trades, self.window_ms / 1000).toArrow()
-            final = index == len(pieces) - 1
-            merged = sink.merge_analytics(metrics, tag, final=final)
-            if final:
-                batch.probe.windows_committed()
-            self._count(TRADES_ANALYTICS, merged)
-            self._step_done(
-                TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}", tag.batch_id
-            )
+    def _windows_and_alerts(self, batch: BatchContext, runs: list[Run], clock: StepClock) -> bool:
+        """Recompute the windows `runs` touched and the alerts they affect, in pieces.
 
-    def _alerts(self, batch: BatchContext, runs: list[Run]) -> bool:
-        """Recompute the alerts `runs` affect; True when its final commit carried the record."""
-        sink, tag, probe, record = batch.sink, batch.tag, batch.probe, batch.record
+        A piece's windows and alerts come from one Spark plan, so one job and one conversion
+        to Arrow. Each piece commits its windows, then its alerts; the final piece's commits mark
+        the steps applied, and its price_alerts commit carries the batch's record (returns True).
+        """
+        sink, tag, probe = batch.sink, batch.tag, batch.probe
         outbox = self.alert_outbox
         if sink.applied(PRICE_ALERTS, tag):
             if outbox is not None:  # a crash may have come between the commit and the release
                 outbox.release(tag)
             return False
+        windows_applied = sink.applied(TRADES_ANALYTICS, tag)
         # A window's volume baseline covers the `lookback` slots before it, and whether each of
         # them counts depends on the slot before it (a slot after one without a row is an edge,
         # outside every history). So a touched window at slot s changes the alerts of the
         # windows up to s + 1 + lookback, and alerts are computed from the lookback + 1 slots
         # before them: rows farther back are outside every history and change nothing.
-        reach = self.rules.volume_spike_lookback * self.window_ms
-        pieces = list(chunks(widened(runs, after=reach + self.window_ms)))
-        for index, affected in enumerate(pieces):
-            inputs = sink.read_analytics(widened(affected, before=reach + self.window_ms))
-            alerts = PRICE_ALERTS_SCHEMA.empty_table()
-            if inputs.num_rows:
-                found = price_alerts(
-                    batch.spark.createDataFrame(inputs),
-                    window_seconds=self.window_ms / 1000,
-                    price_change_threshold_pct=self.rules.price_change_threshold_pct,
-                    volume_spike_min_trades=self.rules.volume_spike_min_trades,
-                    volume_spike_factor=self.rules.volume_spike_factor,
-                    volume_spike_lookback=self.rules.volume_spike_lookback,
-                    volume_spike_min_history=self.rules.volume_spike_min_history,
-                )
-                alerts = within(found.toArrow(), affected)
-                if alerts.num_rows and (probe.measured or outbox is not None):
-                    before = sink.alert_keys(affected)
-                    keys = ["symbol", "window_start", "alert_type"]
-                    new = alerts.join(before, keys, join_type="left anti")
-                    if probe.measured:
-                        probe.alerts_found(new)
-                    if outbox is not None:  # before the commit that adds them
-                        outbox.stage(tag, new)
+        reach = (self.rules.volume_spike_lookback + 1) * self.window_ms
+        pieces = list(chunks(runs))
+        for index, piece in enumerate(pieces):
             final = index == len(pieces) - 1
-            if final:
-                record.lag = probe.batch_lag(tag) if probe.measured else None
-            merged = sink.replace_alerts(
-                alerts, affected, tag, final=final, record=record.metadata() if final else None
-            )
-            self._count(PRICE_ALERTS, merged)
-            if final:  # before the step's hook: a report it triggers sees the whole batch
-                self._add_live(record)
-            self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)
-            if final and outbox is not None:  # after the hook, which a fault test may fail
-                outbox.release(tag)
+            affected = widened(piece, after=reach)
+            windows, alerts = self._recompute(batch, piece, affected, reach)
+            if not windows_applied:
+                merged = sink.merge_analytics(windows, tag, final=final)
+                if final:
+                    probe.windows_committed()
+                self._count(TRADES_ANALYTICS, merged)
+                step = TRADES_ANALYTICS if final else f"{TRADES_ANALYTICS}:{index}"
+                self._step_done(step, tag.batch_id)
+            clock.lap(TRADES_ANALYTICS)
+            self._replace_alerts(batch, alerts, affected, final=final, index=index)
+            clock.lap(PRICE_ALERTS)
         return True
+
+    def _recompute(
+        self, batch: BatchContext, piece: list[Run], affected: list[Run], reach: int
+    ) -> tuple[pa.Table, pa.Table]:
+        """The windows of `piece` from trades_raw, and the alerts inside `affected`.
+
+        The alerts' inputs are these windows and, read from trades_analytics, the others of
+        `affected` and the `reach` before them: earlier pieces of the batch are committed.
+        """
+        sink = batch.sink
+        fresh = window_metrics(sink.read_trades(piece, self.window_ms), self.window_ms / 1000)
+        stored = sink.read_analytics(widened(affected, before=reach), excluding=piece)
+        inputs = fresh.selectExpr("*", "true AS _fresh").unionByName(
+            stored.selectExpr("*", "false AS _fresh"), allowMissingColumns=True
+        )
+        scored = window_alerts(
+            inputs, window_seconds=self.window_ms / 1000, **dataclasses.asdict(self.rules)
+        ).toArrow()
+        windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
+        in_scope = scored.filter(in_runs(scored, affected))["alerts"]
+        alerts = pa.Table.from_struct_array(pc.list_flatten(in_scope))
+        return windows, alerts
+
+    def _replace_alerts(
+        self, batch: BatchContext, alerts: pa.Table, affected: list[Run], *, final: bool, index: int
+    ) -> None:
+        """Make price_alerts hold `alerts` inside `affected`; the final piece records the batch."""
+        sink, tag, probe, record = batch.sink, batch.tag, batch.probe, batch.record
+        outbox = self.alert_outbox
+        if alerts.num_rows and (probe.measured or outbox is not None):
+            before = sink.alert_keys(affected)
+            new = alerts.join(
+                before, ["symbol", "window_start", "alert_type"], join_type="left anti"
+            )
+            if probe.measured:
+                probe.alerts_found(new)
+            if outbox is not None:  # before the commit that adds them
+                outbox.stage(tag, new)
+        if final:
+            record.lag = probe.batch_lag(tag) if probe.measured else None
+        merged = sink.replace_alerts(
+            alerts, affected, tag, final=final, record=record.metadata() if final else None
+        )
+        self._count(PRICE_ALERTS, merged)
+        if final:  # before the step's hook: a report it triggers sees the whole batch
+            self._add_live(record)
+        self._step_done(PRICE_ALERTS if final else f"{PRICE_ALERTS}:{index}", tag.batch_id)
+        if final and outbox is not None:  # after the hook, which a fault test may fail
+            outbox.release(tag)

@@ -123,8 +123,11 @@ class TableSink(Protocol):
         """Upsert window rows: new windows inserted, windows already there rewritten."""
         ...
 
-    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Window rows inside `runs`."""
+    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
+        """The alert inputs of the windows inside `runs` and not `excluding` (the batch's session).
+
+        Columns symbol, window_start, window_end, trade_count and price_change_pct.
+        """
         ...
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:

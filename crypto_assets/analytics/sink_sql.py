@@ -33,14 +33,18 @@ def any_of(clauses: Sequence[str]) -> str:
     return " OR ".join(f"({clause})" for clause in clauses) if clauses else "false"
 
 
-def trade_time_clause(run: Run, window_ms: int, prefix: str = "") -> str:
-    """Trades of `run`'s windows: partition range, then trade_time (file statistics)."""
+def trade_time_clause(run: Run, window_ms: int, prefix: str = "", *, dates: bool = True) -> str:
+    """Trades of `run`'s windows: partition range (unless not `dates`), then trade_time."""
     last_ms = run.last + window_ms - 1
+    symbol = f"{prefix}symbol = {sql_string(run.symbol)}"
+    times = f"{prefix}trade_time BETWEEN {run.first} AND {last_ms}"
+    if not dates:
+        return f"{symbol} AND {times}"
     return (
-        f"{prefix}symbol = {sql_string(run.symbol)} "
+        f"{symbol} "
         f"AND {prefix}trade_date >= {sql_string(utc_date(run.first))} "
         f"AND {prefix}trade_date <= {sql_string(utc_date(last_ms))} "
-        f"AND {prefix}trade_time BETWEEN {run.first} AND {last_ms}"
+        f"AND {times}"
     )
 
 

@@ -79,7 +79,28 @@ def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
     )
 
 
-def price_alerts(
+# The columns `window_alerts` adds to its input while scoring, dropped from its output.
+_SCORING = (
+    "_start_ms",
+    "_history_count",
+    "_history_slots",
+    "_history_trades",
+    "_baseline",
+    "_spike_at",
+)
+
+
+def _alert(alert_type: str, metric_value: str, threshold: str, message: str) -> str:
+    """A price_alerts row as a Spark SQL struct of a scored window."""
+    return (
+        f"named_struct('alert_type', {sql_string(alert_type)}, 'symbol', symbol, "
+        "'window_start', window_start, 'window_end', window_end, "
+        f"'metric_value', {metric_value}, 'threshold', {threshold}, 'message', {message}, "
+        "'detected_time', current_timestamp())"
+    )
+
+
+def window_alerts(
     analytics: DataFrame,
     *,
     window_seconds: float,
@@ -89,21 +110,24 @@ def price_alerts(
     volume_spike_lookback: int,
     volume_spike_min_history: int = 5,
 ) -> DataFrame:
-    """PRICE_MOVE and VOLUME_SPIKE rows (price_alerts columns) for every window of `analytics`.
+    """`analytics` with `alerts`: the price_alerts rows of each window, as an array of structs.
 
-    A window's history slots are those of its previous `volume_spike_lookback` slots in which
-    the symbol has a row and which are not an edge: a window whose previous slot has no row of
-    the symbol (its first window, and the first after any gap; both are usually partial minutes,
-    the producer having started mid-minute). A slot without a row is unknown, never 0 trades:
-    the pairs are liquid, so a minute without one trade means the producer was not receiving
-    (stopped, disconnected, back-filling), not a quiet market. The baseline is the mean
-    trade_count of the history slots, so it is never 0.0; a window with fewer than
-    `volume_spike_min_history` of them (or none) never spikes. A symbol's alerts depend only on
-    its own windows, so the table does not depend on how the data was split into batches or
-    runs (a rule across symbols would let a late window of one change another's alerts).
+    A window has a PRICE_MOVE when its price moved at least the threshold, and a VOLUME_SPIKE
+    when it had at least `volume_spike_factor` times its baseline trades (and at least
+    `volume_spike_min_trades`). A window's history slots are those of its previous
+    `volume_spike_lookback` slots in which the symbol has a row and which are not an edge: a
+    window whose previous slot has no row of the symbol (its first window, and the first after
+    any gap; both are usually partial minutes, the producer having started mid-minute). A slot
+    without a row is unknown, never 0 trades: the pairs are liquid, so a minute without one trade
+    means the producer was not receiving (stopped, disconnected, back-filling), not a quiet
+    market. The baseline is the mean trade_count of the history slots, so it is never 0.0; a
+    window with fewer than `volume_spike_min_history` of them (or none) never spikes. A symbol's
+    alerts depend only on its own windows, so the table does not depend on how the data was split
+    into batches or runs (a rule across symbols would let a late window of one change another's).
 
     The input must hold the `volume_spike_lookback` + 1 slots before every window whose alerts
-    are wanted; a row whose previous slot lies outside the input is taken as an edge.
+    are wanted; a row whose previous slot lies outside the input is taken as an edge. Every
+    input column is kept, so one plan can return a batch's windows and their alerts together.
     """
     window_ms = round(window_seconds * 1000)
     by_time = "PARTITION BY symbol ORDER BY _start_ms"
@@ -137,28 +161,49 @@ def price_alerts(
             f"{sql_double(volume_spike_factor)} * _baseline) AS _spike_at",
         )
     )
-    moves = scored.where(f"abs(price_change_pct) >= {threshold_pct}").selectExpr(
-        f"{sql_string(PRICE_MOVE)} AS alert_type",
-        "symbol",
-        "window_start",
-        "window_end",
-        "price_change_pct AS metric_value",
-        f"{threshold_pct} AS threshold",
+    move = _alert(
+        PRICE_MOVE,
+        "price_change_pct",
+        threshold_pct,
         "format_string('%s price moved %+.3f%% in the window starting %s (alert at ±%.3f%%)', "
-        f"symbol, price_change_pct, {_WHEN}, {threshold_pct}) AS message",
+        f"symbol, price_change_pct, {_WHEN}, {threshold_pct})",
     )
-    spikes = scored.where(
-        f"_history_slots >= {volume_spike_min_history} AND _history_slots > 0 "
-        "AND CAST(trade_count AS DOUBLE) >= _spike_at"
-    ).selectExpr(
-        f"{sql_string(VOLUME_SPIKE)} AS alert_type",
-        "symbol",
-        "window_start",
-        "window_end",
-        "CAST(trade_count AS DOUBLE) AS metric_value",
-        "_spike_at AS threshold",
+    spike = _alert(
+        VOLUME_SPIKE,
+        "CAST(trade_count AS DOUBLE)",
+        "_spike_at",
         "format_string('%s had %d trades in the window starting %s; baseline %.1f trades a "
         "window over %d history slots (alert at %.1f)', "
-        f"symbol, trade_count, {_WHEN}, _baseline, _history_slots, _spike_at) AS message",
+        f"symbol, trade_count, {_WHEN}, _baseline, _history_slots, _spike_at)",
     )
-    return moves.unionByName(spikes).selectExpr("*", "current_timestamp() AS detected_time")
+    spikes = (
+        f"_history_slots >= {volume_spike_min_history} AND _history_slots > 0 "
+        "AND CAST(trade_count AS DOUBLE) >= _spike_at"
+    )
+    return scored.selectExpr(
+        "*",
+        f"array_compact(array(IF(abs(price_change_pct) >= {threshold_pct}, {move}, NULL), "
+        f"IF({spikes}, {spike}, NULL))) AS alerts",
+    ).drop(*_SCORING)
+
+
+def price_alerts(
+    analytics: DataFrame,
+    *,
+    window_seconds: float,
+    price_change_threshold_pct: float,
+    volume_spike_min_trades: int,
+    volume_spike_factor: float,
+    volume_spike_lookback: int,
+    volume_spike_min_history: int = 5,
+) -> DataFrame:
+    """The price_alerts rows of every window of `analytics`: `window_alerts`, one row per alert."""
+    return window_alerts(
+        analytics,
+        window_seconds=window_seconds,
+        price_change_threshold_pct=price_change_threshold_pct,
+        volume_spike_min_trades=volume_spike_min_trades,
+        volume_spike_factor=volume_spike_factor,
+        volume_spike_lookback=volume_spike_lookback,
+        volume_spike_min_history=volume_spike_min_history,
+    ).selectExpr("inline(alerts)")

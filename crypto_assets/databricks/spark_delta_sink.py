@@ -349,13 +349,14 @@ class SparkDeltaSink:
         with self._commit(tag, final=final):
             return self._merged(sql, view)
 
-    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`)."""
+    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
+        """Alert inputs of the windows inside `runs` but not `excluding` (each at most 64 runs)."""
         table = self.identifier(TRADES_ANALYTICS)
         wanted = any_of([window_clause(r, spark_timestamp) for r in runs])
-        schema = TABLE_SCHEMAS[TRADES_ANALYTICS]
-        result = self.spark.sql(f"SELECT {_ALERT_INPUTS} FROM {table} WHERE {wanted}").toArrow()
-        return result.cast(pa.schema([schema.field(name) for name in result.schema.names]))
+        excluded = any_of([window_clause(r, spark_timestamp) for r in excluding])
+        return self.spark.sql(
+            f"SELECT {_ALERT_INPUTS} FROM {table} WHERE ({wanted}) AND NOT ({excluded})"
+        )
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
         """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""

@@ -291,16 +291,12 @@ class DeltaSink:
         """
         if self.spark is None:
             raise RuntimeError("DeltaSink.read_trades needs the Spark session it was given")
-        from pyspark.sql import functions as F  # noqa: N812, PLC0415 - only with Spark
-
         predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
         files = self.table(TRADES_RAW).file_uris(file_pruning_predicate=predicate)
         if not files:
             return self.spark.createDataFrame([], trade_inputs())
-        wanted = F.lit(False)
-        for run in runs:
-            in_run = F.col("trade_time").between(run.first, run.last + window_ms - 1)
-            wanted = wanted | ((F.col("symbol") == run.symbol) & in_run)
+        # The files hold no partition column (trade_date): the same trades by symbol and time.
+        wanted = any_of([trade_time_clause(r, window_ms, dates=False) for r in runs])
         return self.spark.read.schema(trade_inputs()).parquet(*files).where(wanted)
 
     def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
@@ -328,12 +324,20 @@ class DeltaSink:
         )
         return merge_counts(metrics)
 
-    def read_analytics(self, runs: Sequence[Run]) -> pa.Table:
-        """Analytics rows inside `runs` (at most `MAX_RUNS_PER_QUERY`)."""
+    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
+        """Alert inputs of the windows inside `runs` but not `excluding` (each at most 64 runs).
+
+        Read through the Delta log by DataFusion; a DataFrame of the sink's session.
+        """
+        if self.spark is None:
+            raise RuntimeError("DeltaSink.read_analytics needs the Spark session it was given")
         wanted = any_of([window_clause(r, sql_timestamp) for r in runs])
-        return self.query(
-            TRADES_ANALYTICS, f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE {wanted}"
+        excluded = any_of([window_clause(r, sql_timestamp) for r in excluding])
+        rows = self.query(
+            TRADES_ANALYTICS,
+            f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE ({wanted}) AND NOT ({excluded})",
         )
+        return self.spark.createDataFrame(rows)
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
         """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""
