@@ -16,7 +16,6 @@ batch works through its DataFrame's session, its last commit carries its `BatchR
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -46,7 +45,7 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
-from crypto_assets.analytics.transforms import window_alerts, window_metrics
+from crypto_assets.analytics.transforms import AlertRules, window_alerts, window_metrics
 from crypto_assets.analytics.window_runs import (
     MAX_RUNS_PER_QUERY,
     Run,
@@ -70,26 +69,15 @@ logger = logging.getLogger(__name__)
 StepHook = Callable[[str, int], None]
 
 
-@dataclass(frozen=True)
-class AlertRules:
-    """The alert thresholds of DESIGN.md, as plain numbers for the pure transform."""
-
-    price_change_threshold_pct: float
-    volume_spike_min_trades: int
-    volume_spike_factor: float
-    volume_spike_lookback: int
-    volume_spike_min_history: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> AlertRules:
-        """The rules configured in `settings`."""
-        return cls(
-            settings.price_change_threshold_pct,
-            settings.volume_spike_min_trades,
-            settings.volume_spike_factor,
-            settings.volume_spike_lookback,
-            settings.volume_spike_min_history,
-        )
+def alert_rules(settings: Settings) -> AlertRules:
+    """The alert rules configured in `settings`."""
+    return AlertRules(
+        settings.price_change_threshold_pct,
+        settings.volume_spike_min_trades,
+        settings.volume_spike_factor,
+        settings.volume_spike_lookback,
+        settings.volume_spike_min_history,
+    )
 
 
 @dataclass(frozen=True)
@@ -612,9 +600,8 @@ class BatchProcessor:
         inputs = fresh.selectExpr("*", "true AS _fresh").unionByName(
             stored.selectExpr("*", "false AS _fresh"), allowMissingColumns=True
         )
-        scored = window_alerts(
-            inputs, window_seconds=self.window_ms / 1000, **dataclasses.asdict(self.rules)
-        ).toArrow()
+        window_s = self.window_ms / 1000
+        scored = window_alerts(inputs, window_seconds=window_s, rules=self.rules).toArrow()
         windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
         in_scope = scored.filter(in_runs(scored, affected))["alerts"]
         alerts = pa.Table.from_struct_array(pc.list_flatten(in_scope))

@@ -28,11 +28,11 @@ from pyspark.sql.streaming import StreamingQuery
 
 from crypto_assets.analytics.alert_outbox import AlertOutbox
 from crypto_assets.analytics.batch import (
-    AlertRules,
     AnalyticsSummary,
     BatchProcessor,
     StepHook,
     StreamProgress,
+    alert_rules,
     failure_line,
     first_line,
 )
@@ -183,7 +183,7 @@ def run_analytics(
         lambda: query_app_id(checkpoint),
         window_seconds=settings.window_seconds,
         watermark_seconds=settings.watermark_seconds,
-        rules=AlertRules.from_settings(settings),
+        rules=alert_rules(settings),
         maintenance=maintenance,
         on_step=on_step,
         # On Spark Connect the function is pickled into the server's process: whatever it would

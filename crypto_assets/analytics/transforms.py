@@ -8,6 +8,8 @@ per function, operator and literal (building the plans took a fifth of a small b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F  # noqa: N812 - the PySpark convention
 
@@ -15,6 +17,17 @@ from crypto_assets.analytics.schema import PRICE_MOVE, VOLUME_SPIKE
 
 # A window's start in messages, e.g. 2024-08-08 23:55:00 UTC.
 _WHEN = """date_format(window_start, "yyyy-MM-dd HH:mm:ss 'UTC'")"""
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """The alert thresholds of DESIGN.md, as plain numbers (`window_alerts` explains each)."""
+
+    price_change_threshold_pct: float
+    volume_spike_min_trades: int
+    volume_spike_factor: float
+    volume_spike_lookback: int
+    volume_spike_min_history: int = 5
 
 
 def sql_double(value: float) -> str:
@@ -100,22 +113,14 @@ def _alert(alert_type: str, metric_value: str, threshold: str, message: str) -> 
     )
 
 
-def window_alerts(
-    analytics: DataFrame,
-    *,
-    window_seconds: float,
-    price_change_threshold_pct: float,
-    volume_spike_min_trades: int,
-    volume_spike_factor: float,
-    volume_spike_lookback: int,
-    volume_spike_min_history: int = 5,
-) -> DataFrame:
+def window_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRules) -> DataFrame:
     """`analytics` with `alerts`: the price_alerts rows of each window, as an array of structs.
 
     A window has a PRICE_MOVE when its price moved at least the threshold, and a VOLUME_SPIKE
     when it had at least `volume_spike_factor` times its baseline trades (and at least
-    `volume_spike_min_trades`). A window's history slots are those of its previous
-    `volume_spike_lookback` slots in which the symbol has a row and which are not an edge: a
+    `volume_spike_min_trades`), all of `rules`. A window's history slots are those of its
+    previous `volume_spike_lookback` slots in which the symbol has a row and which are not an
+    edge: a
     window whose previous slot has no row of the symbol (its first window, and the first after
     any gap; both are usually partial minutes, the producer having started mid-minute). A slot
     without a row is unknown, never 0 trades: the pairs are liquid, so a minute without one trade
@@ -131,10 +136,9 @@ def window_alerts(
     """
     window_ms = round(window_seconds * 1000)
     by_time = "PARTITION BY symbol ORDER BY _start_ms"
-    lookback = (
-        f"{by_time} RANGE BETWEEN {volume_spike_lookback * window_ms} PRECEDING AND 1 PRECEDING"
-    )
-    threshold_pct = sql_double(price_change_threshold_pct)
+    reach_ms = rules.volume_spike_lookback * window_ms
+    lookback = f"{by_time} RANGE BETWEEN {reach_ms} PRECEDING AND 1 PRECEDING"
+    threshold_pct = sql_double(rules.price_change_threshold_pct)
     scored = (
         # One partition: the window functions need no exchange (see `window_metrics`).
         analytics.coalesce(1)
@@ -157,8 +161,8 @@ def window_alerts(
         )
         .selectExpr(
             "*",
-            f"greatest({sql_double(volume_spike_min_trades)}, "
-            f"{sql_double(volume_spike_factor)} * _baseline) AS _spike_at",
+            f"greatest({sql_double(rules.volume_spike_min_trades)}, "
+            f"{sql_double(rules.volume_spike_factor)} * _baseline) AS _spike_at",
         )
     )
     move = _alert(
@@ -177,7 +181,7 @@ def window_alerts(
         f"symbol, trade_count, {_WHEN}, _baseline, _history_slots, _spike_at)",
     )
     spikes = (
-        f"_history_slots >= {volume_spike_min_history} AND _history_slots > 0 "
+        f"_history_slots >= {rules.volume_spike_min_history} AND _history_slots > 0 "
         "AND CAST(trade_count AS DOUBLE) >= _spike_at"
     )
     return scored.selectExpr(
@@ -187,23 +191,8 @@ def window_alerts(
     ).drop(*_SCORING)
 
 
-def price_alerts(
-    analytics: DataFrame,
-    *,
-    window_seconds: float,
-    price_change_threshold_pct: float,
-    volume_spike_min_trades: int,
-    volume_spike_factor: float,
-    volume_spike_lookback: int,
-    volume_spike_min_history: int = 5,
-) -> DataFrame:
+def price_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRules) -> DataFrame:
     """The price_alerts rows of every window of `analytics`: `window_alerts`, one row per alert."""
-    return window_alerts(
-        analytics,
-        window_seconds=window_seconds,
-        price_change_threshold_pct=price_change_threshold_pct,
-        volume_spike_min_trades=volume_spike_min_trades,
-        volume_spike_factor=volume_spike_factor,
-        volume_spike_lookback=volume_spike_lookback,
-        volume_spike_min_history=volume_spike_min_history,
-    ).selectExpr("inline(alerts)")
+    return window_alerts(analytics, window_seconds=window_seconds, rules=rules).selectExpr(
+        "inline(alerts)"
+    )

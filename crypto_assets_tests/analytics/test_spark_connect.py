@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from pyspark import cloudpickle
 
-from crypto_assets.analytics.batch import AlertRules, AnalyticsSummary, BatchProcessor
+from crypto_assets.analytics.batch import AnalyticsSummary, BatchProcessor, alert_rules
 from crypto_assets.analytics.pipeline import run_analytics
 from crypto_assets.analytics.schema import TRADES_QUARANTINE, TRADES_RAW
 from crypto_assets.databricks.deployment import DatabricksDeployment
@@ -192,7 +192,7 @@ def test_the_batch_function_pickles_without_the_session(
         lambda: "crypto_assets:query",
         window_seconds=60,
         watermark_seconds=30,
-        rules=AlertRules.from_settings(settings),
+        rules=alert_rules(settings),
     )
     # What Spark Connect's foreachBatch does with it: cloudpickle, to the server's Python worker.
     shipped = pickle.loads(cloudpickle.dumps(processor))

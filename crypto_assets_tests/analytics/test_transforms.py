@@ -8,7 +8,7 @@ import random
 import pytest
 
 from crypto_assets.analytics.schema import trade_inputs
-from crypto_assets.analytics.transforms import price_alerts, window_metrics
+from crypto_assets.analytics.transforms import AlertRules, price_alerts, window_metrics
 from crypto_assets_tests.analytics import reference
 
 pytestmark = pytest.mark.spark
@@ -68,7 +68,6 @@ def analytics_rows(spark, counts: dict[int, int], change: float = 0.0, symbol: s
 
 def alerts_of(df, **overrides) -> list[dict]:
     rules = {
-        "window_seconds": 60,
         "price_change_threshold_pct": 0.5,
         "volume_spike_min_trades": 10,
         "volume_spike_factor": 2.0,
@@ -77,7 +76,7 @@ def alerts_of(df, **overrides) -> list[dict]:
     }
     rules.update(overrides)
     return sorted(
-        price_alerts(df, **rules).toArrow().to_pylist(),
+        price_alerts(df, window_seconds=60, rules=AlertRules(**rules)).toArrow().to_pylist(),
         key=lambda r: (r["symbol"], r["window_start"]),
     )
 
@@ -237,11 +236,13 @@ def test_price_alerts_equal_the_plain_python_reference_on_gappy_data(spark) -> N
         for a in price_alerts(
             frame,
             window_seconds=60,
-            price_change_threshold_pct=rules.price_change_threshold_pct,
-            volume_spike_min_trades=rules.volume_spike_min_trades,
-            volume_spike_factor=rules.volume_spike_factor,
-            volume_spike_lookback=rules.volume_spike_lookback,
-            volume_spike_min_history=rules.volume_spike_min_history,
+            rules=AlertRules(
+                rules.price_change_threshold_pct,
+                rules.volume_spike_min_trades,
+                rules.volume_spike_factor,
+                rules.volume_spike_lookback,
+                rules.volume_spike_min_history,
+            ),
         )
         .toArrow()
         .to_pylist()
