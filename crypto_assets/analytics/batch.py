@@ -276,6 +276,14 @@ def in_runs(rows: pa.Table, runs: Sequence[Run]) -> pa.Array:
     return inside
 
 
+def alerts_in(scored: pa.Table, runs: Sequence[Run]) -> pa.Table:
+    """The price_alerts rows of `window_alerts`' output, for the windows inside `runs`."""
+    alerts = scored.filter(in_runs(scored, runs))["alerts"]
+    # One array, not chunks: a filter that keeps no row leaves none, and the pyarrow of
+    # Databricks Runtime 17.3 (19.0) cannot make a table of no chunks.
+    return pa.Table.from_struct_array(pc.list_flatten(alerts).combine_chunks())
+
+
 class StepClock:
     """Seconds spent per step of a batch, for the log."""
 
@@ -603,9 +611,7 @@ class BatchProcessor:
         window_s = self.window_ms / 1000
         scored = window_alerts(inputs, window_seconds=window_s, rules=self.rules).toArrow()
         windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
-        in_scope = scored.filter(in_runs(scored, affected))["alerts"]
-        alerts = pa.Table.from_struct_array(pc.list_flatten(in_scope))
-        return windows, alerts
+        return windows, alerts_in(scored, affected)
 
     def _replace_alerts(
         self, batch: BatchContext, alerts: pa.Table, affected: list[Run], *, final: bool, index: int
