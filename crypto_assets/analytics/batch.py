@@ -602,13 +602,12 @@ class BatchProcessor:
         The alerts' inputs are these windows and, read from trades_analytics, the others of
         `affected` and the `reach` before them: earlier pieces of the batch are committed.
         """
-        sink = batch.sink
-        fresh = window_metrics(sink.read_trades(piece, self.window_ms), self.window_ms / 1000)
+        sink, window_s = batch.sink, self.window_ms / 1000
+        fresh = window_metrics(sink.read_trades(piece, self.window_ms), window_s)
         stored = sink.read_analytics(widened(affected, before=reach), excluding=piece)
         inputs = fresh.selectExpr("*", "true AS _fresh").unionByName(
             stored.selectExpr("*", "false AS _fresh"), allowMissingColumns=True
         )
-        window_s = self.window_ms / 1000
         scored = window_alerts(inputs, window_seconds=window_s, rules=self.rules).toArrow()
         windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
         return windows, alerts_in(scored, affected)
