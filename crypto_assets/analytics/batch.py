@@ -276,12 +276,19 @@ def in_runs(rows: pa.Table, runs: Sequence[Run]) -> pa.Array:
     return inside
 
 
-def alerts_in(scored: pa.Table, runs: Sequence[Run]) -> pa.Table:
-    """The price_alerts rows of `window_alerts`' output, for the windows inside `runs`."""
+def stamped(rows: pa.Table, column: str, moment: dt.datetime) -> pa.Table:
+    """`rows` with `column` added, `moment` on every row (a timestamp in microseconds, UTC)."""
+    return rows.append_column(column, pa.array([moment] * rows.num_rows, pa.timestamp("us", "UTC")))
+
+
+def alerts_in(scored: pa.Table, runs: Sequence[Run], detected: dt.datetime) -> pa.Table:
+    """The price_alerts rows of `window_alerts`' output for the windows inside `runs`, detected
+    at `detected`."""
     alerts = scored.filter(in_runs(scored, runs))["alerts"]
     # One array, not chunks: a filter that keeps no row leaves none, and the pyarrow of
     # Databricks Runtime 17.3 (19.0) cannot make a table of no chunks.
-    return pa.Table.from_struct_array(pc.list_flatten(alerts).combine_chunks())
+    rows = pa.Table.from_struct_array(pc.list_flatten(alerts).combine_chunks())
+    return stamped(rows, "detected_time", detected)
 
 
 class StepClock:
@@ -609,8 +616,9 @@ class BatchProcessor:
             stored.selectExpr("*", "false AS _fresh"), allowMissingColumns=True
         )
         scored = window_alerts(inputs, window_seconds=window_s, rules=self.rules).toArrow()
+        computed = dt.datetime.now(dt.UTC)
         windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
-        return windows, alerts_in(scored, affected)
+        return stamped(windows, "updated_time", computed), alerts_in(scored, affected, computed)
 
     def _replace_alerts(
         self, batch: BatchContext, alerts: pa.Table, affected: list[Run], *, final: bool, index: int

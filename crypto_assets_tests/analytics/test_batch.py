@@ -19,6 +19,7 @@ SCORED = pa.schema(
 )
 T0 = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
 T0_MS = 1723161600000
+DETECTED = dt.datetime(2024, 8, 9, 0, 3, 2, 250000, tzinfo=dt.UTC)
 
 
 def test_the_alerts_of_the_windows_inside_the_runs_one_row_each() -> None:
@@ -37,10 +38,10 @@ def test_the_alerts_of_the_windows_inside_the_runs_one_row_each() -> None:
         },
         SCORED,
     )
-    found = alerts_in(scored, [Run("BTCUSDT", T0_MS + 60_000, T0_MS + 120_000)])
+    found = alerts_in(scored, [Run("BTCUSDT", T0_MS + 60_000, T0_MS + 120_000)], DETECTED)
     assert found.to_pylist() == [
-        {"alert_type": "PRICE_MOVE", "symbol": "BTCUSDT"},
-        {"alert_type": "VOLUME_SPIKE", "symbol": "BTCUSDT"},
+        {"alert_type": "PRICE_MOVE", "symbol": "BTCUSDT", "detected_time": DETECTED},
+        {"alert_type": "VOLUME_SPIKE", "symbol": "BTCUSDT", "detected_time": DETECTED},
     ]
 
 
@@ -50,6 +51,6 @@ def test_no_window_inside_the_runs_is_an_empty_table_of_alerts() -> None:
         {"symbol": ["ETHUSDT"], "window_start": [T0], "alerts": [[]]},
         SCORED,
     )
-    found = alerts_in(scored, [Run("BTCUSDT", T0_MS, T0_MS)])
+    found = alerts_in(scored, [Run("BTCUSDT", T0_MS, T0_MS)], DETECTED)
     assert found.num_rows == 0
-    assert found.schema == pa.schema(list(ALERT))
+    assert found.schema == pa.schema([*ALERT, ("detected_time", pa.timestamp("us", tz="UTC"))])
