@@ -1,14 +1,17 @@
-"""The local deployment's reader of landing files: Spark's file source over raw bytes.
+"""The local deployment's reader of landing files: Spark's file source, the bytes read here.
 
-Spark's file source and checkpoint hand each landing file to exactly one committed batch. The
-files are read whole as bytes (`binaryFile`), so Spark never parses them: every line is judged
-in Python by `landing_decoder`, with the rule the producer's parser shares, and no file, however
-malformed, can fail a batch. A batch takes at most `max_bytes_per_trigger` of files (always at
-least one file), so a backlog of any size is worked off in bounded batches with bounded memory.
+Spark's file source and checkpoint hand each landing file to exactly one committed batch. Spark
+lists the files (`binaryFile` without its content column, so it reads none of their bytes); the
+batch reads each whole from the landing folder, without a trip through the JVM. Spark never
+parses them: every line is judged in Python by `landing_decoder`, with the rule the producer's
+parser shares, and no file, however malformed, can fail a batch. A batch takes at most
+`max_bytes_per_trigger` of files (always at least one file), so a backlog of any size is worked
+off in bounded batches with bounded memory.
 
-A file deleted by hand after the stream listed it is skipped (``ignoreMissingFiles``) and, given
-the checkpoint, named in a warning; a file that ends mid-line (truncated by hand) is named too,
-its cut last line going to trades_quarantine like any malformed line.
+A file deleted by hand after the stream listed it is skipped (by Spark with
+``ignoreMissingFiles``, or when the batch finds it gone) and, given the checkpoint, named in a
+warning; a file that ends mid-line (truncated by hand) is named too, its cut last line going to
+trades_quarantine like any malformed line.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ BINARY_FILE_SCHEMA = StructType(
 
 
 class LocalLandingReader:
-    """Landing files under one directory, streamed as (file name, content) rows."""
+    """Landing files under one directory, streamed as file names and read by the batch."""
 
     def __init__(
         self,
@@ -68,7 +71,7 @@ class LocalLandingReader:
         self.checkpoint_dir = checkpoint_dir
 
     def stream(self, spark: SparkSession) -> DataFrame:
-        """The streaming DataFrame of new landing files (`source_file`, `content`)."""
+        """The streaming DataFrame of new landing files' names (`source_file`)."""
         reader = (
             spark.readStream.format("binaryFile")
             .schema(BINARY_FILE_SCHEMA)
@@ -84,7 +87,7 @@ class LocalLandingReader:
         else:
             reader = reader.option("maxBytesPerTrigger", self.max_bytes_per_trigger)
         return reader.load(str(self.landing_dir)).select(
-            F.col("_metadata.file_name").alias("source_file"), "content"
+            F.col("_metadata.file_name").alias("source_file")
         )
 
     def expire_processed(self) -> Expired:
@@ -93,9 +96,13 @@ class LocalLandingReader:
 
     def decode(self, batch_df: DataFrame, processed: dt.datetime) -> tuple[DecodedBatch, int]:
         """The batch's good trades and rejected lines, and how many files it held."""
-        files = batch_df.toArrow()
-        names = files["source_file"].to_pylist()
-        contents = files["content"].to_pylist()
+        names, contents = [], []
+        for name in batch_df.toArrow()["source_file"].to_pylist():
+            try:
+                contents.append((Path(self.landing_dir) / name).read_bytes())
+            except FileNotFoundError:
+                continue  # deleted since Spark listed it: named below, as any file gone
+            names.append(name)
         report_damaged_files(names, contents)
         if self.checkpoint_dir is not None:
             listed = files_of_running_batch(Path(self.checkpoint_dir))

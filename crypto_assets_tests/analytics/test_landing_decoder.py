@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 
-from crypto_assets.analytics.landing_decoder import MAX_RAW_LINE_CHARS, decode_landing_files
+from crypto_assets.analytics.landing_decoder import (
+    MAX_RAW_LINE_CHARS,
+    clean_trades,
+    decode_landing_files,
+    judge_each_line,
+)
 from crypto_assets.analytics.schema import TRADES_QUARANTINE_SCHEMA, TRADES_RAW_SCHEMA
+from crypto_assets.landing_record import REQUIRED
 from crypto_assets_tests.sample_rows import GOOD_ROW as GOOD
+from crypto_assets_tests.sample_rows import NOW_MS
 
 PROCESSED = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
 
@@ -74,3 +82,78 @@ def test_a_huge_bad_line_is_kept_cut() -> None:
     (row,) = batch.rejected.to_pylist()
     assert row["raw_line"].endswith(f"... ({len(huge)} bytes, cut)")
     assert len(row["raw_line"]) < MAX_RAW_LINE_CHARS + 100
+
+
+# Lines that Arrow's JSON reader and orjson may judge differently, or that only the full rule
+# knows how to reject, each to be judged as `judge_each_line` judges it.
+GOOD_LINE = encoded()
+DOUBTFUL = [
+    encoded(price=2, quantity=3),  # JSON integers: numbers all the same
+    encoded(price=2**53 + 1),  # an integer no double holds exactly
+    encoded(event_type=None, ingestion_time=None),
+    encoded(event_type="{trade}"),  # a brace inside a string
+    encoded(extra={"nested": [1, 2]}),
+    encoded(trade_id=-1),
+    encoded(trade_id=1.0),
+    encoded(trade_id=2**63),
+    encoded(symbol="btcusdt"),
+    encoded(symbol=12),
+    encoded(is_buyer_maker=1),
+    encoded(price=0.0),
+    encoded(price=1e200, quantity=1e200),
+    encoded(trade_time=GOOD["trade_time"] * 1000),
+    *(encoded(**{name: None}) for name in REQUIRED),  # each required field missing
+    GOOD_LINE.replace(b'"price": 61837.63', b'"price": NaN'),
+    GOOD_LINE.replace(b'"quantity": 0.02', b'"quantity": Infinity'),
+    GOOD_LINE.replace(b'"price": 61837.63', b'"price": 1e400'),
+    GOOD_LINE.replace(b'"price": 61837.63', b'"price": 61837.63, "price": -1.0'),  # twice
+    GOOD_LINE + GOOD_LINE.replace(b"3735683259", b"3735683260"),  # two objects on one line
+    b"   ",  # only spaces
+    b"\r",
+    b"  " + GOOD_LINE,  # indented
+    GOOD_LINE.replace(b'"trade"', b'"tr\tade"'),  # a raw tab inside a string
+    GOOD_LINE.replace(b'"trade"', b'"tr\\u00e9de"'),
+    b"[" + GOOD_LINE + b"]",
+    b"null",
+    b"\xff\xfe garbage",
+    b'{"symbol": "BTCUSDT", "trade_id": ',
+]
+
+
+def both_roads(files: list[tuple[str, bytes]]) -> None:
+    """`decode_landing_files` gives exactly `judge_each_line`'s outcome for `files`."""
+    fast, slow = decode_landing_files(files, PROCESSED), judge_each_line(files, PROCESSED)
+    assert fast.trades.to_pylist() == slow.trades.to_pylist()
+    assert fast.rejected.to_pylist() == slow.rejected.to_pylist()
+
+
+def test_a_clean_file_is_read_whole_with_the_same_outcome() -> None:
+    lines = [encoded(trade_id=GOOD["trade_id"] + i, price=100.0 + i) for i in range(50)]
+    content = b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\n\n"
+    assert clean_trades(content, NOW_MS) is not None
+    both_roads([("clean.json", content), ("also.json", b"\n".join(lines))])
+
+
+def test_each_doubtful_line_is_judged_as_alone() -> None:
+    for doubtful in DOUBTFUL:
+        content = b"\n".join([GOOD_LINE, doubtful, encoded(trade_id=9)]) + b"\n"
+        both_roads([("doubtful.json", content)])
+        both_roads([("alone.json", doubtful)])
+
+
+def test_two_objects_on_a_line_beside_a_line_of_spaces() -> None:
+    # As many braces as lines that are not empty, and one object a line on average: line by line.
+    two = GOOD_LINE + encoded(trade_id=10)
+    both_roads([("two.json", b"\n".join([two, b"   "]))])
+    both_roads([("two.json", b"\n".join([b"  ", GOOD_LINE, two]))])
+
+
+def test_random_files_of_good_and_doubtful_lines_are_judged_as_line_by_line() -> None:
+    rng = random.Random(18)
+    pool = [GOOD_LINE, encoded(trade_id=5), b"", *DOUBTFUL]
+    for attempt in range(200):
+        files = [
+            (f"f{attempt}_{n}.json", b"\n".join(rng.choices(pool, k=rng.randint(0, 6))))
+            for n in range(rng.randint(1, 3))
+        ]
+        both_roads(files)
