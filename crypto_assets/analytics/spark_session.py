@@ -1,5 +1,6 @@
 """The Spark session: on Databricks the runtime's; locally one per process, sized for a small
-machine, Java checked up front, with the Delta-Spark jars of the install when asked for Delta."""
+machine, Java checked up front, with the Delta-Spark jars of the install when asked for Delta,
+and started from the install's class archive when there is one (`local.class_archive`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import pyspark
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
@@ -66,6 +69,21 @@ SESSION_CONF = {
     # A micro-batch of many landing files is listed on the driver, not by a Spark job per batch.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
+
+
+def class_archive_path() -> Path:
+    """Where the install keeps the local JVM's class archive: one per virtualenv and PySpark."""
+    return Path(sys.prefix) / "spark-class-archive" / f"pyspark-{pyspark.__version__}.jsa"
+
+
+def class_archive_options(archive: Path) -> list[str]:
+    """JVM options that map `archive` when this JVM and classpath made it, and say nothing.
+
+    A JVM checks an archive before mapping it (its Java build, Spark's classpath) and starts
+    without it when they differ; the log options keep that quiet, as the archive only saves time.
+    """
+    # Quoted: Spark splits its JVM options at spaces, and a checkout path may hold some.
+    return [f'-XX:SharedArchiveFile="{archive}"', "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
 
 
 class JavaNotFoundError(CryptoAssetsError):
@@ -156,13 +174,19 @@ def on_databricks() -> bool:
 
 
 def get_spark_session(
-    app_name: str = "crypto_assets", master: str = DEFAULT_MASTER, *, delta: bool = False
+    app_name: str = "crypto_assets",
+    master: str = DEFAULT_MASTER,
+    *,
+    delta: bool = False,
+    java_options: Sequence[str] | None = None,
 ) -> SparkSession:
     """The process's Spark session (created on first call, reused after), local[2] by default.
 
     On Databricks it is the runtime's active session, never a new one (the runtime has Delta).
     With `delta` a new local session loads the Delta-Spark jars fetched by `make install`; a
-    session cannot gain jars once started, so a running one without them is an error.
+    session cannot gain jars once started, so a running one without them is an error. A new
+    local JVM gets `java_options`; by default, those of the install's class archive if it has
+    one (`class_archive_path`).
     """
     if on_databricks():
         active = SparkSession.getActiveSession()
@@ -173,6 +197,12 @@ def get_spark_session(
         check_java()
     builder = SparkSession.builder.appName(app_name).master(master)
     conf = dict(SESSION_CONF)
+    if java_options is None:
+        archive = class_archive_path()
+        java_options = class_archive_options(archive) if archive.is_file() else []
+    conf["spark.driver.extraJavaOptions"] = " ".join(
+        [conf["spark.driver.extraJavaOptions"], *java_options]
+    )
     if delta:
         conf |= DELTA_CONF
         conf["spark.jars"] = ",".join(str(path) for path in delta_jar_paths())
