@@ -544,7 +544,9 @@ class BatchProcessor:
             pieces = by_date(good)
             for index, piece in enumerate(pieces):
                 final = index == len(pieces) - 1
-                merged = sink.merge_trades_raw(piece, tag, max_before, final=final)
+                merged = sink.merge_trades_raw(
+                    piece, tag, max_before, final=final, unseen=known.num_rows == 0
+                )
                 inserted += merged
                 self._count(TRADES_RAW, MergeCounts(merged))
                 if final:

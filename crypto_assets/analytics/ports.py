@@ -110,9 +110,19 @@ class TableSink(Protocol):
         ...
 
     def merge_trades_raw(
-        self, rows: pa.Table, tag: BatchTag, max_before: int | None, *, final: bool
+        self,
+        rows: pa.Table,
+        tag: BatchTag,
+        max_before: int | None,
+        *,
+        final: bool,
+        unseen: bool = False,
     ) -> int:
-        """Insert unseen trades of at most `MAX_RUNS_PER_QUERY` dates; rows inserted."""
+        """Insert unseen trades of at most `MAX_RUNS_PER_QUERY` dates; rows inserted.
+
+        `unseen`: the caller found none of `rows` in the table (`existing_trades`), so a sink that
+        is the table's one writer may append them instead of merging.
+        """
         ...
 
     def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:

@@ -289,9 +289,19 @@ class SparkDeltaSink:
         return False, None
 
     def merge_trades_raw(
-        self, rows: pa.Table, tag: BatchTag, max_trade_time_before: int | None, *, final: bool
+        self,
+        rows: pa.Table,
+        tag: BatchTag,
+        max_trade_time_before: int | None,
+        *,
+        final: bool,
+        unseen: bool = False,
     ) -> int:
-        """Insert the trades not yet in trades_raw (key symbol, trade_id); returns rows inserted."""
+        """Insert the trades not yet in trades_raw (key symbol, trade_id); returns rows inserted.
+
+        Always a MERGE, `unseen` or not: on Databricks no lock keeps a second writer out (Dagster's
+        run queue is the guard), so trades found missing may be there by the time this commits.
+        """
         dates = sorted(pc.unique(rows["trade_date"]).to_pylist())
         if len(dates) > MAX_RUNS_PER_QUERY:
             raise ValueError(f"{len(dates)} trade dates in one MERGE; split the rows by date")

@@ -1,14 +1,16 @@
-"""The delta-rs sink: table creation, app-transaction idempotence, alert replacement in a range,
-a run's commits read back."""
+"""The delta-rs sink: table creation, app-transaction idempotence, trades appended or merged,
+alert replacement in a range, a run's commits read back."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
+from crypto_assets.analytics.landing_decoder import decode_landing_files
 from crypto_assets.analytics.ports import META_BATCH, BatchTag, MergeCounts
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -20,6 +22,9 @@ from crypto_assets.analytics.schema import (
 from crypto_assets.analytics.sink_sql import utc_date
 from crypto_assets.analytics.window_runs import Run
 from crypto_assets.local.delta_sink import DeltaSink, sql_timestamp
+from crypto_assets_tests.sample_rows import GOOD_ROW
+
+PROCESSED = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
 
 MINUTE = 60_000
 T0 = 1723161600000  # 2024-08-09 00:00 UTC
@@ -125,3 +130,28 @@ def test_a_runs_commits_are_read_back_with_what_they_did(tmp_path: Path) -> None
     assert all(c.metadata[META_BATCH] == record[META_BATCH] for c in commits)
     assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))  # a record completes no step
     assert sink.run_commits("q", sink.versions()) == []
+
+
+def raw_rows(*trade_ids: int) -> pa.Table:
+    """trades_raw rows of the sample trade under `trade_ids`, as the decoder makes them."""
+    lines = b"\n".join(json.dumps({**GOOD_ROW, "trade_id": i}).encode() for i in trade_ids)
+    return decode_landing_files([("f.json", lines)], PROCESSED).trades
+
+
+def test_unseen_trades_are_appended_and_seen_ones_merged(tmp_path: Path) -> None:
+    sink = DeltaSink(tmp_path)
+    sink.ensure_tables()
+    first, second = BatchTag("q", 0), BatchTag("q", 1)
+    assert sink.merge_trades_raw(raw_rows(1, 2), first, T0, final=True, unseen=True) == 2
+    assert sink.applied(TRADES_RAW, first)
+    assert sink.recorded_max_trade_time(first) == (True, T0)
+    table = DeltaTable(sink.path(TRADES_RAW))
+    assert table.history(1)[0]["operation"] == "WRITE"  # appended, not merged
+    assert all(f"trade_date={utc_date(GOOD_ROW['trade_time'])}" in uri for uri in table.file_uris())
+    # Not unseen: the MERGE inserts only the trade not there yet.
+    assert sink.merge_trades_raw(raw_rows(2, 3), second, T0, final=True) == 1
+    assert sorted(table_ids(sink)) == [1, 2, 3]
+
+
+def table_ids(sink: DeltaSink) -> list[int]:
+    return DeltaTable(sink.path(TRADES_RAW)).to_pyarrow_table()["trade_id"].to_pylist()
