@@ -205,7 +205,7 @@ def clean_trades(content: bytes, now_ms: int) -> pa.Table | None:
         pc.match_substring_regex(read["symbol"], _SYMBOL),
         pc.greater_equal(read["trade_id"], 0),
         _above_zero_finite(price),
-        _above_zero_finite(quantity),
+        # With the price's, this one says the quantity is finite and above zero too.
         _above_zero_finite(pc.multiply(price, quantity)),
         _between(read["trade_time"], EARLIEST_TIME_MS, latest),
         _between(read["event_time"], EARLIEST_TIME_MS, latest),

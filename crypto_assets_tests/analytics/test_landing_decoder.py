@@ -101,6 +101,8 @@ DOUBTFUL = [
     encoded(is_buyer_maker=1),
     encoded(price=0.0),
     encoded(price=1e200, quantity=1e200),
+    encoded(price=-2.0, quantity=-3.0),  # a product above zero
+    encoded(quantity=float("inf")),
     encoded(trade_time=GOOD["trade_time"] * 1000),
     *(encoded(**{name: None}) for name in REQUIRED),  # each required field missing
     GOOD_LINE.replace(b'"price": 61837.63', b'"price": NaN'),
