@@ -79,7 +79,6 @@ def train(archive: Path) -> None:
         spark = get_spark_session(java_options=[f'-XX:ArchiveClassesAtExit="{archive}"'])
         target = LocalDeployment(settings).analytics_target(spark, max_files_per_trigger=1)
         run_analytics(spark, settings, target, mode="once")
-        spark.range(1).toArrow()
         gateway = SparkContext._gateway
         spark.stop()
         # The JVM dumps as it exits, which it does when its standard input closes.
