@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 
 from crypto_assets.analytics.landing_decoder import decode_landing_files
 from crypto_assets.analytics.ports import META_BATCH, BatchTag, MergeCounts
@@ -21,7 +23,7 @@ from crypto_assets.analytics.schema import (
 )
 from crypto_assets.analytics.sink_sql import utc_date
 from crypto_assets.analytics.window_runs import Run
-from crypto_assets.local.delta_sink import DeltaSink, sql_timestamp
+from crypto_assets.local.delta_sink import LOG_RETENTION, DeltaSink, sql_timestamp
 from crypto_assets_tests.sample_rows import GOOD_ROW
 
 PROCESSED = dt.datetime(2024, 8, 9, tzinfo=dt.UTC)
@@ -42,6 +44,40 @@ def test_tables_created_once_with_schema_and_partition(tmp_path: Path) -> None:
     for name in ALL_TABLES:
         assert DeltaTable(sink.path(name)).version() == 0
     assert DeltaTable(sink.path(TRADES_RAW)).metadata().partition_columns == ["trade_date"]
+
+
+def test_tables_keep_a_quarter_hour_of_log(tmp_path: Path) -> None:
+    old = DeltaSink(tmp_path / "old")
+    DeltaTable.create(old.path(PRICE_ALERTS), schema=PRICE_ALERTS_SCHEMA)  # made before the setting
+    old.ensure_tables()
+    new = DeltaSink(tmp_path / "new")
+    new.ensure_tables()
+    for sink in (old, new):
+        for name in ALL_TABLES:
+            configuration = DeltaTable(sink.path(name)).metadata().configuration
+            assert configuration["delta.logRetentionDuration"] == LOG_RETENTION
+
+    # What the setting does: at each checkpoint (every 100 commits) the table deletes the log
+    # files before its latest checkpoint older than a quarter of an hour; none that is newer.
+    path = new.path(PRICE_ALERTS)
+    table = DeltaTable(path)
+    log = Path(path) / "_delta_log"
+
+    def commit_until(version: int) -> None:
+        while table.version() < version:
+            write_deltalake(table, PRICE_ALERTS_SCHEMA.empty_table(), mode="append")
+
+    def logged_versions() -> set[int]:
+        return {int(f.name.split(".")[0]) for f in log.glob("*.json")}
+
+    commit_until(110)  # checkpoint at version 99
+    twenty_minutes_ago = time.time() - 20 * 60
+    for file in log.iterdir():
+        if file.name[:20].isdigit() and int(file.name[:20]) <= 104:
+            os.utime(file, (twenty_minutes_ago, twenty_minutes_ago))
+    assert logged_versions() == set(range(111))
+    commit_until(200)  # checkpoint at version 199
+    assert logged_versions() == set(range(99, 201))
 
 
 def test_app_transaction_marks_a_batch_applied(tmp_path: Path) -> None:
