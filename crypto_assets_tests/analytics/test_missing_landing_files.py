@@ -106,3 +106,36 @@ def test_a_file_truncated_by_hand_is_named_and_its_cut_line_quarantined(
     assert cut.name in mid_line
     # Three batches of one file each, all there: none is reported gone.
     assert warnings(caplog, GONE) == []
+
+
+@pytest.mark.parametrize("with_checkpoint_log", [True, False])
+def test_a_file_whose_name_a_uri_escapes_is_read(
+    spark, landing_records: list[dict], tmp_path: Path, with_checkpoint_log: bool
+) -> None:
+    # Spark names a file by its URI (`trades_a%20b.json`); the batch reads it by its name.
+    landing = tmp_path / "landing" / "trades"
+    records = landing_records[:1000]
+    (written,) = write_landing_files(landing, records, 1)
+    renamed = written.rename(landing / "trades_copied by hand 100%.json")
+    checkpoint = tmp_path / "checkpoints" / "q"
+    reader = LocalLandingReader(landing, checkpoint_dir=checkpoint if with_checkpoint_log else None)
+    decoded = []
+
+    def batch(batch_df, batch_id: int) -> None:
+        decoded.append(reader.decode(batch_df, dt.datetime.now(dt.UTC)))
+
+    query = (
+        reader.stream(spark)
+        .writeStream.foreachBatch(batch)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+
+    ((result, count),) = decoded
+    assert count == 1
+    assert sorted(result.trades.column("trade_id").to_pylist()) == sorted(
+        r["trade_id"] for r in records
+    )
+    assert set(result.trades.column("source_file").to_pylist()) == {renamed.name}
