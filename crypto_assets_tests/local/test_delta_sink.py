@@ -142,6 +142,22 @@ def test_replace_alerts_touches_only_its_range(tmp_path: Path) -> None:
     revised = sink.replace_alerts(alerts(4), part, BatchTag("q", 2), final=False)
     assert revised == MergeCounts(inserted=0, updated=1, deleted=0)  # recomputed: a revision
     assert not sink.applied(PRICE_ALERTS, BatchTag("q", 2))
+    # No alert left in a range: those in it go; a range with none gets one commit (the record).
+    none = PRICE_ALERTS_SCHEMA.empty_table()
+    minute_4 = [Run("BTCUSDT", T0 + 4 * MINUTE, T0 + 4 * MINUTE)]
+    assert sink.replace_alerts(none, minute_4, BatchTag("q", 3), final=True) == MergeCounts(
+        inserted=0, updated=0, deleted=1
+    )
+    before = DeltaTable(sink.path(PRICE_ALERTS)).version()
+    record = {"note": "batch 4"}
+    minute_20 = [Run("BTCUSDT", T0 + 20 * MINUTE, T0 + 20 * MINUTE)]  # past every file's alerts
+    quiet = sink.replace_alerts(none, minute_20, BatchTag("q", 4), final=True, record=record)
+    assert quiet == MergeCounts(0)
+    table = DeltaTable(sink.path(PRICE_ALERTS))
+    assert table.version() == before + 1
+    assert table.history(1)[0]["note"] == "batch 4"
+    assert sink.applied(PRICE_ALERTS, BatchTag("q", 4))
+    assert table.to_pyarrow_table().num_rows == 3
 
 
 def test_a_runs_commits_are_read_back_with_what_they_did(tmp_path: Path) -> None:
