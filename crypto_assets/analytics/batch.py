@@ -82,12 +82,13 @@ def alert_rules(settings: Settings) -> AlertRules:
 
 @dataclass(frozen=True)
 class StreamProgress:
-    """Spark's progress of the latest completed micro-batch (`StreamingQuery.lastProgress`)."""
+    """Spark's progress of the latest completed micro-batch (`StreamingQuery.lastProgress`).
+
+    Its batch and duration only: Spark's input row counts count what Spark itself read, and the
+    local reader reads the landing files without Spark (the run's summary counts them).
+    """
 
     batch_id: int
-    input_rows: int
-    input_rows_per_second: float
-    processed_rows_per_second: float
     batch_duration_s: float
 
     @classmethod
@@ -95,9 +96,6 @@ class StreamProgress:
         """From a `lastProgress` dictionary."""
         return cls(
             int(progress["batchId"]),
-            int(progress.get("numInputRows") or 0),
-            float(progress.get("inputRowsPerSecond") or 0.0),
-            float(progress.get("processedRowsPerSecond") or 0.0),
             float((progress.get("durationMs") or {}).get("triggerExecution") or 0) / 1000,
         )
 

@@ -318,9 +318,6 @@ def progress_metadata(progress: StreamProgress | None) -> dict[str, Any]:
         return {}
     return {
         "batch_id": progress.batch_id,
-        "input_rows": progress.input_rows,
-        "input_rows_per_second": round(progress.input_rows_per_second, 2),
-        "processed_rows_per_second": round(progress.processed_rows_per_second, 2),
         "batch_duration_s": round(progress.batch_duration_s, 3),
     }
 
