@@ -33,6 +33,18 @@ def warnings(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
     ]
 
 
+def run_stream(spark, reader: LocalLandingReader, checkpoint: Path, batch) -> None:
+    """One availableNow run of `reader`'s stream with `batch` as the foreachBatch function."""
+    query = (
+        reader.stream(spark)
+        .writeStream.foreachBatch(batch)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+
+
 def test_a_file_deleted_after_the_stream_listed_it_is_named_and_the_batch_goes_on(
     spark, landing_records: list[dict], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -50,17 +62,7 @@ def test_a_file_deleted_after_the_stream_listed_it_is_named_and_the_batch_goes_o
         result, count = reader.decode(batch_df, dt.datetime.now(dt.UTC))
         decoded[batch_id] = (result.trades.column("trade_id").to_pylist(), count)
 
-    def run() -> None:
-        query = (
-            reader.stream(spark)
-            .writeStream.foreachBatch(batch)
-            .option("checkpointLocation", str(checkpoint))
-            .trigger(availableNow=True)
-            .start()
-        )
-        query.awaitTermination()
-
-    run()
+    run_stream(spark, reader, checkpoint, batch)
     first, _second, third = chunks(records, 3)
     ids, count = decoded[0]
     assert count == 2
@@ -73,7 +75,7 @@ def test_a_file_deleted_after_the_stream_listed_it_is_named_and_the_batch_goes_o
     # The query is not wedged, and a batch whose files are all there names none.
     caplog.clear()
     later = write_landing_files(landing, landing_records[3000:3500], 1, first_sequence=0x10)
-    run()
+    run_stream(spark, reader, checkpoint, batch)
     ids, count = decoded[1]
     assert count == 1
     assert sorted(ids) == sorted(r["trade_id"] for r in landing_records[3000:3500])
@@ -124,15 +126,7 @@ def test_a_file_whose_name_a_uri_escapes_is_read(
     def batch(batch_df, batch_id: int) -> None:
         decoded.append(reader.decode(batch_df, dt.datetime.now(dt.UTC)))
 
-    query = (
-        reader.stream(spark)
-        .writeStream.foreachBatch(batch)
-        .option("checkpointLocation", str(checkpoint))
-        .trigger(availableNow=True)
-        .start()
-    )
-    query.awaitTermination()
-
+    run_stream(spark, reader, checkpoint, batch)
     ((result, count),) = decoded
     assert count == 1
     assert sorted(result.trades.column("trade_id").to_pylist()) == sorted(
