@@ -50,7 +50,7 @@ from deltalake import DeltaTable
 # Run as a script, its own folder is on sys.path, not the repository's root with the test helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crypto_assets.analytics.lag import merge_batch_lags, read_recent_batch_lags
+from crypto_assets.analytics.lag import BatchLag, merge_batch_lags, read_recent_batch_lags
 from crypto_assets.notifications.message import Notification
 from crypto_assets_tests.faults.harness import (
     ANALYTICS_JOB,
@@ -125,6 +125,8 @@ RECEIVER_DOWN_SECONDS = 60.0
 # fault (a killed analytics run restarts its JVM: about a minute).
 WARM_UP_S = 300.0
 STEADY_AFTER_FAULT_S = 120.0
+# price_alerts commits read at each sample (every 10 s: about 20 commits at 1 s batches).
+LAG_READ_DEPTH = 300
 
 
 def lag_figures(lags: list) -> dict[str, dict]:
@@ -163,6 +165,9 @@ class Soak:
     drain_started: float | None = None  # seconds: the producer stops, the analytics drains
     _seen_files: set[str] = field(default_factory=set)
     _last_processed_us: int = 0
+    # Every batch's lags seen so far, by (app id, batch id): read as the batches commit, since the
+    # tables keep a quarter hour of Delta log only.
+    _seen_lags: dict[tuple[str, int], BatchLag] = field(default_factory=dict)
 
     def receiver_down(self) -> str:
         """Close the webhook receiver (connections refused) for `RECEIVER_DOWN_SECONDS`."""
@@ -183,6 +188,7 @@ class Soak:
         while not stop.is_set():
             try:
                 sample = self.sample()
+                self.collect_batch_lags()
             except Exception:  # a service restarting mid-sample: the next one will do
                 logger.exception("a sample failed")
             else:
@@ -274,10 +280,17 @@ class Soak:
         self._last_processed_us = newest
         return lags
 
+    def collect_batch_lags(self) -> None:
+        """Keep the lags of the batches committed since the last call (price_alerts' newest
+        commits, far more than a sampling interval makes)."""
+        path = self.harness.data_dir / "delta" / "price_alerts"
+        for lag in read_recent_batch_lags(path, limit=100_000, depth=LAG_READ_DEPTH):
+            self._seen_lags[(lag.app_id, lag.batch_id)] = lag
+
     def read_batch_lags(self) -> None:
         """The pipeline's own per-batch lag figures, from the price_alerts commits."""
-        path = self.harness.data_dir / "delta" / "price_alerts"
-        lags = read_recent_batch_lags(path, limit=100_000, depth=100_000)
+        self.collect_batch_lags()
+        lags = sorted(self._seen_lags.values(), key=lambda lag: -lag.finished_ms)
         # The whole run's percentiles, from every batch's histogram (not a mean of batch p95s).
         self.run_lags = lag_figures(lags)
         # Steady state: the batches that finished after the warm-up and outside the recovery
