@@ -15,7 +15,7 @@ without loading PySpark (`pyspark` appears in annotations only).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
@@ -64,6 +64,28 @@ class RunCommit(NamedTuple):
     batch_id: int
     counts: MergeCounts
     metadata: Mapping[str, Any]
+
+
+def recorded_watermark(
+    commits: Iterable[Mapping[str, Any]], tag: BatchTag
+) -> tuple[bool, int | None] | None:
+    """The watermark input `tag`'s batch stored with its trades_raw commits, from `commits`
+    (their metadata, newest first): ``(True, value)`` when found, ``(False, None)`` when a commit
+    of an earlier batch of the same query comes first (a query's batches commit in order, so this
+    one committed nothing), None when `commits` end undecided.
+
+    It reads `commits` only up to its answer: usually the newest, the previous batch's.
+    """
+    for commit in commits:
+        if commit.get(META_APP_ID) != tag.app_id:
+            continue  # maintenance, a table property, another query
+        batch_id = int(commit[META_BATCH_ID])
+        if batch_id == tag.batch_id:
+            value = commit.get(META_MAX_TRADE_TIME) or None
+            return True, None if value is None else int(value)
+        if batch_id < tag.batch_id:
+            return False, None
+    return None
 
 
 class LandingReader(Protocol):

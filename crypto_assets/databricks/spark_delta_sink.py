@@ -35,6 +35,7 @@ from crypto_assets.analytics.ports import (
     BatchTag,
     MergeCounts,
     RunCommit,
+    recorded_watermark,
 )
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -282,11 +283,8 @@ class SparkDeltaSink:
 
     def recorded_max_trade_time(self, tag: BatchTag) -> tuple[bool, int | None]:
         """(found, value) of the watermark input stored with this batch's trades_raw commits."""
-        for metadata in self.history(TRADES_RAW):
-            if metadata[META_APP_ID] == tag.app_id and metadata[META_BATCH_ID] == str(tag.batch_id):
-                value = metadata.get(META_MAX_TRADE_TIME) or None
-                return True, None if value is None else int(value)
-        return False, None
+        found = recorded_watermark(self.history(TRADES_RAW), tag)
+        return (False, None) if found is None else found
 
     def merge_trades_raw(
         self,

@@ -30,6 +30,7 @@ from crypto_assets.analytics.ports import (
     BatchTag,
     MergeCounts,
     RunCommit,
+    recorded_watermark,
 )
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _HISTORY_DEPTH = 200
+_WATERMARK_DEPTHS = (4, _HISTORY_DEPTH)
 # How long each table keeps a commit's log file (delta-rs deletes older ones when it writes a
 # checkpoint, every 100 commits). Delta's default is 30 days; at a commit a second that is
 # millions of files, and delta-rs lists the whole log folder on a local disk at every commit
@@ -248,12 +250,12 @@ class DeltaSink:
 
     def recorded_max_trade_time(self, tag: BatchTag) -> tuple[bool, int | None]:
         """(found, value) of the watermark input stored with this batch's trades_raw commits."""
-        for commit in self.table(TRADES_RAW).history(_HISTORY_DEPTH):
-            if commit.get(META_APP_ID) == tag.app_id and commit.get(META_BATCH_ID) == str(
-                tag.batch_id
-            ):
-                value = commit.get(META_MAX_TRADE_TIME) or None
-                return True, None if value is None else int(value)
+        # The newest few commits first: they decide it at almost every batch (reading 200
+        # commit files took 40 ms of a small batch).
+        for depth in _WATERMARK_DEPTHS:
+            found = recorded_watermark(self.table(TRADES_RAW).history(depth), tag)
+            if found is not None:
+                return found
         return False, None
 
     def merge_trades_raw(

@@ -207,3 +207,13 @@ def test_unseen_trades_are_appended_and_seen_ones_merged(tmp_path: Path) -> None
 
 def table_ids(sink: DeltaSink) -> list[int]:
     return DeltaTable(sink.path(TRADES_RAW)).to_pyarrow_table()["trade_id"].to_pylist()
+
+
+def test_a_batchs_watermark_input_is_found_behind_newer_commits(tmp_path: Path) -> None:
+    sink = DeltaSink(tmp_path)
+    sink.ensure_tables()
+    sink.merge_trades_raw(raw_rows(1), BatchTag("q", 3), T0, final=False, unseen=True)
+    for trade_id in range(2, 8):  # more commits than the first, short read of the log holds
+        sink.merge_trades_raw(raw_rows(trade_id), BatchTag("another query", 0), None, final=False)
+    assert sink.recorded_max_trade_time(BatchTag("q", 3)) == (True, T0)
+    assert sink.recorded_max_trade_time(BatchTag("q", 4)) == (False, None)
