@@ -45,7 +45,12 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
-from crypto_assets.analytics.transforms import AlertRules, window_alerts, window_metrics
+from crypto_assets.analytics.transforms import (
+    WINDOW_COLUMNS,
+    AlertRules,
+    alert_rows,
+    scoring_sql,
+)
 from crypto_assets.analytics.window_runs import (
     MAX_RUNS_PER_QUERY,
     Run,
@@ -57,7 +62,7 @@ from crypto_assets.analytics.window_runs import (
 )
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
     from crypto_assets.notifications.deliverer import DeliveryStats
     from crypto_assets.settings import Settings
@@ -280,13 +285,9 @@ def stamped(rows: pa.Table, column: str, moment: dt.datetime) -> pa.Table:
 
 
 def alerts_in(scored: pa.Table, runs: Sequence[Run], detected: dt.datetime) -> pa.Table:
-    """The price_alerts rows of `window_alerts`' output for the windows inside `runs`, detected
+    """The price_alerts rows of scored windows (`transforms.alert_rows`) inside `runs`, detected
     at `detected`."""
-    alerts = scored.filter(in_runs(scored, runs))["alerts"]
-    # One array, not chunks: a filter that keeps no row leaves none, and the pyarrow of
-    # Databricks Runtime 17.3 (19.0) cannot make a table of no chunks.
-    rows = pa.Table.from_struct_array(pc.list_flatten(alerts).combine_chunks())
-    return stamped(rows, "detected_time", detected)
+    return stamped(alert_rows(scored.filter(in_runs(scored, runs))), "detected_time", detected)
 
 
 class StepClock:
@@ -381,10 +382,9 @@ class LagProbe:
 
 @dataclass(frozen=True)
 class BatchContext:
-    """What the steps of one batch share: its tag, session and sink, lag probe and record."""
+    """What the steps of one batch share: its tag, sink, lag probe and record."""
 
     tag: BatchTag
-    spark: SparkSession
     sink: TableSink
     probe: LagProbe
     record: BatchRecord
@@ -419,6 +419,7 @@ class BatchProcessor:
         self.window_ms = round(window_seconds * 1000)
         self.watermark_ms = round(watermark_seconds * 1000)
         self.rules = rules
+        self.scoring = scoring_sql(self.window_ms, rules)
         self.maintenance = maintenance
         self.on_step = on_step
         self.live = live
@@ -443,9 +444,9 @@ class BatchProcessor:
         clock.lap("read")
         if files == 0:
             return
-        spark = batch_df.sparkSession
         record = BatchRecord(files, bad_rows=decoded.rejected.num_rows)
-        batch = BatchContext(tag, spark, self.sink.on(spark), LagProbe(self.window_ms), record)
+        sink = self.sink.on(batch_df.sparkSession)
+        batch = BatchContext(tag, sink, LagProbe(self.window_ms), record)
         self._quarantine(batch, decoded.rejected)
         clock.lap(TRADES_QUARANTINE)
         good = decoded.trades
@@ -567,7 +568,7 @@ class BatchProcessor:
     def _windows_and_alerts(self, batch: BatchContext, runs: list[Run], clock: StepClock) -> bool:
         """Recompute the windows `runs` touched and the alerts they affect, in pieces.
 
-        A piece's windows and alerts come from one Spark plan, so one job and one conversion
+        A piece's windows and alerts come from one query of the sink's engine, so one conversion
         to Arrow. Each piece commits its windows, then its alerts; the final piece's commits mark
         the steps applied, and its price_alerts commit carries the batch's record (returns True).
         """
@@ -607,17 +608,13 @@ class BatchProcessor:
         """The windows of `piece` from trades_raw, and the alerts inside `affected`.
 
         The alerts' inputs are these windows and, read from trades_analytics, the others of
-        `affected` and the `reach` before them: earlier pieces of the batch are committed.
+        `affected` and the `reach` before them: earlier pieces of the batch are committed. One
+        query of the sink's engine computes both.
         """
-        sink, window_s = batch.sink, self.window_ms / 1000
-        fresh = window_metrics(sink.read_trades(piece, self.window_ms), window_s)
-        stored = sink.read_analytics(widened(affected, before=reach), excluding=piece)
-        inputs = fresh.selectExpr("*", "true AS _fresh").unionByName(
-            stored.selectExpr("*", "false AS _fresh"), allowMissingColumns=True
-        )
-        scored = window_alerts(inputs, window_seconds=window_s, rules=self.rules).toArrow()
+        stored = widened(affected, before=reach)
+        scored = batch.sink.score(self.scoring, piece, self.window_ms, stored)
         computed = dt.datetime.now(dt.UTC)
-        windows = scored.filter(scored["_fresh"]).drop_columns(["_fresh", "alerts"])
+        windows = scored.filter(scored["_fresh"]).select(WINDOW_COLUMNS)
         return stamped(windows, "updated_time", computed), alerts_in(scored, affected, computed)
 
     def _replace_alerts(

@@ -147,18 +147,18 @@ class TableSink(Protocol):
         """
         ...
 
-    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
-        """trades_raw trades in the windows of `runs`, as a Spark DataFrame."""
-        ...
-
     def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
         """Upsert window rows: new windows inserted, windows already there rewritten."""
         ...
 
-    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
-        """The alert inputs of the windows inside `runs` and not `excluding` (the batch's session).
+    def score(
+        self, sql: str, trades: Sequence[Run], window_ms: int, stored: Sequence[Run]
+    ) -> pa.Table:
+        """`transforms.scoring_sql`'s `sql` run where the tables are, as Arrow.
 
-        Columns symbol, window_start, window_end, trade_count and price_change_pct.
+        ``{trades}`` is bound to trades_raw's trades in the windows of `trades`, ``{stored}`` to
+        trades_analytics' windows inside `stored` but outside `trades` (each at most
+        `MAX_RUNS_PER_QUERY` runs).
         """
         ...
 

@@ -1,31 +1,55 @@
-"""Pure Spark transforms of the analytics: DataFrame in, DataFrame out, no I/O, no settings.
+"""The analytics' transforms, written once as SQL text that Spark and DuckDB both run.
 
-They run unchanged on a local session and on Databricks; every number they need is an argument.
-Each is one Spark SQL query: every batch builds its plan anew, and a query given as text is one
-call into the JVM and one analysis, where the same plan built step by step with `Column` objects
-is a call per function, operator and literal and an analysis per step (building the plans took
-a fifth of a small batch's time).
+Each deployment computes a batch's windows and alerts where its tables are: Spark SQL on
+Databricks, DuckDB beside delta-rs in the local deployment (`crypto_assets.local.sql_engine`),
+where planning a Spark query per batch cost more than the work itself. So the text keeps to what
+both engines parse alike, in Spark's function names; DuckDB is given the two Spark names it
+lacks as macros (`DUCKDB_MACROS`). The SQL reads its inputs through ``{placeholders}``, which
+the engine binds to its own frames, and every number it needs is a literal of the arguments.
 
-They read no clock either: the batch that commits their rows stamps `updated_time` and
-`detected_time`. A timestamp in the plan is a literal in the code Spark generates, so each batch
-would compile and warm up new code (the same plan every batch reuses the code of the first).
+Sums add a window's trades in trade order on both engines (`window_metrics_sql`), so a window's
+numbers are bit-identical however its trades were split into batches or files, and on either
+engine.
+
+The text reads no clock: the batch that commits the rows stamps `updated_time` and
+`detected_time`. (On Spark a timestamp in the plan is a literal in the code it generates, so
+each batch would compile and warm up new code.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from crypto_assets.analytics.schema import PRICE_MOVE, VOLUME_SPIKE
+from crypto_assets.analytics.schema import (
+    PRICE_ALERTS_SCHEMA,
+    PRICE_MOVE,
+    TRADES_ANALYTICS_SCHEMA,
+    VOLUME_SPIKE,
+)
 
-# A window's start in messages, e.g. 2024-08-08 23:55:00 UTC.
-_WHEN = """date_format(window_start, "yyyy-MM-dd HH:mm:ss 'UTC'")"""
+# The functions of Spark SQL the text uses that DuckDB lacks, as DuckDB macros of the same
+# meaning. `timestamp_millis` gives DuckDB's TIMESTAMP, which its engine holds as UTC.
+DUCKDB_MACROS = (
+    "CREATE MACRO timestamp_millis(ms) AS epoch_ms(ms)",
+    "CREATE MACRO unix_millis(ts) AS epoch_ms(ts)",
+)
+
+# What a window row holds before its batch stamps `updated_time`.
+WINDOW_COLUMNS = tuple(name for name in TRADES_ANALYTICS_SCHEMA.names if name != "updated_time")
+# What a window's alerts need of it (the scoring input of `window_alerts_sql`).
+ALERT_INPUTS = ("symbol", "window_start", "window_end", "trade_count", "price_change_pct")
+ALERT_TYPES = (PRICE_MOVE, VOLUME_SPIKE)
+# The alert fields that differ between a window's alerts: one column of each per alert type.
+_ALERT_FIELDS = ("metric_value", "threshold", "message")
 
 
 @dataclass(frozen=True)
 class AlertRules:
-    """The alert thresholds of DESIGN.md, as plain numbers (`window_alerts` explains each)."""
+    """The alert thresholds of DESIGN.md, as plain numbers (`window_alerts_sql` explains each)."""
 
     price_change_threshold_pct: float
     volume_spike_min_trades: int
@@ -35,27 +59,53 @@ class AlertRules:
 
 
 def sql_double(value: float) -> str:
-    """`value` as a Spark SQL DOUBLE literal (a bare ``0.5`` is a DECIMAL)."""
+    """`value` as a DOUBLE literal in both engines (a bare ``0.5`` is a DECIMAL)."""
     return f"CAST('{float(value)!r}' AS DOUBLE)"
 
 
-def sql_string(value: str) -> str:
-    """`value` as a Spark SQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+def alert_column(alert_type: str, field: str) -> str:
+    """The scored windows' column of one alert field of one type: ``_price_move_threshold``."""
+    return f"_{alert_type.lower()}_{field}"
 
 
-def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
-    """One trades_analytics row per (symbol, tumbling window) from trades (price, quantity, ...).
+def window_metrics_sql(window_ms: int, source: str = "{trades}") -> str:
+    """One trades_analytics row per (symbol, tumbling window) of the trades in `source`.
 
-    Every column but `updated_time`, which the batch that commits the rows stamps.
+    `source` is a FROM item of trades (`TRADE_INPUT_FIELDS`). The rows have `WINDOW_COLUMNS`.
+    The window opens at the trade first by (trade_time, trade_id) and closes at the last; the
+    taker bought when the buyer is not the maker.
     """
-    window_ms = round(window_seconds * 1000)
-    # The rows are summed in one partition in (trade_time, trade_id) order, so the float sums come
-    # out bit-identical however the trades were split into batches or files. One partition also
-    # spares the plan its shuffle: the aggregation needs no exchange, and a batch's windows are
-    # one stage of one task (a shuffle's second stage cost more than the work at these sizes).
-    # The taker bought when the buyer is not the maker.
-    query = f"""
+    # Each sum adds its window's trades one by one in (trade_time, trade_id) order: a window
+    # function over the whole window, which both engines compute in its frame's order (an
+    # aggregate adds rows in the order they reach it, which depends on files and threads). So the
+    # sums come out bit-identical however the trades were split into batches or files, and on
+    # either engine. Every row of a window holds the same window values; the GROUP BY keeps one.
+    # COALESCE(1), a hint to Spark (a comment to DuckDB): in one partition the plan needs no
+    # shuffle, and a batch's windows are one stage of one task (a shuffle's second stage cost
+    # more than the work at these sizes).
+    ordered = f"""
+        SELECT symbol, _start_ms, price,
+               sum(quantity) OVER trade_order AS _volume,
+               sum(price * quantity) OVER trade_order AS _quote_volume,
+               sum(price) OVER trade_order AS _price_sum,
+               sum(CASE WHEN NOT is_buyer_maker THEN quantity ELSE 0 END) OVER trade_order
+                   AS _buy_volume,
+               sum(CASE WHEN is_buyer_maker THEN quantity ELSE 0 END) OVER trade_order
+                   AS _sell_volume,
+               first_value(price) OVER trade_order AS _open,
+               last_value(price) OVER trade_order AS _close
+        FROM (
+            SELECT /*+ COALESCE(1) */ *,
+                   trade_time - ((trade_time % {window_ms}) + {window_ms}) % {window_ms}
+                       AS _start_ms
+            FROM {source}
+        ) AS trades
+        WINDOW trade_order AS (
+            PARTITION BY symbol, _start_ms ORDER BY trade_time, trade_id
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+        )
+    """
+    return f"""
         SELECT symbol,
                timestamp_millis(_start_ms) AS window_start,
                timestamp_millis(_start_ms + {window_ms}) AS window_end,
@@ -69,48 +119,36 @@ def window_metrics(trades: DataFrame, window_seconds: float) -> DataFrame:
         FROM (
             SELECT symbol, _start_ms,
                    count(1) AS trade_count,
-                   sum(quantity) AS volume,
-                   sum(price * quantity) AS quote_volume,
-                   min_by(price, struct(trade_time, trade_id)) AS open,
-                   max_by(price, struct(trade_time, trade_id)) AS close,
+                   max(_volume) AS volume,
+                   max(_quote_volume) AS quote_volume,
+                   max(_open) AS open,
+                   max(_close) AS close,
                    max(price) AS high,
                    min(price) AS low,
-                   avg(price) AS avg_price,
-                   sum(CASE WHEN NOT is_buyer_maker THEN quantity ELSE 0.0D END) AS buy_volume,
-                   sum(CASE WHEN is_buyer_maker THEN quantity ELSE 0.0D END) AS sell_volume
-            FROM (
-                SELECT /*+ COALESCE(1) */ *, trade_time - pmod(trade_time, {window_ms}) AS _start_ms
-                FROM {{trades}}
-                SORT BY symbol, _start_ms, trade_time, trade_id
-            )
+                   max(_price_sum) / count(1) AS avg_price,
+                   max(_buy_volume) AS buy_volume,
+                   max(_sell_volume) AS sell_volume
+            FROM ({ordered}) AS ordered
             GROUP BY symbol, _start_ms
-        )
+        ) AS windows
     """
-    return trades.sparkSession.sql(query, trades=trades)
 
 
-# The columns `window_alerts` adds to its input while scoring, dropped from its output.
-_SCORING = (
-    "_start_ms",
-    "_history_count",
-    "_history_slots",
-    "_history_trades",
-    "_baseline",
-    "_spike_at",
-)
-
-
-def _alert(alert_type: str, metric_value: str, threshold: str, message: str) -> str:
-    """A price_alerts row (but `detected_time`) as a Spark SQL struct of a scored window."""
-    return (
-        f"named_struct('alert_type', {sql_string(alert_type)}, 'symbol', symbol, "
-        "'window_start', window_start, 'window_end', window_end, "
-        f"'metric_value', {metric_value}, 'threshold', {threshold}, 'message', {message})"
+def _alert(alert_type: str, fires: str, metric_value: str, threshold: str, message: str) -> str:
+    """The select list of one alert type's columns of a scored window (NULL where it does not
+    fire)."""
+    values = {"metric_value": metric_value, "threshold": threshold, "message": message}
+    return ",\n".join(
+        f"CASE WHEN {fires} THEN {values[field]} END AS {alert_column(alert_type, field)}"
+        for field in _ALERT_FIELDS
     )
 
 
-def window_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRules) -> DataFrame:
-    """`analytics` with `alerts`: the price_alerts rows of each window, as an array of structs.
+def window_alerts_sql(
+    window_ms: int, rules: AlertRules, source: str = "{analytics}", keep: Sequence[str] = ()
+) -> str:
+    """The windows of `source` scored: `keep`'s columns, `ALERT_INPUTS` and each alert type's
+    `metric_value`, `threshold` and `message` (`alert_column`; NULL where it does not fire).
 
     A window has a PRICE_MOVE when its price moved at least the threshold, and a VOLUME_SPIKE
     when it had at least `volume_spike_factor` times its baseline trades (and at least
@@ -125,39 +163,38 @@ def window_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRu
     alerts depend only on its own windows, so the table does not depend on how the data was split
     into batches or runs (a rule across symbols would let a late window of one change another's).
 
-    The input must hold the `volume_spike_lookback` + 1 slots before every window whose alerts
-    are wanted; a row whose previous slot lies outside the input is taken as an edge. Every
-    input column is kept, so one plan can return a batch's windows and their alerts together.
-    The alerts carry every price_alerts column but `detected_time`.
+    `source` must hold the `volume_spike_lookback` + 1 slots before every window whose alerts
+    are wanted; a row whose previous slot lies outside it is taken as an edge. `alert_rows` turns
+    the scored windows into price_alerts rows.
     """
-    window_ms = round(window_seconds * 1000)
     threshold_pct = sql_double(rules.price_change_threshold_pct)
+    when = "CAST(window_start AS STRING) || ' UTC'"  # 2024-08-08 23:55:00 UTC
     move = _alert(
         PRICE_MOVE,
+        f"abs(price_change_pct) >= {threshold_pct}",
         "price_change_pct",
         threshold_pct,
-        "format_string('%s price moved %+.3f%% in the window starting %s (alert at ±%.3f%%)', "
-        f"symbol, price_change_pct, {_WHEN}, {threshold_pct})",
+        "printf('%s price moved %+.3f%% in the window starting %s (alert at ±%.3f%%)', "
+        f"symbol, price_change_pct, {when}, {threshold_pct})",
     )
     spike = _alert(
         VOLUME_SPIKE,
+        f"_history_slots >= {rules.volume_spike_min_history} AND _history_slots > 0 "
+        "AND CAST(trade_count AS DOUBLE) >= _spike_at",
         "CAST(trade_count AS DOUBLE)",
         "_spike_at",
-        "format_string('%s had %d trades in the window starting %s; baseline %.1f trades a "
+        "printf('%s had %d trades in the window starting %s; baseline %.1f trades a "
         "window over %d history slots (alert at %.1f)', "
-        f"symbol, trade_count, {_WHEN}, _baseline, _history_slots, _spike_at)",
+        f"symbol, trade_count, {when}, _baseline, _history_slots, _spike_at)",
     )
-    spikes = (
-        f"_history_slots >= {rules.volume_spike_min_history} AND _history_slots > 0 "
-        "AND CAST(trade_count AS DOUBLE) >= _spike_at"
-    )
-    # One partition: the window functions need no exchange (see `window_metrics`). A row is an
-    # edge when the row before it (if any) is not in the slot right before it; an edge adds
+    columns = ", ".join(dict.fromkeys([*keep, *ALERT_INPUTS]))
+    # One partition: the window functions need no exchange (see `window_metrics_sql`). A row is
+    # an edge when the row before it (if any) is not in the slot right before it; an edge adds
     # nothing to the sums over the lookback slots before a window.
-    query = f"""
-        SELECT *,
-               array_compact(array(IF(abs(price_change_pct) >= {threshold_pct}, {move}, NULL),
-                                   IF({spikes}, {spike}, NULL))) AS alerts
+    return f"""
+        SELECT {columns},
+               {move},
+               {spike}
         FROM (
             SELECT *,
                    greatest({sql_double(rules.volume_spike_min_trades)},
@@ -176,25 +213,48 @@ def window_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRu
                                                   = _start_ms - {window_ms}, false)
                                     THEN trade_count END AS _history_count
                         FROM (
-                            SELECT *, unix_millis(window_start) AS _start_ms
-                            FROM (SELECT /*+ COALESCE(1) */ * FROM {{analytics}})
-                        )
+                            SELECT /*+ COALESCE(1) */ *, unix_millis(window_start) AS _start_ms
+                            FROM {source}
+                        ) AS windows
                         WINDOW by_time AS (PARTITION BY symbol ORDER BY _start_ms)
-                    )
+                    ) AS edges
                     WINDOW lookback AS (
                         PARTITION BY symbol ORDER BY _start_ms
                         RANGE BETWEEN {rules.volume_spike_lookback * window_ms} PRECEDING
                               AND 1 PRECEDING
                     )
-                )
-            )
-        )
+                ) AS history
+            ) AS baselines
+        ) AS thresholds
     """
-    return analytics.sparkSession.sql(query, analytics=analytics).drop(*_SCORING)
 
 
-def price_alerts(analytics: DataFrame, *, window_seconds: float, rules: AlertRules) -> DataFrame:
-    """The price_alerts rows (but `detected_time`) of every window of `analytics`, one per alert."""
-    return window_alerts(analytics, window_seconds=window_seconds, rules=rules).selectExpr(
-        "inline(alerts)"
-    )
+def scoring_sql(window_ms: int, rules: AlertRules) -> str:
+    """A piece of a batch in one query: the windows of the trades in ``{trades}``, and scored
+    with them the stored windows in ``{stored}`` (rows with `WINDOW_COLUMNS`, none of the
+    trades' windows), which must hold the lookback before each (`window_alerts_sql`).
+
+    The rows have `WINDOW_COLUMNS`, the alert columns, and `_fresh`: true for the trades' windows.
+    """
+    columns = ", ".join(WINDOW_COLUMNS)
+    windows = f"""(
+        SELECT {columns}, true AS _fresh FROM ({window_metrics_sql(window_ms)}) AS fresh
+        UNION ALL
+        SELECT {columns}, false AS _fresh FROM {{stored}}
+    ) AS inputs"""
+    return window_alerts_sql(window_ms, rules, windows, keep=[*WINDOW_COLUMNS, "_fresh"])
+
+
+def alert_rows(scored: pa.Table) -> pa.Table:
+    """The price_alerts rows (but `detected_time`) of scored windows: one per alert that fires."""
+    pieces = []
+    for alert_type in ALERT_TYPES:
+        fired = scored.filter(pc.is_valid(scored[alert_column(alert_type, "message")]))
+        columns = {
+            "alert_type": pa.array([alert_type] * fired.num_rows, pa.string()),
+            **{name: fired[name] for name in ("symbol", "window_start", "window_end")},
+            **{field: fired[alert_column(alert_type, field)] for field in _ALERT_FIELDS},
+        }
+        pieces.append(pa.table(columns))
+    schema = pa.schema(PRICE_ALERTS_SCHEMA.field(name) for name in pieces[0].column_names)
+    return pa.concat_tables(piece.cast(schema) for piece in pieces)

@@ -25,7 +25,7 @@ from typing import Any, Self
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from crypto_assets.analytics.ports import (
@@ -53,6 +53,7 @@ from crypto_assets.analytics.sink_sql import (
     trade_time_clause,
     window_clause,
 )
+from crypto_assets.analytics.transforms import WINDOW_COLUMNS
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
 from crypto_assets.databricks.layout import VolumeLayout
 
@@ -67,7 +68,6 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RECORDS_APP_SUFFIX = ":records"
 _RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 _HISTORY_DEPTH = 200
-_ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
 
 TableIdentifier = Callable[[str], str]
 
@@ -334,14 +334,6 @@ class SparkDeltaSink:
             )
         return pa.concat_tables(found)
 
-    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
-        """Every trades_raw trade in the windows of `runs` (at most `MAX_RUNS_PER_QUERY`)."""
-        columns = ", ".join(TRADE_INPUT_FIELDS)
-        predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
-        return self.spark.sql(
-            f"SELECT {columns} FROM {self.identifier(TRADES_RAW)} WHERE {predicate}"
-        )
-
     def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
         """Upsert window rows on (symbol, window_start); returns rows inserted and replaced."""
         if rows.num_rows == 0 and not final:
@@ -357,14 +349,22 @@ class SparkDeltaSink:
         with self._commit(tag, final=final):
             return self._merged(sql, view)
 
-    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
-        """Alert inputs of the windows inside `runs` but not `excluding` (each at most 64 runs)."""
-        table = self.identifier(TRADES_ANALYTICS)
-        wanted = any_of([window_clause(r, spark_timestamp) for r in runs])
-        excluded = any_of([window_clause(r, spark_timestamp) for r in excluding])
-        return self.spark.sql(
-            f"SELECT {_ALERT_INPUTS} FROM {table} WHERE ({wanted}) AND NOT ({excluded})"
+    def score(
+        self, sql: str, trades: Sequence[Run], window_ms: int, stored: Sequence[Run]
+    ) -> pa.Table:
+        """`transforms.scoring_sql`'s `sql` in one Spark plan over the tables (see `TableSink`)."""
+        in_windows = any_of([trade_time_clause(r, window_ms) for r in trades])
+        wanted = any_of([window_clause(r, spark_timestamp) for r in stored])
+        excluded = any_of([window_clause(r, spark_timestamp) for r in trades])
+        trades_in = self.spark.sql(
+            f"SELECT {', '.join(TRADE_INPUT_FIELDS)} FROM {self.identifier(TRADES_RAW)} "
+            f"WHERE {in_windows}"
         )
+        stored_in = self.spark.sql(
+            f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {self.identifier(TRADES_ANALYTICS)} "
+            f"WHERE ({wanted}) AND NOT ({excluded})"
+        )
+        return self.spark.sql(sql, trades=trades_in, stored=stored_in).toArrow()
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
         """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""

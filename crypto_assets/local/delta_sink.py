@@ -37,10 +37,10 @@ from crypto_assets.analytics.schema import (
     PRICE_ALERTS,
     TABLE_PARTITIONS,
     TABLE_SCHEMAS,
+    TRADE_INPUT_FIELDS,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
-    trade_inputs,
 )
 from crypto_assets.analytics.sink_sql import (
     any_of,
@@ -48,10 +48,12 @@ from crypto_assets.analytics.sink_sql import (
     trade_time_clause,
     window_clause,
 )
+from crypto_assets.analytics.transforms import WINDOW_COLUMNS
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
+from crypto_assets.local.sql_engine import SqlEngine
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,6 @@ _WATERMARK_DEPTHS = (4, _HISTORY_DEPTH)
 # the lag check's last 200), and older snapshots could not be read anyway once vacuumed.
 LOG_RETENTION = "interval 15 minutes"
 _TABLE_PROPERTIES = {"delta.logRetentionDuration": LOG_RETENTION}
-_ALERT_INPUTS = "symbol, window_start, window_end, trade_count, price_change_pct"
 
 
 def merge_counts(metrics: dict) -> MergeCounts:
@@ -117,32 +118,28 @@ def query_table(table: DeltaTable, name: str, sql: str) -> pa.Table:
 class DeltaSink:
     """The four Delta tables under one directory, with idempotent batch writes.
 
-    Spark (`spark`) only reads the trades of a batch's windows (`read_trades`).
+    No Spark: delta-rs reads and writes the tables, and DuckDB (`SqlEngine`) computes a batch's
+    windows and alerts from what delta-rs read.
     """
 
-    def __init__(
-        self,
-        delta_dir: Path,
-        spark: SparkSession | None = None,
-        opened: threading.local | None = None,
-    ) -> None:
+    def __init__(self, delta_dir: Path) -> None:
         self.delta_dir = delta_dir
-        self.spark = spark
         # The tables each thread opened so far (a DeltaTable is not shared between threads, and
         # goes with its thread), brought up to date with the commits made since (`table`).
-        self._opened = threading.local() if opened is None else opened
+        self._opened = threading.local()
+        self._engine = SqlEngine()
 
     def on(self, spark: SparkSession) -> Self:
-        """This sink, reading trades through `spark` (the session of the batch's DataFrame)."""
-        return type(self)(self.delta_dir, spark, self._opened)
+        """This sink: it works without the batch's Spark session."""
+        return self
 
     def __getstate__(self) -> dict[str, Any]:
-        # Pickled with the batch function for Spark Connect: a session does not pickle, and the
-        # batch binds the sink to its own (`on`); the opened tables are this process's.
-        return {**self.__dict__, "spark": None, "_opened": None}
+        # Pickled with the batch function for Spark Connect: the opened tables and the DuckDB
+        # database are this process's.
+        return {**self.__dict__, "_opened": None, "_engine": None}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _opened=threading.local())
+        self.__dict__.update(state, _opened=threading.local(), _engine=SqlEngine())
 
     def path(self, table: str) -> str:
         """Location of `table`."""
@@ -323,22 +320,6 @@ class DeltaSink:
         empty = pa.schema([("symbol", pa.string()), ("trade_id", pa.int64())]).empty_table()
         return pa.concat_tables([empty, *(f.cast(empty.schema) for f in found)])
 
-    def read_trades(self, runs: Sequence[Run], window_ms: int) -> DataFrame:
-        """Every trades_raw trade in the windows of `runs` (at most `MAX_RUNS_PER_QUERY`), by Spark.
-
-        The snapshot's Parquet files are pruned by partition and min/max statistics; Spark scans
-        them in parallel, several times faster than shipping rows from Python.
-        """
-        if self.spark is None:
-            raise RuntimeError("DeltaSink.read_trades needs the Spark session it was given")
-        predicate = any_of([trade_time_clause(r, window_ms) for r in runs])
-        files = self.table(TRADES_RAW).file_uris(file_pruning_predicate=predicate)
-        if not files:
-            return self.spark.createDataFrame([], trade_inputs())
-        # The files hold no partition column (trade_date): the same trades by symbol and time.
-        wanted = any_of([trade_time_clause(r, window_ms, dates=False) for r in runs])
-        return self.spark.read.schema(trade_inputs()).parquet(*files).where(wanted)
-
     def merge_analytics(self, rows: pa.Table, tag: BatchTag, *, final: bool) -> MergeCounts:
         """Upsert window rows on (symbol, window_start); returns rows inserted and replaced."""
         if rows.num_rows == 0 and not final:
@@ -364,20 +345,27 @@ class DeltaSink:
         )
         return merge_counts(metrics)
 
-    def read_analytics(self, runs: Sequence[Run], excluding: Sequence[Run]) -> DataFrame:
-        """Alert inputs of the windows inside `runs` but not `excluding` (each at most 64 runs).
+    def score(
+        self, sql: str, trades: Sequence[Run], window_ms: int, stored: Sequence[Run]
+    ) -> pa.Table:
+        """`transforms.scoring_sql`'s `sql` over the tables' rows, by DuckDB (see `TableSink`).
 
-        Read through the Delta log by DataFusion; a DataFrame of the sink's session.
+        delta-rs reads the rows through each table's log, skipping every file whose partition
+        values or statistics rule it out.
         """
-        if self.spark is None:
-            raise RuntimeError("DeltaSink.read_analytics needs the Spark session it was given")
-        wanted = any_of([window_clause(r, sql_timestamp) for r in runs])
-        excluded = any_of([window_clause(r, sql_timestamp) for r in excluding])
-        rows = self.query(
-            TRADES_ANALYTICS,
-            f"SELECT {_ALERT_INPUTS} FROM {TRADES_ANALYTICS} WHERE ({wanted}) AND NOT ({excluded})",
+        inputs = ", ".join(TRADE_INPUT_FIELDS)
+        in_windows = any_of([trade_time_clause(r, window_ms) for r in trades])
+        wanted = any_of([window_clause(r, sql_timestamp) for r in stored])
+        excluded = any_of([window_clause(r, sql_timestamp) for r in trades])
+        return self._engine.run(
+            sql,
+            trades=self.query(TRADES_RAW, f"SELECT {inputs} FROM {TRADES_RAW} WHERE {in_windows}"),
+            stored=self.query(
+                TRADES_ANALYTICS,
+                f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {TRADES_ANALYTICS} "
+                f"WHERE ({wanted}) AND NOT ({excluded})",
+            ),
         )
-        return self.spark.createDataFrame(rows)
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
         """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""

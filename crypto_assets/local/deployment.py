@@ -72,7 +72,7 @@ class LocalDeployment:
             checkpoint_dir=checkpoint,
             retention=retention,
         )
-        sink = DeltaSink(layout.delta_dir, spark)
+        sink = DeltaSink(layout.delta_dir)
         outbox = layout.alerts_outbox_dir(QUERY_NAME)
         return AnalyticsTarget(layout.landing_dir, checkpoint, reader, sink, outbox)
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets.local.sql_engine import SqlEngine
 from crypto_assets_tests.analytics.landing_files import recording_trades, write_landing_files
 from crypto_assets_tests.analytics.runs import run_local
 from crypto_assets_tests.analytics.settings_for_tests import analytics_settings
+from crypto_assets_tests.analytics.sql_engines import Engine, SparkEngine
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +37,11 @@ def full_run(
     write_landing_files(data_dir / "landing" / "trades", landing_records, 12)
     summary = run_local(spark, analytics_settings(data_dir))
     return FullRun(data_dir, summary)
+
+
+@pytest.fixture(params=["spark", "duckdb"])
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine the transforms run on: Spark (Databricks) and DuckDB (the local deployment)."""
+    if request.param == "spark":
+        return SparkEngine(request.getfixturevalue("spark"))
+    return SqlEngine()

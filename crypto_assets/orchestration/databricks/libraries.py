@@ -15,7 +15,8 @@ import importlib.metadata
 # client on serverless), what dagster-databricks' step launcher adds itself at the local versions
 # (dagster, dagster-databricks, dagster-pyspark, databricks-sdk) and what only the local UI and
 # tools need (dagster-webserver, the `dg` CLI, dagster-slack: on Databricks the analytics notify
-# no one, `remote_environment`). Neither pinned here nor required by the shipped wheel (`wheel.py`):
+# no one, `remote_environment`; DuckDB: the local sink's engine, where Databricks runs the
+# transforms in Spark). Neither pinned here nor required by the shipped wheel (`wheel.py`):
 # a compute that installed them from PyPI would replace its own.
 PROVIDED_OR_LOCAL_ONLY = frozenset(
     {
@@ -30,6 +31,7 @@ PROVIDED_OR_LOCAL_ONLY = frozenset(
         "dagster-webserver",
         "dagster-dg-cli",
         "dagster-slack",
+        "duckdb",
     }
 )
 # What a Pipes task imports on top of the package's own needs (no step launcher adds it there).
