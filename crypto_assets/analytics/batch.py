@@ -242,6 +242,9 @@ class BatchFailedError(RuntimeError):
 
 def first_per_trade(rows: pa.Table) -> pa.Table:
     """One row per (symbol, trade_id): the one from the first source file by name."""
+    keys = rows.select(["symbol", "trade_id"]).group_by(["symbol", "trade_id"]).aggregate([])
+    if keys.num_rows == rows.num_rows:  # no trade twice: the usual batch (sorting took seconds)
+        return rows
     ordered = rows.sort_by(
         [("symbol", "ascending"), ("trade_id", "ascending"), ("source_file", "ascending")]
     )

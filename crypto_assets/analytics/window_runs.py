@@ -33,20 +33,42 @@ def window_starts(trade_times: pa.Array, window_ms: int) -> pa.Array:
     return pc.multiply(pc.divide(trade_times, window_ms), window_ms)
 
 
+def _numbered(table: pa.Table, key: str, gap: int) -> pa.Table:
+    """`table` sorted by symbol and `key`, with `run`: the number of the run each row is in.
+
+    A run starts at the first row, where the symbol changes, and after a step of `key` over `gap`.
+    """
+    ordered = table.sort_by([("symbol", "ascending"), (key, "ascending")])
+    symbols, keys = ordered["symbol"], ordered[key]
+    changed = pc.not_equal(symbols[1:], symbols[:-1])
+    gapped = pc.greater(pc.subtract(keys[1:], keys[:-1]), gap)
+    starts = pa.concat_arrays([pa.array([True]), pc.or_(changed, gapped).combine_chunks()])
+    return ordered.append_column("run", pc.cumulative_sum(pc.cast(starts, pa.int64())))
+
+
 def runs_of(symbols: pa.Array, starts: pa.Array, window_ms: int, join_slots: int) -> list[Run]:
     """The disjoint runs covering every (symbol, start); sorted by symbol, then time."""
-    keys = (
-        pa.table({"symbol": symbols, "start": starts}).group_by(["symbol", "start"]).aggregate([])
+    if len(symbols) == 0:
+        return []
+    numbered = _numbered(
+        pa.table({"symbol": symbols, "start": starts}),
+        "start",
+        max(join_slots * window_ms, window_ms),
     )
-    keys = keys.sort_by([("symbol", "ascending"), ("start", "ascending")])
-    runs: list[Run] = []
-    reach = join_slots * window_ms
-    for symbol, start in zip(keys["symbol"].to_pylist(), keys["start"].to_pylist(), strict=True):
-        if runs and runs[-1].symbol == symbol and start - runs[-1].last <= max(reach, window_ms):
-            runs[-1] = runs[-1]._replace(last=start)
-        else:
-            runs.append(Run(symbol, start, start))
-    return runs
+    runs = (
+        numbered.group_by("run", use_threads=False)
+        .aggregate([("symbol", "min"), ("start", "min"), ("start", "max")])
+        .sort_by("run")
+    )
+    return [
+        Run(*row)
+        for row in zip(
+            runs["symbol_min"].to_pylist(),
+            runs["start_min"].to_pylist(),
+            runs["start_max"].to_pylist(),
+            strict=True,
+        )
+    ]
 
 
 def id_runs(symbols: pa.Array, trade_ids: pa.Array, join_gap: int) -> list[Run]:
@@ -70,16 +92,8 @@ def trade_spans(trades: pa.Table, join_gap: int) -> list[TradeSpan]:
     joined across gaps of at most `join_gap` ids, each with the span of its trade times."""
     if trades.num_rows == 0:
         return []
-    ordered = trades.select(["symbol", "trade_id", "trade_time"]).sort_by(
-        [("symbol", "ascending"), ("trade_id", "ascending")]
-    )
-    symbols, ids = ordered["symbol"], ordered["trade_id"]
-    # A span starts at the first row, where the symbol changes, or after a gap over join_gap.
-    changed = pc.not_equal(symbols[1:], symbols[:-1])
-    gapped = pc.greater(pc.subtract(ids[1:], ids[:-1]), join_gap)
-    starts = pa.concat_arrays([pa.array([True]), pc.or_(changed, gapped).combine_chunks()])
-    numbered = ordered.append_column("span", pc.cumulative_sum(pc.cast(starts, pa.int64())))
-    spans = numbered.group_by("span").aggregate(
+    numbered = _numbered(trades.select(["symbol", "trade_id", "trade_time"]), "trade_id", join_gap)
+    spans = numbered.group_by("run", use_threads=False).aggregate(
         [
             ("symbol", "min"),
             ("trade_id", "min"),
@@ -88,7 +102,7 @@ def trade_spans(trades: pa.Table, join_gap: int) -> list[TradeSpan]:
             ("trade_time", "max"),
         ]
     )
-    spans = spans.sort_by("span")
+    spans = spans.sort_by("run")
     return [
         TradeSpan(*row)
         for row in zip(

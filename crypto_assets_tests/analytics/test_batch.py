@@ -6,7 +6,7 @@ import datetime as dt
 
 import pyarrow as pa
 
-from crypto_assets.analytics.batch import alerts_in
+from crypto_assets.analytics.batch import alerts_in, first_per_trade
 from crypto_assets.analytics.schema import PRICE_ALERTS_SCHEMA, PRICE_MOVE, VOLUME_SPIKE
 from crypto_assets.analytics.transforms import ALERT_TYPES, alert_column
 from crypto_assets.analytics.window_runs import Run
@@ -75,3 +75,23 @@ def test_no_window_inside_the_runs_is_an_empty_table_of_alerts() -> None:
     found = alerts_in(scored, [Run("BTCUSDT", T0_MS, T0_MS)], DETECTED)
     assert found.num_rows == 0
     assert found.schema == PRICE_ALERTS_SCHEMA
+
+
+def test_a_trade_twice_in_a_batch_is_kept_from_the_first_file_by_name() -> None:
+    rows = pa.table(
+        {
+            "symbol": ["BTCUSDT", "ETHUSDT", "BTCUSDT", "BTCUSDT"],
+            "trade_id": [7, 7, 8, 7],
+            "price": [2.0, 3.0, 4.0, 1.0],
+            "source_file": ["b.json", "b.json", "b.json", "a.json"],
+        }
+    )
+    kept = first_per_trade(rows).to_pylist()
+    assert sorted((r["symbol"], r["trade_id"], r["price"]) for r in kept) == [
+        ("BTCUSDT", 7, 1.0),  # a.json's, though b.json's came first
+        ("BTCUSDT", 8, 4.0),
+        ("ETHUSDT", 7, 3.0),
+    ]
+    # Without a trade twice, the rows are kept as they are.
+    unique = rows.slice(0, 3)
+    assert first_per_trade(unique) is unique
