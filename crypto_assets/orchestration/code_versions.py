@@ -38,6 +38,7 @@ ANALYTICS_MODULES = (
     "analytics/window_runs.py",
     "local/delta_sink.py",
     "local/landing_reader.py",
+    "local/sql_engine.py",
     "databricks/autoloader_reader.py",
     "databricks/spark_delta_sink.py",
     "landing_record.py",
