@@ -9,8 +9,13 @@ import random
 import pyarrow as pa
 import pytest
 
-from crypto_assets.analytics.schema import TRADE_INPUT_FIELDS
+from crypto_assets.analytics.schema import (
+    TRADE_INPUT_FIELDS,
+    TRADES_ANALYTICS_SCHEMA,
+    TRADES_RAW_SCHEMA,
+)
 from crypto_assets.analytics.transforms import (
+    ALERT_INPUTS,
     AlertRules,
     alert_rows,
     window_alerts_sql,
@@ -26,7 +31,6 @@ pytestmark = pytest.mark.spark
 
 T0 = 1723161600000  # 2024-08-09 00:00:00 UTC, a window boundary
 UTC = dt.UTC
-_TS = pa.timestamp("us", "UTC")
 
 
 def trade(trade_id: int, offset_ms: int, price: float, qty: float, maker: bool, symbol="BTCUSDT"):
@@ -36,16 +40,7 @@ def trade(trade_id: int, offset_ms: int, price: float, qty: float, maker: bool, 
 def trades_table(trades: list[tuple]) -> pa.Table:
     return pa.Table.from_pylist(
         [dict(zip(TRADE_INPUT_FIELDS, t, strict=True)) for t in trades],
-        pa.schema(
-            [
-                ("symbol", pa.string()),
-                ("trade_id", pa.int64()),
-                ("price", pa.float64()),
-                ("quantity", pa.float64()),
-                ("trade_time", pa.int64()),
-                ("is_buyer_maker", pa.bool_()),
-            ]
-        ),
+        pa.schema(TRADES_RAW_SCHEMA.field(name) for name in TRADE_INPUT_FIELDS),
     )
 
 
@@ -85,15 +80,7 @@ class Windows:
         return Windows(self.rows + other.rows)
 
     def table(self) -> pa.Table:
-        schema = pa.schema(
-            [
-                ("symbol", pa.string()),
-                ("window_start", _TS),
-                ("window_end", _TS),
-                ("trade_count", pa.int64()),
-                ("price_change_pct", pa.float64()),
-            ]
-        )
+        schema = pa.schema(TRADES_ANALYTICS_SCHEMA.field(name) for name in ALERT_INPUTS)
         return pa.Table.from_pylist(self.rows, schema)
 
 
