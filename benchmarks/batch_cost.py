@@ -2,8 +2,8 @@
 
 The bundled recording (looped with shifted ids and times when more is needed) is cut into
 landing files of `--trades` trades each; one availableNow run over them with one file per
-trigger makes each file one micro-batch, on the local deployment (local Spark, delta-rs tables),
-as a continuous run at a 1 s trigger would see them. Each batch's step times come from the
+trigger makes each file one micro-batch, on the local deployment (local Spark, delta-rs tables,
+DuckDB), as a continuous run at a 1 s trigger would see them. Each batch's step times come from the
 batch's own log line (read, trades_raw, trades_analytics, price_alerts). The first `--warm-up`
 batches are left out (JIT, code generation, the tables' first commits).
 

@@ -8,7 +8,7 @@ order of `FIELDS`. Everything that writes, reads or describes such a line derive
   fields' types);
 - the local decoder (`analytics.landing_decoder`: which fields it reads, their Arrow types);
 - the Arrow schemas (`arrow_schema()`: the landing line, trades_raw's first columns);
-- the Spark schemas (`spark_schema()`: the Auto Loader reader's, `analytics.schema.trade_inputs()`);
+- the Spark schema of the Auto Loader reader (`spark_schema()`);
 - the column descriptions the Dagster UI shows (`DESCRIPTIONS`);
 - the readers of a landed line's ids (`trade_ids_by_symbol`: producer state, Volume upload).
 

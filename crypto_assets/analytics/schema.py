@@ -6,7 +6,6 @@ them, so a table's schema never drifts with whatever types a batch happened to p
 
 from __future__ import annotations
 
-from functools import cache
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -14,7 +13,7 @@ import pyarrow as pa
 from crypto_assets import landing_record
 
 if TYPE_CHECKING:
-    from pyspark.sql.types import StructType
+    pass
 
 TRADES_RAW = "trades_raw"
 TRADES_ANALYTICS = "trades_analytics"
@@ -31,12 +30,6 @@ VOLUME_SPIKE = "VOLUME_SPIKE"
 
 # The trades_raw columns the window metrics read.
 TRADE_INPUT_FIELDS = ("symbol", "trade_id", "price", "quantity", "trade_time", "is_buyer_maker")
-
-
-@cache
-def trade_inputs() -> StructType:
-    """The Spark schema of `TRADE_INPUT_FIELDS` (a function: importing this loads no Spark)."""
-    return landing_record.spark_schema(TRADE_INPUT_FIELDS)
 
 
 _TS = pa.timestamp("us", tz="UTC")

@@ -1,5 +1,6 @@
 """The SQL predicates both sinks select runs of trades and windows with (delta-rs and Spark SQL),
-and both lakehouses the rows a run wrote and the trades of its trade spans.
+the inputs of a batch's scoring query, and both lakehouses the rows a run wrote and the trades
+of its trade spans.
 
 The two dialects differ only in how a timestamp literal is written, so `window_clause` and
 `written_clause` take the sink's own literal function; everything else is the same text for both.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
+from crypto_assets.analytics.schema import TRADE_INPUT_FIELDS, TRADES_ANALYTICS, TRADES_RAW
+from crypto_assets.analytics.transforms import WINDOW_COLUMNS
 from crypto_assets.analytics.window_runs import Run, TradeSpan
 
 _DAY_MS = 86_400_000
@@ -54,6 +57,28 @@ def window_clause(run: Run, timestamp: Callable[[int], str], prefix: str = "") -
         f"{prefix}symbol = {sql_string(run.symbol)} "
         f"AND {prefix}window_start >= {timestamp(run.first)} "
         f"AND {prefix}window_start <= {timestamp(run.last)}"
+    )
+
+
+def scoring_inputs(
+    trades: Sequence[Run],
+    window_ms: int,
+    stored: Sequence[Run],
+    timestamp: Callable[[int], str],
+    tables: Callable[[str], str],
+) -> tuple[str, str]:
+    """The two inputs of `transforms.scoring_sql` (see `TableSink.score`), as SELECTs: the trades
+    of `trades`' windows, and the stored windows inside `stored` but outside `trades`.
+
+    `timestamp` writes the sink's timestamp literal and `tables` names a table as its engine does.
+    """
+    in_windows = any_of([trade_time_clause(r, window_ms) for r in trades])
+    wanted = any_of([window_clause(r, timestamp) for r in stored])
+    excluded = any_of([window_clause(r, timestamp) for r in trades])
+    return (
+        f"SELECT {', '.join(TRADE_INPUT_FIELDS)} FROM {tables(TRADES_RAW)} WHERE {in_windows}",
+        f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {tables(TRADES_ANALYTICS)} "
+        f"WHERE ({wanted}) AND NOT ({excluded})",
     )
 
 

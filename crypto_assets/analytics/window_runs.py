@@ -46,6 +46,11 @@ def _numbered(table: pa.Table, key: str, gap: int) -> pa.Table:
     return ordered.append_column("run", pc.cumulative_sum(pc.cast(starts, pa.int64())))
 
 
+def _rows(table: pa.Table, columns: list[str]) -> Iterator[tuple]:
+    """The rows of `table`'s `columns`, as tuples."""
+    return zip(*(table[name].to_pylist() for name in columns), strict=True)
+
+
 def runs_of(symbols: pa.Array, starts: pa.Array, window_ms: int, join_slots: int) -> list[Run]:
     """The disjoint runs covering every (symbol, start); sorted by symbol, then time."""
     if len(symbols) == 0:
@@ -60,15 +65,7 @@ def runs_of(symbols: pa.Array, starts: pa.Array, window_ms: int, join_slots: int
         .aggregate([("symbol", "min"), ("start", "min"), ("start", "max")])
         .sort_by("run")
     )
-    return [
-        Run(*row)
-        for row in zip(
-            runs["symbol_min"].to_pylist(),
-            runs["start_min"].to_pylist(),
-            runs["start_max"].to_pylist(),
-            strict=True,
-        )
-    ]
+    return [Run(*row) for row in _rows(runs, ["symbol_min", "start_min", "start_max"])]
 
 
 def id_runs(symbols: pa.Array, trade_ids: pa.Array, join_gap: int) -> list[Run]:
@@ -103,17 +100,8 @@ def trade_spans(trades: pa.Table, join_gap: int) -> list[TradeSpan]:
         ]
     )
     spans = spans.sort_by("run")
-    return [
-        TradeSpan(*row)
-        for row in zip(
-            spans["symbol_min"].to_pylist(),
-            spans["trade_id_min"].to_pylist(),
-            spans["trade_id_max"].to_pylist(),
-            spans["trade_time_min"].to_pylist(),
-            spans["trade_time_max"].to_pylist(),
-            strict=True,
-        )
-    ]
+    columns = ["symbol_min", "trade_id_min", "trade_id_max", "trade_time_min", "trade_time_max"]
+    return [TradeSpan(*row) for row in _rows(spans, columns)]
 
 
 def chunks(runs: Sequence[_Keys], size: int = MAX_RUNS_PER_QUERY) -> Iterator[list[_Keys]]:

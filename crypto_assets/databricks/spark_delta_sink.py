@@ -42,18 +42,16 @@ from crypto_assets.analytics.schema import (
     PRICE_ALERTS,
     TABLE_PARTITIONS,
     TABLE_SCHEMAS,
-    TRADE_INPUT_FIELDS,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
 from crypto_assets.analytics.sink_sql import (
     any_of,
+    scoring_inputs,
     sql_string,
-    trade_time_clause,
     window_clause,
 )
-from crypto_assets.analytics.transforms import WINDOW_COLUMNS
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
 from crypto_assets.databricks.layout import VolumeLayout
 
@@ -353,18 +351,12 @@ class SparkDeltaSink:
         self, sql: str, trades: Sequence[Run], window_ms: int, stored: Sequence[Run]
     ) -> pa.Table:
         """`transforms.scoring_sql`'s `sql` in one Spark plan over the tables (see `TableSink`)."""
-        in_windows = any_of([trade_time_clause(r, window_ms) for r in trades])
-        wanted = any_of([window_clause(r, spark_timestamp) for r in stored])
-        excluded = any_of([window_clause(r, spark_timestamp) for r in trades])
-        trades_in = self.spark.sql(
-            f"SELECT {', '.join(TRADE_INPUT_FIELDS)} FROM {self.identifier(TRADES_RAW)} "
-            f"WHERE {in_windows}"
+        trades_in, stored_in = scoring_inputs(
+            trades, window_ms, stored, spark_timestamp, self.identifier
         )
-        stored_in = self.spark.sql(
-            f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {self.identifier(TRADES_ANALYTICS)} "
-            f"WHERE ({wanted}) AND NOT ({excluded})"
-        )
-        return self.spark.sql(sql, trades=trades_in, stored=stored_in).toArrow()
+        return self.spark.sql(
+            sql, trades=self.spark.sql(trades_in), stored=self.spark.sql(stored_in)
+        ).toArrow()
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
         """(symbol, window_start, alert_type) of price_alerts inside `runs` (at most 100)."""

@@ -37,18 +37,16 @@ from crypto_assets.analytics.schema import (
     PRICE_ALERTS,
     TABLE_PARTITIONS,
     TABLE_SCHEMAS,
-    TRADE_INPUT_FIELDS,
     TRADES_ANALYTICS,
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
 from crypto_assets.analytics.sink_sql import (
     any_of,
+    scoring_inputs,
     sql_string,
-    trade_time_clause,
     window_clause,
 )
-from crypto_assets.analytics.transforms import WINDOW_COLUMNS
 from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, chunks
 from crypto_assets.local.sql_engine import SqlEngine
 
@@ -353,18 +351,11 @@ class DeltaSink:
         delta-rs reads the rows through each table's log, skipping every file whose partition
         values or statistics rule it out.
         """
-        inputs = ", ".join(TRADE_INPUT_FIELDS)
-        in_windows = any_of([trade_time_clause(r, window_ms) for r in trades])
-        wanted = any_of([window_clause(r, sql_timestamp) for r in stored])
-        excluded = any_of([window_clause(r, sql_timestamp) for r in trades])
+        trades_in, stored_in = scoring_inputs(trades, window_ms, stored, sql_timestamp, str)
         return self._engine.run(
             sql,
-            trades=self.query(TRADES_RAW, f"SELECT {inputs} FROM {TRADES_RAW} WHERE {in_windows}"),
-            stored=self.query(
-                TRADES_ANALYTICS,
-                f"SELECT {', '.join(WINDOW_COLUMNS)} FROM {TRADES_ANALYTICS} "
-                f"WHERE ({wanted}) AND NOT ({excluded})",
-            ),
+            trades=self.query(TRADES_RAW, trades_in),
+            stored=self.query(TRADES_ANALYTICS, stored_in),
         )
 
     def alert_keys(self, runs: Sequence[Run]) -> pa.Table:
