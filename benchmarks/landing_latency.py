@@ -6,10 +6,11 @@ dagster.yaml `make ui` writes) and CRYPTO_DATA_DIR, a replay server at real-time
 
 - `follow`: the demo's default, nothing launched but the producer. `landing_files_sensor` (every
   5 s) sees the producer run and starts one continuous `streaming_analytics_job` run that follows
-  it (`follow_producer`, the trigger ANALYTICS_TRIGGER_SECONDS, 5 s); that run ends by itself once
+  it (`follow_producer`, the trigger ANALYTICS_TRIGGER_SECONDS, 1 s); that run ends by itself once
   the producer run has ended and the landing folder is drained, which the benchmark waits for.
 - `continuous`: the sensor is off and one `streaming_analytics_job` run is launched with
-  `mode: continuous, trigger_seconds: 5` before the producer starts; it is terminated at the end.
+  `mode: continuous` (the Launchpad's trigger, the same default) before the producer starts; it is
+  terminated at the end.
 
 A file's landing time is its mtime (the producer writes, fsyncs, then renames it into place). Its
 trades are visible when the trades_raw commit that first holds rows with its `source_file` is
@@ -163,7 +164,7 @@ def run_mode(mode: str, root: Path, produce_seconds: float) -> list[str]:
         watcher.start()
         if mode == "continuous":
             dagster.stop_sensor("landing_files_sensor")
-            config = {"mode": "continuous", "trigger_seconds": 5.0}
+            config = {"mode": "continuous"}
             analytics_run = dagster.launch(
                 "streaming_analytics_job", {"ops": {"streaming_analytics": {"config": config}}}
             )

@@ -35,7 +35,7 @@ CHECK_KEY_COLUMNS_NOT_NULL = "check_trades_analytics_key_columns_not_null"
 CHECK_TRADE_LAG_P95 = "check_trade_lag_p95"
 CHECK_CHECKPOINT_BOUNDED = "check_checkpoint_bounded"
 
-# The batches the lag check judges: the latest ones, about a minute at a 5 s trigger.
+# The batches the lag check judges: the latest ones, about a minute of 5 s landing files.
 LAG_BATCHES_JUDGED = 12
 # Spark keeps this many batches in a checkpoint's offsets and commits logs (minBatchesToRetain);
 # an offsets log holding more than twice as many is not being cleaned up: it grows without bound.

@@ -114,5 +114,6 @@ def test_the_launchpads_trigger_seconds_is_the_deployments_analytics_trigger_sec
         job = build_definitions(deployed).resolve_job_def(ANALYTICS_JOB)
         config = dg.validate_run_config(job, {})["ops"][ANALYTICS_OP]["config"]
         assert config["trigger_seconds"] == deployed.analytics_trigger_seconds
-    # The settings model is the one source of the default (DESIGN.md: 5 seconds).
-    assert StreamingAnalyticsConfig().trigger_seconds == default.analytics_trigger_seconds == 5.0
+    # The settings model is the one source of the default: 1 second, so the run that follows a
+    # producer (the UI demo's default) picks up each landing file within about a second.
+    assert StreamingAnalyticsConfig().trigger_seconds == default.analytics_trigger_seconds == 1.0

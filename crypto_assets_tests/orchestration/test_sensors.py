@@ -229,8 +229,8 @@ def test_continuous_sensor_is_off_by_default_and_starts_one_continuous_run(defs,
     result = _evaluate(sensor, instance, None)
     assert isinstance(result, dg.SensorResult)
     (request,) = result.run_requests
-    # ANALYTICS_TRIGGER_SECONDS' default, 5 s.
-    assert request.run_config == _continuous_config(5.0)
+    # ANALYTICS_TRIGGER_SECONDS' default, 1 s.
+    assert request.run_config == _continuous_config(1.0)
     assert request.run_key == "continuous-analytics-1"
     assert request.tags["crypto_assets/trigger"] == "continuous_analytics_sensor"
     assert result.cursor == "1"
@@ -392,7 +392,7 @@ def test_a_producer_run_is_followed_by_one_continuous_run(defs, instance, status
     job = defs.resolve_job_def(ANALYTICS_JOB)
     config = dg.validate_run_config(job, request.run_config)["ops"]["streaming_analytics"]
     assert config["config"]["follow_producer"] is True
-    assert config["config"]["trigger_seconds"] == 5.0  # ANALYTICS_TRIGGER_SECONDS
+    assert config["config"]["trigger_seconds"] == 1.0  # ANALYTICS_TRIGGER_SECONDS
     follow = _submit(instance, job, request)
     # One follow run: while it is active the sensor starts nothing, and says why.
     again = sensor(_landing_context(defs, instance, None))
