@@ -54,7 +54,13 @@ SESSION_CONF = {
     "spark.driver.host": LOOPBACK,
     "spark.driver.bindAddress": LOOPBACK,
     # A file: URI, so a checkout path with spaces survives the launcher's option splitting.
-    "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+    # C1 only (TieredStopAtLevel=1): locally the JVM plans the query, lists the landing files
+    # and writes the checkpoint, while a batch's work runs in Python, Arrow, delta-rs and
+    # DuckDB; C2's compilations cost more CPU than they gain on 2 cores (a 1,000,000-trade
+    # backlog: 10.9 s -> 9.3 s as one process; docs/benchmarks.md).
+    "spark.driver.extraJavaOptions": (
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} -XX:TieredStopAtLevel=1"
+    ),
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",
