@@ -18,6 +18,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -179,25 +180,45 @@ def _above_zero_finite(values: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.and_(pc.greater(values, 0.0), pc.less(values, float("inf")))
 
 
+_NEWLINE, _OPEN = ord("\n"), ord("{")
+
+
+def _objects_one_a_line(body: bytes) -> int:
+    """The lines of `body` that are not empty, if each starts with the one `{` it holds, else 0.
+
+    Counted by numpy over the bytes: splitting the file into lines was 40% of the decoding.
+    """
+    if b"[" in body or not body:
+        return 0
+    data = np.frombuffer(body, np.uint8)
+    # Each line's first byte: the file's, and the one after each newline but the last byte.
+    firsts = np.concatenate((data[:1], data[np.flatnonzero(data[:-1] == _NEWLINE) + 1]))
+    opening = firsts == _OPEN
+    if not np.all(opening | (firsts == _NEWLINE)):  # a line starting otherwise
+        return 0
+    count = int(np.count_nonzero(opening))
+    return count if np.count_nonzero(data == _OPEN) == count else 0
+
+
 def clean_trades(content: bytes, now_ms: int) -> pa.Table | None:
     """The read fields of every line of `content`, or None unless each is a usable trade.
 
     Only a file whose every line that is not empty starts with the one `{` it holds (so no
-    nesting and no second object) and which holds no `[` is parsed; its columns must then pass
+    nesting and no second object) and which holds no `[` is parsed (Arrow's reader kills the
+    process on a file of `null` lines: pyarrow 26 segfaults there); its columns must then pass
     the checks of `landing_row_problem`. Anything else, including what Arrow's reader accepts
     and orjson does not (NaN, Infinity), fails a check: None, and the caller judges the file
     line by line.
     """
-    lines = content.split(b"\n")
-    count = len(lines) - lines.count(b"")
-    starts = content.count(b"\n{") + content.startswith((b"{", _BOM + b"{"))
-    if count == 0 or starts != count or content.count(b"{") != count or b"[" in content:
+    body = content.removeprefix(_BOM)
+    count = _objects_one_a_line(body)
+    if count == 0:
         return None
     try:
-        read = pa_json.read_json(io.BytesIO(content), parse_options=_JSON_OPTIONS)
+        read = pa_json.read_json(io.BytesIO(body), parse_options=_JSON_OPTIONS)
     except (pa.ArrowException, ValueError):  # not JSON, not UTF-8, a value of another type
         return None
-    if read.num_rows != count:  # two objects on a line
+    if read.num_rows != count:  # a value after the object on its line (`{...} null`)
         return None
     latest = now_ms + FUTURE_SLACK_MS
     price, quantity = read["price"], read["quantity"]

@@ -110,6 +110,7 @@ DOUBTFUL = [
     GOOD_LINE.replace(b'"price": 61837.63', b'"price": 1e400'),
     GOOD_LINE.replace(b'"price": 61837.63', b'"price": 61837.63, "price": -1.0'),  # twice
     GOOD_LINE + GOOD_LINE.replace(b"3735683259", b"3735683260"),  # two objects on one line
+    GOOD_LINE + b" null",  # a value after the object (Arrow's reader reads two rows)
     b"   ",  # only spaces
     b"\r",
     b"  " + GOOD_LINE,  # indented

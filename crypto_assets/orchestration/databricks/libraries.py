@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 
-# What a Databricks runtime already has (pyspark, Delta, pyarrow, requests; the Spark Connect
+# What a Databricks runtime already has (pyspark, Delta, pyarrow, numpy, requests; the Spark Connect
 # client on serverless), what dagster-databricks' step launcher adds itself at the local versions
 # (dagster, dagster-databricks, dagster-pyspark, databricks-sdk) and what only the local UI and
 # tools need (dagster-webserver, the `dg` CLI, dagster-slack: on Databricks the analytics notify
@@ -23,6 +23,7 @@ PROVIDED_OR_LOCAL_ONLY = frozenset(
         "pyspark",
         "delta-spark",
         "pyarrow",
+        "numpy",
         "requests",
         "dagster",
         "dagster-databricks",
