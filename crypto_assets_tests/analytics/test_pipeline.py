@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from crypto_assets.analytics.batch import AnalyticsSummary
 from crypto_assets.analytics.lag import read_recent_batch_lags
-from crypto_assets.analytics.pipeline import AnalyticsError
+from crypto_assets.analytics.pipeline import AnalyticsError, ProgressPoller
 from crypto_assets.analytics.schema import (
     ALL_TABLES,
     PRICE_ALERTS,
@@ -337,3 +338,54 @@ def test_batch_lags_follow_the_trade_times_and_are_stored_with_the_alerts_commit
     assert [
         lag.batch_id for lag in read_recent_batch_lags(tmp_path / "delta" / "price_alerts")
     ] == [0]
+
+
+class ProgressReadsCounted:
+    """A real streaming query, counting how often its progress is read."""
+
+    def __init__(self, query) -> None:
+        self.query = query
+        self.reads = 0
+
+    @property
+    def lastProgress(self):  # StreamingQuery's name
+        self.reads += 1
+        return self.query.lastProgress
+
+
+def test_a_continuous_run_reads_sparks_progress_after_its_batches_only(spark, tmp_path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    summary = AnalyticsSummary()
+
+    def count_batch(batch_df, batch_id: int) -> None:  # as the live summary counts a batch
+        summary.batches += 1
+
+    query = (
+        spark.readStream.format("text")
+        .load(str(folder))
+        .writeStream.foreachBatch(count_batch)
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(processingTime="0.2 seconds")
+        .start()
+    )
+    counted = ProgressReadsCounted(query)
+    poller = ProgressPoller(counted, summary)
+    try:
+        for batch_id in range(2):
+            (folder / f"{batch_id}.txt").write_text("a line\n")
+            deadline = time.monotonic() + 60
+            while summary.progress is None or summary.progress.batch_id < batch_id:
+                assert time.monotonic() < deadline, f"no progress of batch {batch_id}"
+                poller.poll()
+                time.sleep(0.1)
+        after_batches = counted.reads
+        for _ in range(20):  # two idle seconds, ten triggers without data
+            poller.poll()
+            time.sleep(0.1)
+    finally:
+        query.stop()
+    assert summary.batches == 2
+    assert summary.progress.batch_id == 1
+    assert after_batches >= 2  # read once a batch at least
+    assert counted.reads == after_batches  # and never while no batch completes
