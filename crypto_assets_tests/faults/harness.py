@@ -370,6 +370,19 @@ class PipelineHarness:
             self.start_continuous_analytics()
         return path
 
+    def signal_processes(self, pids: list[int], signum: int) -> None:
+        """Send `signum` to each of `pids` that still lives (SIGSTOP, SIGCONT: pause a run)."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def kill_processes(self, pids: list[int], what: str) -> None:
+        """SIGKILL `pids`, the processes of `what` (a run's, looked up before with `run_pids`)."""
+        self.last_fault_time = time.time()
+        for pid in pids:
+            _kill(pid)
+        logger.info("SIGKILLed %s: pids %s", what, pids)
+
     def _kill_run(self, job: str) -> list[int]:
         run = self.active_run(job)
         if run is None or run["status"] != "STARTED":
@@ -377,10 +390,7 @@ class PipelineHarness:
         pids = self.run_pids(run["runId"])
         if not pids:
             raise RuntimeError(f"no live process found for run {run['runId']}")
-        self.last_fault_time = time.time()
-        for pid in pids:
-            _kill(pid)
-        logger.info("SIGKILLed run %s of %s: pids %s", run["runId"], job, pids)
+        self.kill_processes(pids, f"run {run['runId']} of {job}")
         return pids
 
     def _kill_job_processes(self, job: str) -> None:
