@@ -10,13 +10,14 @@ module (``settings.py``) is one unit; the layers, top first:
     the work       producer/, analytics/, replay/, notifications/
     foundations    binance/, settings, errors, trade validation, ...
 
-A unit imports only units of its own layer or below, never the other deployment, and the units
-import each other without a circle.
+A unit imports only units of its own layer or below, never the other deployment, and neither the
+units nor the modules import each other in a circle.
 """
 
 from __future__ import annotations
 
 import ast
+import graphlib
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
@@ -124,6 +125,16 @@ def circles(arrows: Iterable[tuple[str, str]]) -> list[list[str]]:
     return [list(circle) for circle in sorted(found)]
 
 
+def module_circle(imports: Mapping[str, Iterable[str]]) -> list[str]:
+    """One circle of modules importing each other (a module repeated at its end), or []."""
+    graph = {module: {t for t in targets if t in imports} for module, targets in imports.items()}
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        return list(error.args[1])
+    return []
+
+
 def test_every_unit_has_a_layer() -> None:
     top_level = {path.stem for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
     folders = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
@@ -136,6 +147,10 @@ def test_arrows_point_down_and_no_work_reaches_a_deployment() -> None:
 
 def test_no_circle_between_folders() -> None:
     assert circles(unit_arrows(package_imports())) == []
+
+
+def test_no_circle_between_modules() -> None:
+    assert module_circle(package_imports()) == []
 
 
 def test_the_checks_catch_an_arrow_up_a_deployment_arrow_and_a_circle() -> None:
@@ -153,6 +168,11 @@ def test_the_checks_catch_an_arrow_up_a_deployment_arrow_and_a_circle() -> None:
         "crypto_assets.databricks.layout -> crypto_assets.local.layout",
     ]
     assert circles(arrows) == [["producer", "replay"]]
+    within_a_unit = {
+        "crypto_assets.analytics.spark_session": {"crypto_assets.analytics.delta_jars"},
+        "crypto_assets.analytics.delta_jars": {"crypto_assets.analytics.spark_session"},
+    }
+    assert sorted(module_circle(within_a_unit)[1:]) == sorted(within_a_unit)
 
 
 def test_one_module_reads_which_deployment_the_settings_name() -> None:

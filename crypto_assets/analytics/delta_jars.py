@@ -19,6 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from crypto_assets.analytics.java_runtime import check_java, java_executable
 from crypto_assets.errors import CryptoAssetsError
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,6 @@ def _ivy_jar() -> Path:
 
 def _resolve(staging: Path, ivy_cache: Path) -> None:
     """Resolve DELTA_SPARK's runtime jars with PySpark's Ivy into `staging`."""
-    from crypto_assets.analytics.spark_session import check_java, java_executable  # noqa: PLC0415
-
     check_java()  # the JAVA_HOME or PATH java Spark will use, 17 or newer
     org, artifact, version = DELTA_SPARK
     command = [

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -21,13 +18,12 @@ from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from crypto_assets.analytics.delta_jars import delta_jar_paths
+from crypto_assets.analytics.java_runtime import check_java
 from crypto_assets.errors import CryptoAssetsError
 
 logger = logging.getLogger(__name__)
 
-MIN_JAVA = 17
 DEFAULT_MASTER = "local[2]"
-_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 # Loaded by the JVM before Spark's first log line: WARN and up, no default-profile banner, no
 # native-hadoop notice. Shipped as package data beside this module.
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -90,55 +86,6 @@ def class_archive_options(archive: Path) -> list[str]:
     """
     # Quoted: Spark splits its JVM options at spaces, and a checkout path may hold some.
     return [f'-XX:SharedArchiveFile="{archive}"', "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
-
-
-class JavaNotFoundError(CryptoAssetsError):
-    """No usable Java 17+ for Spark."""
-
-
-def java_executable() -> Path | None:
-    """The java PySpark will launch: ``$JAVA_HOME/bin/java`` if JAVA_HOME is set, else PATH's."""
-    # PySpark itself reads JAVA_HOME and PATH, so the check must look where it will look.
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home) / "bin" / "java"
-        return candidate if candidate.is_file() else None
-    found = shutil.which("java")
-    return Path(found) if found else None
-
-
-def java_major_version(java: Path) -> int | None:
-    """Major version printed by ``java -version`` (8 for ``1.8.0_x``), None if it cannot run."""
-    try:
-        result = subprocess.run(
-            [str(java), "-version"], capture_output=True, text=True, timeout=60, check=False
-        )
-    except OSError:
-        return None
-    match = _VERSION.search(result.stderr + result.stdout)
-    if result.returncode != 0 or not match:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
-
-
-def check_java() -> None:
-    """Raise `JavaNotFoundError` (one line) unless a Java 17+ runtime is available to Spark."""
-    hint = f"install a JDK {MIN_JAVA}+ and set JAVA_HOME to it (or put its bin/ on PATH)"
-    java = java_executable()
-    if java is None:
-        where = os.environ.get("JAVA_HOME")
-        place = f"JAVA_HOME={where} has no bin/java" if where else "no java on PATH"
-        raise JavaNotFoundError(f"Spark needs Java {MIN_JAVA} or newer, but {place}: {hint}")
-    major = java_major_version(java)
-    if major is None:
-        raise JavaNotFoundError(
-            f"Spark needs Java {MIN_JAVA} or newer, but {java} does not run: {hint}"
-        )
-    if major < MIN_JAVA:
-        raise JavaNotFoundError(
-            f"Spark needs Java {MIN_JAVA} or newer, but {java} is Java {major}: {hint}"
-        )
 
 
 @contextmanager

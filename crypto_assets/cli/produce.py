@@ -16,13 +16,12 @@ from pathlib import Path
 
 from crypto_assets.orchestration.deployments import build_deployment
 from crypto_assets.producer.connection_check import check_connection
-from crypto_assets.producer.landing_target import LandingUpload
+from crypto_assets.producer.landing_target import LandingUpload, StateFile
 from crypto_assets.producer.producer import (
     DEFAULT_MAX_PENDING_TRADES,
     DEFAULT_PROGRESS_SECONDS,
     Producer,
     ProducerConfig,
-    StateFile,
     default_rest_url,
 )
 from crypto_assets.settings import Settings, SettingsError

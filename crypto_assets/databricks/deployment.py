@@ -25,8 +25,7 @@ from crypto_assets.databricks.lakehouse import DatabricksLakehouse
 from crypto_assets.databricks.layout import VolumeLayout
 from crypto_assets.databricks.volume_upload import VolumeUploader, default_spool_dir
 from crypto_assets.databricks.workspace import workspace_client
-from crypto_assets.producer.landing_target import LandingTarget
-from crypto_assets.producer.producer import StateFile
+from crypto_assets.producer.landing_target import LandingTarget, StateFile
 from crypto_assets.settings import SettingsError
 
 if TYPE_CHECKING:

@@ -17,8 +17,7 @@ from crypto_assets.analytics.schema import QUERY_NAME
 from crypto_assets.local.delta_sink import DeltaSink
 from crypto_assets.local.lakehouse import LocalLakehouse
 from crypto_assets.local.layout import LocalLayout
-from crypto_assets.producer.landing_target import LandingTarget
-from crypto_assets.producer.producer import StateFile
+from crypto_assets.producer.landing_target import LandingTarget, StateFile
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 
     from crypto_assets.analytics.lakehouse import Lakehouse
     from crypto_assets.analytics.ports import AnalyticsTarget
-    from crypto_assets.producer.landing_target import LandingTarget
-    from crypto_assets.producer.producer import StateFile
+    from crypto_assets.producer.landing_target import LandingTarget, StateFile
     from crypto_assets.settings import Settings
 
 

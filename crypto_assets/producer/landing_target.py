@@ -7,13 +7,13 @@ the Volume and keeps the producer's state there. The producer knows no deploymen
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from crypto_assets.producer.producer import StateFile
     from crypto_assets.producer.producer_state import ProducerStateFile
     from crypto_assets.producer.trade_sequencer import SymbolProgress
 
@@ -62,6 +62,12 @@ class LandingUpload(Protocol):
     def stop(self) -> int:
         """A last upload, then stop; the files still pending."""
         ...
+
+
+class StateFile(enum.Enum):
+    """Where the producer keeps its state unless given a path (None: keep none)."""
+
+    BESIDE_LANDING = "the landing folder's own (`ProducerFiles.state_path`)"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ received is landed before `run` returns: nothing received is lost.
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -32,6 +31,7 @@ from crypto_assets.binance.stream_client import (
     combined_stream_url,
 )
 from crypto_assets.producer.gap_filler import GapFiller
+from crypto_assets.producer.landing_target import StateFile
 from crypto_assets.producer.landing_writer import (
     LandingWriteError,
     LandingWriter,
@@ -73,12 +73,6 @@ def default_rest_url(ws_url: str, binance_rest_url: str) -> str:
         scheme = "https" if parts.scheme == "wss" else "http"
         return f"{scheme}://{parts.netloc}"
     return binance_rest_url
-
-
-class StateFile(enum.Enum):
-    """Where the producer keeps its state unless given a path (None: keep none)."""
-
-    BESIDE_LANDING = "the landing folder's own (`ProducerFiles.state_path`)"
 
 
 @dataclass(frozen=True)

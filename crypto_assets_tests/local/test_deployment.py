@@ -11,7 +11,7 @@ from crypto_assets.local.deployment import LocalDeployment
 from crypto_assets.local.lakehouse import LocalLakehouse
 from crypto_assets.local.landing_reader import LocalLandingReader
 from crypto_assets.orchestration.deployments import build_deployment
-from crypto_assets.producer.producer import StateFile
+from crypto_assets.producer.landing_target import StateFile
 from crypto_assets.settings import Settings
 
 
