@@ -29,6 +29,8 @@ SESSION_CONF = {
     "spark.default.parallelism": "2",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.adaptive.enabled": "false",
+    # Speed alone: VACUUM lists a table's files in 10,000 tasks by default (35 s on 2 cores).
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
 }
 
 
