@@ -4,8 +4,11 @@ A run is `(symbol, first window start, last window start)` in epoch ms, both inc
 windows closer than `join_slots` window slots are one run; farther ones stay apart, so a batch
 whose trades span years with nothing in between costs two runs, not a range over the years.
 Work over many runs goes in chunks of at most `MAX_RUNS_PER_QUERY`, so no predicate grows
-without bound (delta-rs overflows its stack on very long OR chains). A `TradeSpan` is the same
-for trades: a run of trade ids with the span of their trade times, for lookups by both.
+without bound: delta-rs overflows its stack on very long OR chains, and Delta-Spark's file
+skipping generates code for a scan's predicate that no longer compiles past a JVM method's 64 KB
+(at 32 runs a batch's query of stored windows does: Spark logs an ERROR and a stack trace, then
+runs it interpreted). A `TradeSpan` is the same for trades: a run of trade ids with the span of
+their trade times, for lookups by both.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import NamedTuple, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-MAX_RUNS_PER_QUERY = 64
+MAX_RUNS_PER_QUERY = 24
 _Keys = TypeVar("_Keys")  # a Run or a TradeSpan
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from crypto_assets.analytics.batch import alerts_in, stamped
 from crypto_assets.analytics.lag import read_recent_batch_lags
 from crypto_assets.analytics.pipeline import AnalyticsError, run_analytics
 from crypto_assets.analytics.ports import META_BATCH, BatchTag, MergeCounts
@@ -27,6 +28,8 @@ from crypto_assets.analytics.schema import (
     TRADES_QUARANTINE,
     TRADES_RAW,
 )
+from crypto_assets.analytics.transforms import WINDOW_COLUMNS, AlertRules, scoring_sql
+from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, widened
 from crypto_assets.databricks.deployment import DatabricksDeployment
 from crypto_assets.databricks.spark_delta_sink import SparkDeltaSink, path_identifier
 from crypto_assets_tests.analytics.expectations import (
@@ -281,3 +284,36 @@ def test_maintenance_keeps_every_row(spark, tmp_path: Path) -> None:
     ]
     assert "OPTIMIZE" in operations
     assert "VACUUM END" in operations
+
+
+def test_a_piece_of_the_most_runs_compiles_in_spark(spark, tmp_path: Path) -> None:
+    # Delta-Spark skips files by generating code for each scan's predicate. Past some size that
+    # code fails to compile, and Spark logs an ERROR with a long stack trace before it falls back
+    # to interpreting (seconds later): a batch's piece must stay under that size in every query.
+    # Without the fallback, such a failure raises here.
+    sink = SparkDeltaSink(spark, path_identifier(tmp_path))
+    sink.ensure_tables()
+    window_ms, lookback = 60_000, 10
+    start = int(dt.datetime(2024, 8, 1, tzinfo=dt.UTC).timestamp() * 1000)
+    # Runs far enough apart that no widened run meets the next: the largest predicates a piece
+    # can give (`BatchProcessor._windows_and_alerts` widens them the same way).
+    spacing = 3 * (lookback + 1) * window_ms
+    piece = [
+        Run("BTCUSDT", start + i * spacing, start + i * spacing + window_ms)
+        for i in range(MAX_RUNS_PER_QUERY)
+    ]
+    reach = (lookback + 1) * window_ms
+    affected = widened(piece, after=reach)
+    stored = widened(affected, before=reach)
+    rules = AlertRules(0.5, 100, 3.0, lookback)
+    tag = BatchTag("query:codegen", 0)
+    spark.conf.set("spark.sql.codegen.fallback", "false")
+    try:
+        scored = sink.score(scoring_sql(window_ms, rules), piece, window_ms, stored)
+        now = dt.datetime.now(dt.UTC)
+        fresh = scored.filter(scored["_fresh"]).select(WINDOW_COLUMNS)
+        sink.merge_analytics(stamped(fresh, "updated_time", now), tag, final=True)
+        sink.alert_keys(affected)
+        sink.replace_alerts(alerts_in(scored, affected, now), affected, tag, final=True)
+    finally:
+        spark.conf.unset("spark.sql.codegen.fallback")
