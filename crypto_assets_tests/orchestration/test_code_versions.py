@@ -21,6 +21,7 @@ ANALYTICS_MECHANICS = {
     "producer/producer_files.py",
     "analytics/checkpoint_lock.py",
     "analytics/delta_jars.py",
+    "analytics/java_runtime.py",
     "analytics/landing_retention.py",
     "analytics/maintenance.py",
     "analytics/spark_session.py",
