@@ -307,8 +307,10 @@ def test_a_piece_of_the_most_runs_compiles_in_spark(spark, tmp_path: Path) -> No
     stored = widened(affected, before=reach)
     rules = AlertRules(0.5, 100, 3.0, lookback)
     tag = BatchTag("query:codegen", 0)
+    id_runs = [Run("BTCUSDT", i * 1_000, i * 1_000 + 10) for i in range(MAX_RUNS_PER_QUERY)]
     spark.conf.set("spark.sql.codegen.fallback", "false")
     try:
+        sink.existing_trades(id_runs)
         scored = sink.score(scoring_sql(window_ms, rules), piece, window_ms, stored)
         now = dt.datetime.now(dt.UTC)
         fresh = scored.filter(scored["_fresh"]).select(WINDOW_COLUMNS)
