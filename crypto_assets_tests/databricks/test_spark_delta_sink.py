@@ -8,6 +8,7 @@ same tables; and the sink's writes are idempotent per batch tag.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -29,9 +30,16 @@ from crypto_assets.analytics.schema import (
     TRADES_RAW,
 )
 from crypto_assets.analytics.transforms import WINDOW_COLUMNS, AlertRules, scoring_sql
-from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, widened
+from crypto_assets.analytics.window_runs import MAX_RUNS_PER_QUERY, Run, TradeSpan, widened
 from crypto_assets.databricks.deployment import DatabricksDeployment
-from crypto_assets.databricks.spark_delta_sink import SparkDeltaSink, path_identifier
+from crypto_assets.databricks.lakehouse import DatabricksLakehouse
+from crypto_assets.databricks.layout import VolumeLayout
+from crypto_assets.databricks.spark_delta_sink import (
+    SparkDeltaSink,
+    layout_identifier,
+    path_identifier,
+)
+from crypto_assets.settings import Settings
 from crypto_assets_tests.analytics.expectations import (
     assert_matches_reference,
     assert_raw_holds_each_trade_once,
@@ -290,8 +298,11 @@ def test_a_piece_of_the_most_runs_compiles_in_spark(spark, tmp_path: Path) -> No
     # Delta-Spark skips files by generating code for each scan's predicate. Past some size that
     # code fails to compile, and Spark logs an ERROR with a long stack trace before it falls back
     # to interpreting (seconds later): a batch's piece must stay under that size in every query.
-    # Without the fallback, such a failure raises here.
-    sink = SparkDeltaSink(spark, path_identifier(tmp_path))
+    # Without the fallback, such a failure raises here. The sink's queries of a piece, and the
+    # lakehouse's lookup of trade spans in pieces of the same size.
+    settings = Settings(data_dir=tmp_path / "data")
+    layout = dataclasses.replace(VolumeLayout.from_settings(settings), stand_in=str(tmp_path))
+    sink = SparkDeltaSink(spark, layout_identifier(layout, on_databricks=False))
     sink.ensure_tables()
     window_ms, lookback = 60_000, 10
     start = int(dt.datetime(2024, 8, 1, tzinfo=dt.UTC).timestamp() * 1000)
@@ -308,9 +319,11 @@ def test_a_piece_of_the_most_runs_compiles_in_spark(spark, tmp_path: Path) -> No
     rules = AlertRules(0.5, 100, 3.0, lookback)
     tag = BatchTag("query:codegen", 0)
     id_runs = [Run("BTCUSDT", i * 1_000, i * 1_000 + 10) for i in range(MAX_RUNS_PER_QUERY)]
+    spans = [TradeSpan(r.symbol, r.first, r.last, start, start + 1) for r in id_runs]
     spark.conf.set("spark.sql.codegen.fallback", "false")
     try:
         sink.existing_trades(id_runs)
+        DatabricksLakehouse(layout, settings).trades_in(spans)
         scored = sink.score(scoring_sql(window_ms, rules), piece, window_ms, stored)
         now = dt.datetime.now(dt.UTC)
         fresh = scored.filter(scored["_fresh"]).select(WINDOW_COLUMNS)
